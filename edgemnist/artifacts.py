@@ -1,0 +1,98 @@
+"""Write artifacts atomically (temp file in the same folder, fsync, rename) and hash them.
+
+Usage: from edgemnist.artifacts import atomic_write_bytes, atomic_write_json, sha256_file
+
+Every file edgemnist produces goes through here, so a crash or a kill never leaves a
+half-written model, checkpoint or manifest behind: readers see the old file or the new one.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+
+class OutputError(OSError):
+    """The output location cannot be written (read-only, full, not a folder)."""
+
+
+def _describe_os_error(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    return f"cannot write {path}: {reason}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yields a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
+
+    On any exception the temporary file is removed and `path` is left untouched.
+
+    Raises:
+        OutputError: the folder is read-only, full or missing.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp", dir=path.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(_describe_os_error(path, exc)) from None
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(_describe_os_error(path, exc)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to `path` atomically and returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes UTF-8 `text` to `path` atomically and returns the path."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes `obj` as indented, key-sorted JSON to `path` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], suffix: str = "") -> Path:
+    """Calls `writer(tmp_path)` (e.g. a Keras save) and renames the result onto `path`.
+
+    `suffix` keeps the extension a writer may insist on (Keras wants `.keras`).
+    """
+    with atomic_path(path, suffix=f".tmp{suffix}") as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Returns the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Returns the hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()

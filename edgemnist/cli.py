@@ -1,0 +1,128 @@
+"""The `edgemnist` command line: one sub-command per pipeline stage.
+
+Usage: edgemnist --help    edgemnist COMMAND --help
+
+Each stage module registers its own sub-commands with `add_commands(subparsers)` and
+imports TensorFlow only inside the handlers, so `--help` is instant and the device
+commands (eval, bench, info on a .tflite) run where TensorFlow is not installed.
+
+Exit status: 0 success, 2 bad input or usage (one clear line on stderr), 1 a real
+failure (also one line; set EDGEMNIST_DEBUG=1 for the traceback), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from edgemnist import __version__
+from edgemnist._tensorflow import MissingExtraError
+from edgemnist.artifacts import OutputError
+
+# Stage modules that contribute sub-commands, in the order --help lists them.
+COMMAND_MODULES = (
+    "edgemnist.data",
+    "edgemnist.train",
+    "edgemnist.optimize",
+    "edgemnist.convert",
+    "edgemnist.evaluate",
+    "edgemnist.bench",
+    "edgemnist.report",
+    "edgemnist.firmware",
+    "edgemnist.pipeline",
+    "edgemnist.verify",
+)
+
+
+class UsageError(ValueError):
+    """Bad command-line input; exits with status 2."""
+
+
+def print_json(obj) -> None:
+    """Prints one JSON object on stdout (the --json output of every command)."""
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _add_info(subparsers) -> None:
+    p = subparsers.add_parser(
+        "info",
+        help="layers, parameters and MACs of a Keras model, or ops/tensors/bytes of a .tflite",
+        description="Describe a model file. A .keras/.h5 file (needs the train extra): layers, "
+        "parameters and MACs per image. A .tflite file (no TensorFlow needed): ops, tensors, "
+        "quantization parameters and where the bytes go.",
+    )
+    p.add_argument("model", help="a .keras, .h5 or .tflite file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=_run_info)
+
+
+def _run_info(args) -> int:
+    if str(args.model).endswith(".tflite"):
+        from edgemnist.runtime import tflite_info
+
+        info = tflite_info.describe(args.model)
+        print_json(info) if args.json else print(tflite_info.format_description(info))
+        return 0
+    from edgemnist import model as model_lib
+
+    summary = model_lib.model_summary(model_lib.load_keras_model(args.model))
+    print_json(summary) if args.json else print(model_lib.format_summary(summary))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgemnist",
+        description="Train, prune, quantize, export and measure a small depthwise-separable CNN "
+        "for MNIST, from desktop to Raspberry Pi to microcontroller.",
+        epilog="Main job: edgemnist pipeline --out runs/default. Every command takes --help.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgemnist {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # a stage not built yet in this checkout
+                continue
+            raise
+        module.add_commands(subparsers)
+    _add_info(subparsers)
+    return parser
+
+
+def _fail(status: int, message: str) -> int:
+    print(f"edgemnist: error: {message}", file=sys.stderr)
+    return status
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return _fail(130, "interrupted")
+    except MissingExtraError as exc:
+        return _fail(1, str(exc))
+    except OutputError as exc:
+        return _fail(1, str(exc))
+    except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if os.environ.get("EDGEMNIST_DEBUG"):
+            raise
+        return _fail(2, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except Exception as exc:  # a real failure: one line, traceback on request
+        if os.environ.get("EDGEMNIST_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return _fail(1, f"{type(exc).__name__}: {first} (EDGEMNIST_DEBUG=1 shows the traceback)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

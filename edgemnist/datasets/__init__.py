@@ -1,0 +1,1 @@
+"""Data files shipped with edgemnist (MNIST in IDX format), so every command works offline."""

@@ -1,0 +1,251 @@
+"""Model builders: the depthwise-separable dilated CNN and the tutorial CNN reference.
+
+Usage: edgemnist info runs/default/model.keras
+
+Both builders return a plain Keras (tf-keras, Keras 2) model that starts with
+`keras.Input` and takes 28x28x1 images in [0, 1]. Layer names are stable (`stem`,
+`block1_conv_dw`, `block1_conv_pw`, ...) so pruning reports and quantization diagnostics
+can name them.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from edgemnist._tensorflow import keras
+
+INPUT_SHAPE = (28, 28, 1)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the depthwise-separable model.
+
+    The full-resolution 28x28 stage costs most of the latency, so the stem halves the
+    resolution at once; dilation widens the receptive field of the 3x3 depthwise kernels
+    without adding parameters.
+    """
+
+    stem_channels: int = 24  # 3x3 stride-2 convolution: 28x28 -> 14x14
+    block_channels: tuple = (32, 48, 64, 72)  # pointwise output channels, one per block
+    dilation_rates: tuple = (1, 2, 1, 2)  # dilation of each block's 3x3 depthwise conv
+    pool_after: tuple = (2,)  # 2x2 max-pool after these blocks (1-based): 14x14 -> 7x7
+    width_multiplier: float = 1.0  # scales every channel count
+    dropout: float = 0.1  # before the classifier
+
+    def __post_init__(self):
+        if len(self.block_channels) == 0:
+            raise ValueError("block_channels must name at least one block")
+        if len(self.dilation_rates) != len(self.block_channels):
+            raise ValueError(
+                f"dilation_rates {self.dilation_rates} must have one rate per block "
+                f"({len(self.block_channels)} blocks)"
+            )
+        if any(int(r) < 1 for r in self.dilation_rates):
+            raise ValueError(f"dilation rates must be >= 1, got {self.dilation_rates}")
+        if any(not 1 <= int(b) <= len(self.block_channels) for b in self.pool_after):
+            raise ValueError(f"pool_after {self.pool_after} must name blocks 1..{len(self.block_channels)}")
+        if not 0.0 < self.width_multiplier <= 8.0:
+            raise ValueError(f"width_multiplier must be in (0, 8], got {self.width_multiplier}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def channels(self, n: int) -> int:
+        """Channel count scaled by the width multiplier, kept a multiple of 4 (SIMD friendly)."""
+        return max(4, int(round(n * self.width_multiplier / 4)) * 4)
+
+
+def _conv_dw_pw(x, out_channels: int, dilation: int, name: str):
+    """One depthwise-separable block: 3x3 depthwise (dilated) -> BN -> ReLU6 -> 1x1 pointwise -> BN -> ReLU6."""
+    layers = keras().layers
+    x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=dilation, use_bias=False, name=f"{name}_conv_dw")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn_dw")(x)
+    x = layers.ReLU(6.0, name=f"{name}_relu_dw")(x)
+    x = layers.Conv2D(out_channels, 1, use_bias=False, name=f"{name}_conv_pw")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn_pw")(x)
+    return layers.ReLU(6.0, name=f"{name}_relu_pw")(x)
+
+
+def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] = None):
+    """The depthwise-separable dilated CNN.
+
+    Args:
+        config: the model's shape.
+        batch_size: a static batch size (1 for TFLite export, so dilated convolutions are
+            lowered to one native op rather than SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND), or None.
+
+    Returns:
+        An uncompiled Keras model named "ds_cnn".
+    """
+    k = keras()
+    layers = k.layers
+    inputs = k.Input(INPUT_SHAPE, batch_size=batch_size, name="image")
+    x = layers.Conv2D(config.channels(config.stem_channels), 3, strides=2, padding="same", use_bias=False,
+                      name="stem")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    for i, (channels, rate) in enumerate(zip(config.block_channels, config.dilation_rates), start=1):
+        x = _conv_dw_pw(x, config.channels(channels), int(rate), name=f"block{i}")
+        if i in config.pool_after:
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if config.dropout:
+        x = layers.Dropout(config.dropout, name="dropout")(x)
+    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
+    return k.Model(inputs, outputs, name="ds_cnn")
+
+
+def build_tutorial_cnn(batch_size: Optional[int] = None):
+    """The standard tutorial CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10, ~93k parameters).
+
+    The reference every comparison shows beside the depthwise-separable model.
+    """
+    k = keras()
+    layers = k.layers
+    inputs = k.Input(INPUT_SHAPE, batch_size=batch_size, name="image")
+    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = layers.Conv2D(64, 3, activation="relu", name="conv3")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(64, activation="relu", name="dense1")(x)
+    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
+    return k.Model(inputs, outputs, name="tutorial_cnn")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture: its builder and a one-line description."""
+
+    build: Callable
+    description: str
+    default_config: Optional[ModelConfig] = field(default=None)
+
+
+MODELS = {
+    "ds_cnn": ModelSpec(
+        lambda config=None, batch_size=None: build_ds_cnn(config or ModelConfig(), batch_size),
+        "depthwise-separable dilated CNN (the default)",
+        ModelConfig(),
+    ),
+    "tutorial_cnn": ModelSpec(
+        lambda config=None, batch_size=None: build_tutorial_cnn(batch_size),
+        "tutorial CNN Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10 (reference)",
+    ),
+}
+
+
+def build_model(name: str = "ds_cnn", config: Optional[ModelConfig] = None, batch_size: Optional[int] = None):
+    """Builds a registered model by name.
+
+    Raises:
+        ValueError: unknown name.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name].build(config, batch_size)
+
+
+def with_batch_size(model, batch_size: Optional[int] = 1):
+    """A copy of `model` (same weights) whose input has a static batch size.
+
+    TFLite export uses batch 1: the converter then lowers dilated convolutions to one native
+    op (see PLATFORM_NOTES.md), which TFLite Micro runs correctly.
+    """
+    k = keras()
+    config = model.get_config()
+    config["layers"][0]["config"]["batch_input_shape"] = (batch_size,) + tuple(model.input_shape[1:])
+    clone = k.Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def load_keras_model(path: str | os.PathLike):
+    """Loads a Keras model saved by edgemnist (.keras or .h5), with a clear error.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a Keras model file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    k = keras()
+    try:
+        return k.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; name the file instead.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: not a loadable Keras model ({first[:200]})") from None
+
+
+# --------------------------------------------------------------------------- info
+
+
+def layer_macs(layer) -> int:
+    """Multiply-accumulates of one layer for a single image (0 for layers without weights)."""
+    layers = keras().layers
+    if isinstance(layer, layers.DepthwiseConv2D):
+        _, h, w, c = layer.output_shape
+        kh, kw = layer.kernel_size
+        return int(h * w * c * kh * kw)
+    if isinstance(layer, layers.Conv2D):
+        _, h, w, c = layer.output_shape
+        kh, kw = layer.kernel_size
+        return int(h * w * c * kh * kw * layer.input_shape[-1])
+    if isinstance(layer, layers.Dense):
+        return int(layer.input_shape[-1] * layer.units)
+    # tfmot wrappers (pruning / QAT) hold the real layer.
+    inner = getattr(layer, "layer", None)
+    return layer_macs(inner) if inner is not None and hasattr(inner, "output_shape") else 0
+
+
+def _base_layer(layer):
+    inner = getattr(layer, "layer", None)
+    return inner if inner is not None else layer
+
+
+def model_summary(model) -> dict:
+    """Layers, parameters and MACs of a Keras model, as a JSON-ready dict.
+
+    Returns:
+        {"name", "params", "trainable_params", "macs", "input_shape",
+         "layers": [{"name", "type", "output_shape", "params", "macs", "dilation"}]}
+    """
+    rows = []
+    for layer in model.layers:
+        base = _base_layer(layer)
+        rows.append(
+            {
+                "name": layer.name,
+                "type": type(base).__name__,
+                "output_shape": list(layer.output_shape[1:]) if isinstance(layer.output_shape, tuple) else None,
+                "params": int(layer.count_params()),
+                "macs": layer_macs(layer),
+                "dilation": list(base.dilation_rate) if getattr(base, "dilation_rate", (1, 1)) != (1, 1) else None,
+            }
+        )
+    trainable = sum(int(w.shape.num_elements()) for w in model.trainable_weights)
+    return {
+        "name": model.name,
+        "input_shape": list(model.input_shape[1:]),
+        "params": int(model.count_params()),
+        "trainable_params": trainable,
+        "macs": sum(r["macs"] for r in rows),
+        "layers": rows,
+    }
+
+
+def format_summary(summary: dict) -> str:
+    """A human table of `model_summary`."""
+    lines = [f"model {summary['name']}: input {tuple(summary['input_shape'])}"]
+    lines.append(f"{'layer':<22}{'type':<22}{'output':<16}{'params':>9}{'MACs':>11}  dilation")
+    for r in summary["layers"]:
+        shape = "x".join(str(d) for d in r["output_shape"]) if r["output_shape"] else "-"
+        dil = "x".join(str(d) for d in r["dilation"]) if r["dilation"] else ""
+        lines.append(f"{r['name']:<22}{r['type']:<22}{shape:<16}{r['params']:>9,}{r['macs']:>11,}  {dil}")
+    lines.append(
+        f"total: {summary['params']:,} parameters ({summary['trainable_params']:,} trainable), "
+        f"{summary['macs']:,} MACs per image"
+    )
+    return "\n".join(lines)
