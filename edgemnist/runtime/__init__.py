@@ -1,0 +1,1 @@
+"""TensorFlow-free runtime: load and run .tflite models with LiteRT, tflite-runtime or tf.lite."""
