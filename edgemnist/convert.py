@@ -1,0 +1,533 @@
+"""Export a Keras model to every TFLite variant a user deploys, each with a manifest beside it.
+
+Usage: edgemnist export --from runs/default/model.keras --out runs/default/tflite [--variants float32,int8]
+
+One table (`VARIANTS`) names each variant, the file it writes, what it needs (the float
+model, a pruned or QAT model, or the float32 .tflite) and which quantizer makes it; one
+small function per quantizer does the real work. Every .tflite is exported from a
+static-batch-1 copy of the model, so dilated convolutions stay one native op (no
+SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND; see PLATFORM_NOTES.md).
+
+Files: `<stem>_<variant>.tflite` and its manifest `<stem>_<variant>.tflite.json` (written
+after the .tflite, both atomically). Exports are deterministic: the same source model
+and settings give byte-identical .tflite files.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgemnist.artifacts import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+
+log = logging.getLogger(__name__)
+
+QUANTIZERS = ("tflite", "ai-edge")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the export table."""
+
+    name: str
+    needs: str  # "model", "pruned", "qat", "pruned_qat" (Keras models) or "float32" (the float .tflite)
+    quantizer: str  # "tflite" (TFLite converter) or "ai-edge" (AI Edge Quantizer)
+    recipe: str  # the converter mode or AI Edge Quantizer recipe that makes it
+    description: str
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("float32", "model", "tflite", "float32", "float weights and activations, the reference"),
+        Variant("float16", "model", "tflite", "float16", "float16 weights, float32 activations (GPU delegates)"),
+        Variant("dynamic", "model", "tflite", "dynamic_range", "int8 weights, float activations, no calibration"),
+        Variant("int8", "model", "tflite", "full_integer", "full-integer PTQ, int8 input and output"),
+        Variant("qat_int8", "qat", "tflite", "full_integer", "quantization-aware trained, int8 input and output"),
+        Variant("pruned_int8", "pruned", "tflite", "full_integer", "pruned model, full-integer PTQ"),
+        Variant("pruned_qat_int8", "pruned_qat", "tflite", "full_integer", "pruned + sparsity-preserving QAT, int8"),
+        Variant("aie_int8", "float32", "ai-edge", "static_wi8_ai8", "AI Edge Quantizer static int8"),
+        Variant("aie_int16x8", "float32", "ai-edge", "static_wi8_ai16", "AI Edge Quantizer int16 activations, int8 weights"),
+        Variant("aie_dynamic", "float32", "ai-edge", "dynamic_wi8_afp32", "AI Edge Quantizer int8 weights, float activations"),
+        Variant("aie_int4w", "float32", "ai-edge", "weight_only_wi4_afp32", "AI Edge Quantizer int4 weights only"),
+    )
+}
+
+
+def default_variants(quantizer: str = "tflite") -> list[str]:
+    """The variants `edgemnist export` writes when none are named: float32 plus those of `quantizer`."""
+    if quantizer not in QUANTIZERS + ("all",):
+        raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS + ('all',))}, got {quantizer!r}")
+    return [v.name for v in VARIANTS.values() if v.name == "float32" or quantizer in ("all", v.quantizer)]
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of every export."""
+
+    representative_size: int = 500  # training images that calibrate int8 activation ranges
+    representative_seed: int = 0  # picks which training images (a seeded sample, spread over the split)
+    data_dir: Optional[str] = None  # training data for calibration (None: $EDGEMNIST_DATA or shipped MNIST)
+    batch_size: int = 1  # static batch of the exported model; 1 keeps dilated convolutions one native op
+    strip: bool = True  # drop conversion metadata and shorten internal tensor names (outputs unchanged)
+    per_channel: bool = True  # per-channel weight scales (False: one scale per tensor, smaller, less exact)
+    stem: str = "model"  # file names: <stem>_<variant>.tflite
+
+    def __post_init__(self):
+        if not 1 <= int(self.representative_size) <= 60000:
+            raise ValueError(f"representative_size must be in 1..60000, got {self.representative_size}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.stem or "/" in self.stem or os.sep in self.stem:
+            raise ValueError(f"stem must be a plain file name part, got {self.stem!r}")
+
+
+def variant_filename(variant: str, config: ExportConfig = ExportConfig()) -> str:
+    """`<stem>_<variant>.tflite`."""
+    return f"{config.stem}_{_variant(variant).name}.tflite"
+
+
+def manifest_path(tflite_path: str | os.PathLike) -> Path:
+    """Where the manifest of a .tflite lives: the same path with `.json` appended."""
+    return Path(f"{os.fspath(tflite_path)}.json")
+
+
+def _variant(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return VARIANTS[name]
+
+
+# --------------------------------------------------------------------------- calibration data
+
+
+def representative_images(config: ExportConfig = ExportConfig(), representative=None) -> np.ndarray:
+    """float32 (N, 28, 28, 1) calibration images in [0, 1].
+
+    Args:
+        config: representative_size/seed/data_dir pick a seeded sample of the training split.
+        representative: instead, a data.Split, uint8 (N, 28, 28) images or float (N, 28, 28, 1).
+
+    Raises:
+        ValueError: images of the wrong shape.
+    """
+    from edgemnist import data
+
+    if representative is None:
+        train = data.load_split("train", config.data_dir)
+        n = min(int(config.representative_size), len(train))
+        index = np.sort(np.random.default_rng(config.representative_seed).choice(len(train), n, replace=False))
+        images = train.images[index]
+    elif isinstance(representative, data.Split):
+        images = representative.images[: config.representative_size]
+    else:
+        images = np.asarray(representative)[: config.representative_size]
+    if images.dtype == np.uint8:
+        images = data.to_model_input(images)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        images = images[..., np.newaxis]
+    if images.ndim != 4 or images.shape[1:] != (28, 28, 1) or len(images) == 0:
+        raise ValueError(f"representative images must be (N, 28, 28[, 1]), got shape {images.shape}")
+    return images
+
+
+# --------------------------------------------------------------------------- TFLite converter
+
+
+def _load_source(model_or_path):
+    """(Keras model, sha256 of its source, description of the source)."""
+    from edgemnist import model as model_lib
+
+    if isinstance(model_or_path, (str, os.PathLike)):
+        path = Path(model_or_path)
+        if path.suffix == ".tflite":
+            raise ValueError(f"{path}: this variant needs a Keras model (.keras/.h5), not a .tflite")
+        model = _load_keras(path)
+        return model, sha256_file(path), str(path)
+    return model_or_path, _keras_model_digest(model_or_path), f"in-memory Keras model {model_or_path.name!r}"
+
+
+def _load_keras(path: Path):
+    """Loads plain, pruned-and-stripped or QAT Keras models (QAT needs tfmot's custom objects)."""
+    from edgemnist import model as model_lib
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return model_lib.load_keras_model(path)
+    except ValueError as plain_error:
+        try:
+            from edgemnist._tensorflow import import_tfmot
+
+            with import_tfmot().quantization.keras.quantize_scope():
+                return model_lib.load_keras_model(path)
+        except ValueError:
+            raise plain_error from None
+
+
+def _keras_model_digest(model) -> str:
+    """sha256 over a model's architecture JSON and weights: identifies an in-memory source."""
+    digest = hashlib.sha256(model.to_json().encode("utf-8"))
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w).tobytes())
+    return digest.hexdigest()
+
+
+def _concrete_function(model, batch_size: int):
+    """The model's inference function traced for a static [batch, 28, 28, 1] input named `image`.
+
+    Tracing with a fixed batch works for plain and tfmot-wrapped (QAT) models alike, where
+    rebuilding the Keras graph with a new input shape would need every custom object.
+    """
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    spec = tf.TensorSpec([batch_size] + list(model.input_shape[1:]), tf.float32, name="image")
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        return {"probabilities": model(image, training=False)}
+
+    return serve.get_concrete_function()
+
+
+def _tflite_convert(model, recipe: str, config: ExportConfig, representative) -> bytes:
+    """Runs the TFLite converter in one of its modes on a static-batch trace of `model`."""
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    concrete = _concrete_function(model, config.batch_size)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    if recipe == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif recipe == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif recipe == "full_integer":
+        images = representative_images(config, representative)
+
+        def representative_dataset():
+            for i in range(len(images)):
+                yield [images[i : i + 1].repeat(config.batch_size, axis=0)]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+        if not config.per_channel:
+            converter._experimental_disable_per_channel = True
+    elif recipe != "float32":
+        raise ValueError(f"unknown TFLite converter recipe {recipe!r}")
+    try:
+        return bytes(converter.convert())
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"TFLite converter failed for {model.name!r} ({recipe}): {first[:300]}") from None
+
+
+# --------------------------------------------------------------------------- AI Edge Quantizer
+
+
+def _ai_edge_quantize(float_tflite: bytes, recipe_name: str, config: ExportConfig, representative) -> bytes:
+    """Quantizes a float32 .tflite with AI Edge Quantizer (no TensorFlow involved)."""
+    try:
+        from ai_edge_quantizer import quantizer, recipe
+    except ImportError as exc:
+        from edgemnist._tensorflow import MissingExtraError
+
+        raise MissingExtraError(f"--quantizer ai-edge needs ai-edge-quantizer: pip install ai-edge-quantizer ({exc})")
+    with tempfile.TemporaryDirectory(prefix="edgemnist-aie-") as tmp:
+        src = Path(tmp) / "float32.tflite"
+        src.write_bytes(float_tflite)
+        qt = quantizer.Quantizer(str(src))
+        qt.load_quantization_recipe(getattr(recipe, recipe_name)())
+        calibration = None
+        if qt.need_calibration:
+            images = representative_images(config, representative)
+            signature, input_name = _signature_input(float_tflite)
+            samples = [{input_name: images[i : i + 1].repeat(config.batch_size, axis=0)} for i in range(len(images))]
+            calibration = qt.calibrate({signature: samples})
+        result = qt.quantize(calibration) if calibration is not None else qt.quantize()
+        out = Path(tmp) / "quantized.tflite"
+        result.export_model(str(out), overwrite=True)
+        return out.read_bytes()
+
+
+def _signature_input(tflite: bytes) -> tuple[str, str]:
+    """(signature key, input name) of a one-input model's first signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=tflite).get_signature_list()
+    if not signatures:
+        raise ValueError("the float32 .tflite has no signature; AI Edge Quantizer calibration needs one")
+    key = next(iter(signatures))
+    return key, signatures[key]["inputs"][0]
+
+
+# --------------------------------------------------------------------------- flatbuffer edits
+
+
+def strip_model(tflite: bytes) -> bytes:
+    """Drops what no interpreter reads: conversion metadata and long internal tensor names.
+
+    Input and output tensor names and the signature stay (runtimes look them up); every
+    other tensor keeps a short name (its first `;`-separated part), so debugging still
+    shows which layer a tensor came from. Weights, quantization and ops are untouched,
+    so every output is bit-identical (tests/test_convert.py checks it).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(tflite), 0))
+    keep_metadata = {b"min_runtime_version"}  # a few bytes; tools print it
+    kept = []
+    for meta in model.metadata or []:
+        if meta.name in keep_metadata:
+            kept.append(meta)
+        else:
+            model.buffers[meta.buffer].data = None
+    model.metadata = kept or None
+    model.description = None
+    for subgraph in model.subgraphs:
+        io_tensors = set(subgraph.inputs) | set(subgraph.outputs)
+        for index, tensor in enumerate(subgraph.tensors):
+            if index not in io_tensors and tensor.name:
+                tensor.name = _short_tensor_name(tensor.name, index)
+    return _pack_model(model, schema)
+
+
+def _short_tensor_name(name: bytes, index: int) -> bytes:
+    first = name.split(b";")[0]
+    return first[:48] if first else b"t%d" % index
+
+
+class _AlignedBuffer:
+    """Packs a Buffer with its data 16-byte aligned, as the converter writes it (SIMD kernels read in place)."""
+
+    def __init__(self, buffer, schema):
+        self.buffer, self.schema = buffer, schema
+
+    def Pack(self, builder):
+        data = self.buffer.data
+        offset = None
+        if data is not None and len(data):
+            payload = np.asarray(data, dtype=np.uint8).tobytes()
+            builder.StartVector(1, len(payload), 16)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            builder.vectorNumElems = len(payload)
+            offset = builder.EndVector()
+        self.schema.BufferStart(builder)
+        if offset is not None:
+            self.schema.BufferAddData(builder, offset)
+        return self.schema.BufferEnd(builder)
+
+
+def _pack_model(model, schema) -> bytes:
+    import flatbuffers
+
+    model.buffers = [_AlignedBuffer(b, schema) for b in model.buffers]
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip level 9 with mtime 0 (deterministic), what a download or flash image costs."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
+        fh.write(data)
+    return len(buf.getvalue())
+
+
+def _io_details(details: list) -> list:
+    rows = []
+    for d in details:
+        q = d.get("quantization_parameters") or {}
+        scales, zero_points = list(q.get("scales", [])), list(q.get("zero_points", []))
+        rows.append(
+            {
+                "name": d["name"],
+                "shape": [int(s) for s in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scales[0]) if len(scales) == 1 else None,
+                "zero_point": int(zero_points[0]) if len(zero_points) == 1 else None,
+            }
+        )
+    return rows
+
+
+def _op_list(tflite: bytes) -> list[str]:
+    """Op names in execution order."""
+    try:
+        from edgemnist.runtime import tflite_info
+
+        return [op["op"] if isinstance(op, dict) else str(op) for op in tflite_info.read_model(tflite)["ops"]]
+    except Exception:  # the TF-free reader may not exist yet or read paths only; the interpreter always works
+        from ai_edge_litert.interpreter import Interpreter
+
+        return [op["op_name"] for op in Interpreter(model_content=tflite)._get_ops_details()]
+
+
+_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
+
+
+def weight_sparsity(tflite: bytes) -> dict:
+    """Fraction of exactly-zero weights in each conv/dense kernel of a .tflite, and overall.
+
+    Follows a DEQUANTIZE to its constant (float16 weights). int4 weights are unpacked.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(bytearray(tflite), 0)
+    opcodes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    producer = {}
+    ops = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = opcodes[op.OpcodeIndex()]
+        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        ops.append((name, op))
+        for j in range(op.OutputsLength()):
+            producer[op.Outputs(j)] = (name, op)
+    dtype_of = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.FLOAT16: np.float16,
+                schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8, schema.TensorType.INT4: "int4"}
+    layers, zeros_total, count_total = {}, 0, 0
+    for name, op in ops:
+        if name not in _WEIGHT_OPS or op.InputsLength() < 2:
+            continue
+        index = op.Inputs(_WEIGHT_OPS[name])
+        if index in producer and producer[index][0] == "DEQUANTIZE":
+            index = producer[index][1].Inputs(0)
+        tensor = graph.Tensors(index)
+        raw = model.Buffers(tensor.Buffer()).DataAsNumpy() if tensor.Buffer() else 0
+        if isinstance(raw, int) or tensor.Type() not in dtype_of:
+            continue
+        count = int(np.prod(tensor.ShapeAsNumpy()))
+        if dtype_of[tensor.Type()] == "int4":
+            packed = np.asarray(raw, dtype=np.uint8)
+            values = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(-1)[:count]
+        else:
+            values = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype=dtype_of[tensor.Type()])
+        zeros = int(np.count_nonzero(values == 0))
+        label = tensor.Name().decode("utf-8", "replace").split(";")[0]
+        layers[label] = round(zeros / max(count, 1), 4)
+        zeros_total += zeros
+        count_total += count
+    return {"overall": round(zeros_total / max(count_total, 1), 4), "layers": layers, "weights": count_total}
+
+
+def build_manifest(tflite: bytes, variant: str, source_sha256: str, source: str, settings: dict) -> dict:
+    """The manifest of one exported .tflite, as a JSON-ready dict."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tflite)
+    v = _variant(variant)
+    return {
+        "variant": v.name,
+        "description": v.description,
+        "quantizer": v.quantizer,
+        "recipe": v.recipe,
+        "source": source,
+        "source_sha256": source_sha256,
+        "sha256": sha256_bytes(tflite),
+        "bytes": len(tflite),
+        "gzip_bytes": gzip_size(tflite),
+        "inputs": _io_details(interpreter.get_input_details()),
+        "outputs": _io_details(interpreter.get_output_details()),
+        "ops": _op_list(tflite),
+        "sparsity": weight_sparsity(tflite),
+        "converter": _converter_versions(v.quantizer),
+        "settings": settings,
+    }
+
+
+def _converter_versions(quantizer: str) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = ("tensorflow",) if quantizer == "tflite" else ("ai-edge-quantizer", "ai-edge-litert")
+    found = {}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    name = "TFLiteConverter" if quantizer == "tflite" else "ai_edge_quantizer.Quantizer"
+    return {"name": name, "versions": found}
+
+
+# --------------------------------------------------------------------------- export
+
+
+def convert_variant(model_or_path, variant: str, config: ExportConfig = ExportConfig(), representative=None):
+    """Converts without writing: (tflite bytes, source sha256, source description).
+
+    `model_or_path` is a Keras model or .keras/.h5 path; for AI Edge Quantizer variants it
+    may also be the float32 .tflite (path or bytes).
+    """
+    v = _variant(variant)
+    if v.quantizer == "ai-edge":
+        if isinstance(model_or_path, bytes):
+            float_tflite, digest, source = model_or_path, sha256_bytes(model_or_path), "float32 .tflite bytes"
+        elif isinstance(model_or_path, (str, os.PathLike)) and str(model_or_path).endswith(".tflite"):
+            path = Path(model_or_path)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such file")
+            float_tflite, digest, source = path.read_bytes(), sha256_file(path), str(path)
+        else:
+            model, digest, source = _load_source(model_or_path)
+            float_tflite = _finish(_tflite_convert(model, "float32", config, None), config)
+        tflite = _ai_edge_quantize(float_tflite, v.recipe, config, representative)
+    else:
+        model, digest, source = _load_source(model_or_path)
+        tflite = _tflite_convert(model, v.recipe, config, representative)
+    return _finish(tflite, config), digest, source
+
+
+def _finish(tflite: bytes, config: ExportConfig) -> bytes:
+    return strip_model(tflite) if config.strip else tflite
+
+
+def export_variant(model_or_path, variant: str, out_path, config: ExportConfig = ExportConfig(),
+                   representative=None) -> dict:
+    """Converts one variant, writes the .tflite and then its manifest (both atomically).
+
+    Args:
+        model_or_path: a Keras model or a .keras/.h5 path (the float, pruned or QAT model
+            the variant needs); AI Edge Quantizer variants also take the float32 .tflite.
+        variant: a name from `VARIANTS`.
+        out_path: the .tflite to write; the manifest goes to `manifest_path(out_path)`.
+        config: export settings.
+        representative: calibration images instead of a sample of the training split.
+
+    Returns:
+        The manifest dict (also written as JSON), with "path" and "manifest_path" added.
+
+    Raises:
+        ValueError: unknown variant or a source of the wrong kind. FileNotFoundError: no source.
+        RuntimeError: the converter failed.
+    """
+    tflite, digest, source = convert_variant(model_or_path, variant, config, representative)
+    settings = {k: v for k, v in asdict(config).items() if k != "stem"}
+    if _variant(variant).recipe not in ("full_integer",) and not _variant(variant).recipe.startswith("static"):
+        settings = {k: v for k, v in settings.items() if not k.startswith("representative") and k != "data_dir"}
+    manifest = build_manifest(tflite, variant, digest, source, settings)
+    out_path = Path(out_path)
+    atomic_write_bytes(out_path, tflite)
+    atomic_write_json(manifest_path(out_path), manifest)
+    return {**manifest, "path": str(out_path), "manifest_path": str(manifest_path(out_path))}
