@@ -342,7 +342,8 @@ class _Reader:
             return []
         start, count = vec
         if count > self.tables_left:
-            self.fail(f"{what}: {count} entries is more than a file of {self.n} bytes can hold")
+            self.fail(f"too many tables: {what} adds {count} entries, more than a file of {self.n} bytes "
+                      "can hold (shared or cyclic references); refusing to go on")
         offsets = np.frombuffer(self.buf, dtype="<u4", count=count, offset=start).astype(np.int64)
         positions = offsets + start + 4 * np.arange(count, dtype=np.int64)
         return [self.table_at(int(p), f"{what}[{i}]") for i, p in enumerate(positions)]
