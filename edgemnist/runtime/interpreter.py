@@ -1,0 +1,435 @@
+"""Load and run a .tflite classifier with LiteRT, tflite-runtime or tf.lite, without TensorFlow.
+
+Usage: from edgemnist.runtime import Runner; Runner("model_int8.tflite").predict(images)
+
+Inputs are float32 images in [0, 1] (the one input convention of edgemnist); an int8,
+uint8 or int16 model gets them quantized with its own input scale and zero point, and
+its outputs come back dequantized with its own output parameters. The single-image path
+(`predict_one`) is kept to a few numpy calls with pre-allocated buffers, so it costs
+little more than a bare `interpreter.invoke()` loop (benchmarks/bench_runtime.py).
+
+This module imports only numpy and an interpreter package. `tf.lite` is tried last and
+only when neither ai-edge-litert nor tflite-runtime is installed.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+# Interpreter packages in the order they are tried.
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tf.lite")
+_INSTALL_HINT = (
+    "pip install ai-edge-litert (LiteRT, recommended), or tflite-runtime, or tensorflow (tf.lite)"
+)
+# float32 bits of 1.0: a non-negative float32 in [0, 1] has its bits, read as uint32, at
+# most this; negative values (sign bit), NaN and infinities all read larger.
+_ONE_BITS = np.float32(1.0).view(np.uint32)
+# Adding 1.5 * 2**23 to a float32 of magnitude < 2**22 rounds it to an integer (half to
+# even, like np.rint) held in the low mantissa bits, so quantization is one multiply, one
+# add and an integer cast.
+_ROUNDING_MAGIC = 12582912.0
+
+
+class BackendNotFoundError(ImportError):
+    """No TFLite interpreter package is installed (or not the one asked for)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An importable interpreter package."""
+
+    name: str  # one of BACKENDS
+    version: str
+    interpreter_class: Any  # the package's Interpreter class
+
+    def describe(self) -> str:
+        """`name version`, as shown in tables."""
+        return f"{self.name} {self.version}"
+
+
+def _package_version(distribution: str, module: Any) -> str:
+    version = getattr(module, "__version__", None)
+    if version:
+        return str(version)
+    try:
+        from importlib.metadata import PackageNotFoundError, version as dist_version
+
+        return dist_version(distribution)
+    except (ImportError, PackageNotFoundError):
+        return "unknown"
+
+
+def _import_backend(name: str) -> Backend:
+    if name == "ai_edge_litert":
+        module = importlib.import_module("ai_edge_litert.interpreter")
+        package = importlib.import_module("ai_edge_litert")
+        return Backend(name, _package_version("ai-edge-litert", package), module.Interpreter)
+    if name == "tflite_runtime":
+        module = importlib.import_module("tflite_runtime.interpreter")
+        package = importlib.import_module("tflite_runtime")
+        return Backend(name, _package_version("tflite-runtime", package), module.Interpreter)
+    # The last resort: the full TensorFlow package (its tf.lite is scheduled for deletion).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf = importlib.import_module("tensorflow")
+    return Backend(name, _package_version("tensorflow", tf), tf.lite.Interpreter)
+
+
+def load_backend(name: Optional[str] = None) -> Backend:
+    """Imports a TFLite interpreter package.
+
+    Args:
+        name: one of BACKENDS to force it; None tries them in order.
+
+    Returns:
+        The first backend that imports.
+
+    Raises:
+        ValueError: `name` is not one of BACKENDS.
+        BackendNotFoundError: none of them (or not the one asked for) is installed.
+    """
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    tried = []
+    for candidate in (name,) if name else BACKENDS:
+        try:
+            return _import_backend(candidate)
+        except ImportError as exc:
+            tried.append(f"{candidate} ({exc})")
+    wanted = f"backend {name}" if name else f"a TFLite interpreter ({', '.join(BACKENDS)})"
+    raise BackendNotFoundError(f"no {wanted} is installed: {_INSTALL_HINT}; tried " + "; ".join(tried))
+
+
+def check_tflite_file(path: str | os.PathLike) -> Path:
+    """Checks that `path` is a readable .tflite flatbuffer before a native interpreter sees it.
+
+    Uses `edgemnist.runtime.tflite_info.validate` when present, else the file identifier.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a .tflite model.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file (expected a .tflite model)")
+    try:
+        from edgemnist.runtime.tflite_info import validate
+    except ImportError:
+        validate = None
+    if validate is not None:
+        validate(path)
+        return path
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8 or head[4:8] != b"TFL3":
+        raise ValueError(f"{path}: not a .tflite model (no TFL3 file identifier)")
+    return path
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output: index, shape at batch 1, dtype and quantization."""
+
+    index: int
+    name: str
+    shape: tuple  # including the batch dimension
+    dtype: Any  # a numpy scalar type
+    scale: float  # 0.0 for float tensors
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        """True for an integer tensor with quantization parameters."""
+        return np.issubdtype(self.dtype, np.integer) and self.scale != 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-ready description."""
+        return {
+            "name": self.name,
+            "shape": [int(d) for d in self.shape],
+            "dtype": np.dtype(self.dtype).name,
+            "scale": float(self.scale),
+            "zero_point": int(self.zero_point),
+        }
+
+
+def _tensor_spec(detail: dict) -> TensorSpec:
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return TensorSpec(
+        int(detail["index"]), str(detail.get("name", "")), tuple(int(d) for d in detail["shape"]),
+        detail["dtype"], float(scale), int(zero_point),
+    )
+
+
+class Runner:
+    """Runs a .tflite image classifier: float-in, float-out `predict` and `predict_one`.
+
+    Attributes:
+        path: the model file.
+        backend: the interpreter package in use (name, version).
+        num_threads: threads the interpreter may use.
+        input, output: TensorSpec of the single input and output.
+        image_shape: the shape of one image, e.g. (28, 28, 1).
+        init_seconds: time to create the interpreter and allocate its tensors.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, backend: Optional[str] = None):
+        """Loads and validates a .tflite model.
+
+        Args:
+            path: the .tflite file.
+            num_threads: interpreter threads (>= 1).
+            backend: force one of BACKENDS; None picks the first installed.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a .tflite model, not one input and one output, or bad num_threads.
+            BackendNotFoundError: no interpreter package is installed.
+        """
+        if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        self.path = check_tflite_file(path)
+        self.num_threads = int(num_threads)
+        self.backend = load_backend(backend)
+        start = time.perf_counter()
+        self._interpreter = self._new_interpreter()
+        self.init_seconds = time.perf_counter() - start
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(
+                f"{self.path}: expected a classifier with one input and one output, "
+                f"got {len(inputs)} inputs and {len(outputs)} outputs"
+            )
+        self.input, self.output = _tensor_spec(inputs[0]), _tensor_spec(outputs[0])
+        if len(self.input.shape) < 2:
+            raise ValueError(f"{self.path}: input shape {self.input.shape} has no batch dimension")
+        self.image_shape = tuple(self.input.shape[1:])
+        self._batched = None  # a second interpreter, resized for batches, created on demand
+        self._batched_size = 0
+        self._prepare_single_call()
+
+    # ------------------------------------------------------------------ setup
+
+    def _new_interpreter(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite's deprecation notice
+            try:
+                interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=self.num_threads)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError, SystemError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ValueError(f"{self.path}: {self.backend.describe()} cannot load it ({first})") from None
+        return interpreter
+
+    def _prepare_single_call(self) -> None:
+        spec = self.input
+        self._in_index, self._out_index = spec.index, self.output.index
+        self._in_buffer = np.empty(spec.shape, np.float32)
+        self._single_shapes = {spec.shape, self.image_shape}
+        if self.image_shape[-1] == 1:
+            self._single_shapes.add(self.image_shape[:-1])  # (28, 28)
+        self._in_quantized = np.empty(spec.shape, spec.dtype)
+        self._in_scale_inv = np.float32(1.0 / spec.scale) if spec.quantized else None
+        self._in_offset = np.float32(_ROUNDING_MAGIC + spec.zero_point) if spec.quantized else None
+        if spec.quantized:
+            info = np.iinfo(spec.dtype)
+            lo, hi = spec.zero_point, 1.0 / spec.scale + spec.zero_point
+            if not (info.min <= lo and hi <= info.max + 0.5 and abs(hi) < 2 ** 22):
+                raise ValueError(
+                    f"{self.path}: input quantization (scale {spec.scale}, zero point {spec.zero_point}) "
+                    f"does not map [0, 1] into {np.dtype(spec.dtype).name}"
+                )
+        elif not np.issubdtype(spec.dtype, np.floating):
+            raise ValueError(
+                f"{self.path}: input is {np.dtype(spec.dtype).name} without quantization parameters; "
+                "expected float32 or a quantized integer input"
+            )
+        out = self.output
+        self._out_table = None  # 8-bit outputs dequantize by table look-up: one numpy call
+        if out.quantized and np.dtype(out.dtype).itemsize == 1:
+            codes = np.arange(256, dtype=np.uint8).view(out.dtype).astype(np.float32)
+            self._out_table = ((codes - out.zero_point) * np.float32(out.scale)).astype(np.float32)
+
+    # ------------------------------------------------------------------ conversions
+
+    def _check_images(self, images, single: bool) -> np.ndarray:
+        """float32 array shaped (N,) + image_shape, or ValueError saying what was expected."""
+        arr = images if isinstance(images, np.ndarray) else np.asarray(images)
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(
+                f"expected float images in [0, 1] (pixel / 255), got dtype {arr.dtype}; "
+                "use edgemnist.data.to_model_input for uint8 pixels"
+            )
+        shape = self.image_shape
+        if arr.shape[-len(shape):] != shape and shape[-1] == 1 and arr.shape[-(len(shape) - 1):] == shape[:-1]:
+            arr = arr[..., np.newaxis]  # (N, 28, 28) -> (N, 28, 28, 1)
+        if single and arr.shape == shape:
+            arr = arr[np.newaxis]
+        if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape or (single and arr.shape[0] != 1):
+            want = f"one image of shape {shape}" if single else f"a batch of shape (N, {', '.join(map(str, shape))})"
+            raise ValueError(f"expected {want}, got shape {tuple(np.shape(images))}")
+        if arr.dtype != np.float32:
+            arr = arr.astype(np.float32)
+        if arr.size and np.maximum.reduce(arr.view(np.uint32), axis=None) > _ONE_BITS:
+            _raise_out_of_range(arr)
+        return arr
+
+    def quantize_input(self, images: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Checked float images in [0, 1] -> the model's input dtype, from its scale and zero point.
+
+        Args:
+            images: float32 (N,) + image_shape, already checked.
+            out: optional array of the model's input dtype to write into.
+
+        Returns:
+            The model input (quantized, or the float images themselves for a float model).
+        """
+        if self._in_scale_inv is None:
+            if out is None:
+                return images
+            np.copyto(out, images, casting="same_kind")
+            return out
+        scaled = np.multiply(images, self._in_scale_inv)
+        np.add(scaled, self._in_offset, out=scaled)
+        # the rounded integer sits in the low bits; the cast keeps them (two's complement)
+        quantized = scaled.view(np.int32)
+        if out is None:
+            return quantized.astype(self.input.dtype)
+        np.copyto(out, quantized, casting="unsafe")
+        return out
+
+    def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
+        """The model's raw output -> float32 scores, from its output scale and zero point."""
+        if self._out_table is not None:
+            return self._out_table[raw.view(np.uint8)]
+        if self.output.quantized:
+            return ((raw.astype(np.float32) - self.output.zero_point) * np.float32(self.output.scale))
+        return raw.astype(np.float32, copy=False)
+
+    # ------------------------------------------------------------------ inference
+
+    def predict_one(self, image: np.ndarray) -> np.ndarray:
+        """Scores of one image: float32 (10,). The low-overhead single-image path.
+
+        Args:
+            image: float in [0, 1], shaped image_shape, (1,) + image_shape or (28, 28).
+
+        Raises:
+            ValueError: wrong shape or dtype, NaN, or values outside [0, 1].
+        """
+        if (type(image) is not np.ndarray or image.dtype != np.float32
+                or image.shape not in self._single_shapes or not image.flags.c_contiguous):
+            image = self._check_images(image, single=True)
+        if np.maximum.reduce(image.view(np.uint32), axis=None) > _ONE_BITS:
+            _raise_out_of_range(image)
+        interpreter = self._interpreter
+        if self._in_scale_inv is None:
+            interpreter.set_tensor(self._in_index, image.reshape(self._in_buffer.shape))
+        else:
+            buffer = self._in_buffer
+            np.multiply(image.reshape(buffer.shape), self._in_scale_inv, out=buffer)
+            np.add(buffer, self._in_offset, out=buffer)
+            np.copyto(self._in_quantized, buffer.view(np.int32), casting="unsafe")
+            interpreter.set_tensor(self._in_index, self._in_quantized)
+        interpreter.invoke()
+        raw = interpreter.get_tensor(self._out_index)[0]
+        if self._out_table is not None:
+            return self._out_table[raw.view(np.uint8)]
+        return self.dequantize_output(raw)
+
+    def _batch_interpreter(self, batch_size: int):
+        """A second interpreter with its input resized to `batch_size` (None if resizing fails)."""
+        if self._batched is not None and self._batched_size == batch_size:
+            return self._batched
+        interpreter = self._new_interpreter()
+        try:
+            interpreter.resize_tensor_input(self._in_index, [batch_size, *self.image_shape])
+            interpreter.allocate_tensors()
+            ok = int(interpreter.get_output_details()[0]["shape"][0]) == batch_size
+        except (ValueError, RuntimeError):
+            ok = False
+        self._batched, self._batched_size = (interpreter, batch_size) if ok else (None, 0)
+        return self._batched
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Scores of many images: float32 (N, 10), run `batch_size` at a time.
+
+        The input tensor of a second interpreter is resized to `batch_size`; the last batch is
+        padded with zeros. A model that cannot be resized runs one image at a time.
+
+        Args:
+            images: float in [0, 1], shaped (N,) + image_shape or (N, 28, 28).
+            batch_size: images per invoke (>= 1).
+
+        Raises:
+            ValueError: wrong shape or dtype, NaN, values outside [0, 1], or bad batch_size.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        images = self._check_images(images, single=False)
+        n = images.shape[0]
+        batch_size = int(min(batch_size, max(n, 1)))
+        interpreter = self._batch_interpreter(batch_size) if batch_size > 1 else None
+        if interpreter is None:
+            batch_size, interpreter = 1, self._interpreter
+        scores = np.empty((n, int(np.prod(self.output.shape[1:]))), np.float32)
+        batch_in = np.zeros((batch_size, *self.image_shape), self.input.dtype)
+        for start in range(0, n, batch_size):
+            chunk = images[start:start + batch_size]
+            if chunk.shape[0] < batch_size:
+                batch_in[chunk.shape[0]:] = self.quantize_input(np.zeros_like(chunk[:1]))
+            self.quantize_input(chunk, out=batch_in[: chunk.shape[0]])
+            interpreter.set_tensor(self._in_index, batch_in)
+            interpreter.invoke()
+            raw = interpreter.get_tensor(self._out_index)
+            scores[start:start + chunk.shape[0]] = self.dequantize_output(raw[: chunk.shape[0]]).reshape(
+                chunk.shape[0], -1)
+        return scores
+
+    # ------------------------------------------------------------------ raw access (benchmarks)
+
+    @property
+    def interpreter(self):
+        """The underlying batch-1 interpreter (for bare invoke loops in benchmarks)."""
+        return self._interpreter
+
+    def set_raw_input(self, model_input: np.ndarray) -> None:
+        """Copies an already quantized batch-1 input into the interpreter."""
+        self._interpreter.set_tensor(self._in_index, model_input)
+
+    def invoke(self) -> None:
+        """Runs the batch-1 interpreter once on its current input."""
+        self._interpreter.invoke()
+
+    def info(self) -> dict:
+        """A JSON-ready description: path, backend, threads, input and output tensors."""
+        return {
+            "path": str(self.path),
+            "backend": self.backend.name,
+            "backend_version": self.backend.version,
+            "threads": self.num_threads,
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
+        }
+
+    def __repr__(self) -> str:
+        return (f"Runner({str(self.path)!r}, input={np.dtype(self.input.dtype).name}{list(self.input.shape)}, "
+                f"backend={self.backend.describe()!r}, num_threads={self.num_threads})")
+
+
+def _raise_out_of_range(images: np.ndarray) -> None:
+    """Raises ValueError describing NaN or values outside [0, 1] (-0.0 passes)."""
+    if np.isnan(images).any():
+        raise ValueError(f"expected images in [0, 1], got {int(np.isnan(images).sum())} NaN values")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"expected images in [0, 1] (pixel / 255), got values from {lo:g} to {hi:g}"
+        )
