@@ -1,0 +1,166 @@
+"""Accuracy of a .tflite model on the test split: overall, per class, confusion matrix.
+
+Usage: edgemnist eval runs/default/tflite/model_int8.tflite [--limit 1000] [--json]
+
+Runs on the TensorFlow-free runtime (numpy + LiteRT), batched, so it works on a Raspberry
+Pi with only `pip install edgemnist`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from edgemnist import data
+from edgemnist.runtime import BACKENDS, Runner
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one evaluation."""
+
+    limit: Optional[int] = None  # the first N test images; None: all of them
+    data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    batch_size: int = 256  # images per invoke
+    threads: int = 1  # interpreter threads
+    backend: Optional[str] = None  # force one of runtime.BACKENDS
+
+    def __post_init__(self):
+        if self.limit is not None and int(self.limit) < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit}")
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = data.NUM_CLASSES) -> np.ndarray:
+    """int64 (C, C) counts: row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions, np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def accuracy_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
+    """Accuracy, per-class accuracy and confusion matrix of predicted classes, JSON-ready.
+
+    Returns:
+        {"n", "correct", "accuracy", "per_class_accuracy" (None for a class with no
+        examples), "per_class_count", "confusion_matrix" (rows true, columns predicted)}.
+    """
+    cm = confusion_matrix(labels, predictions)
+    counts = cm.sum(axis=1)
+    n, correct = int(counts.sum()), int(np.trace(cm))
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n if n else None,
+        "per_class_accuracy": [float(cm[c, c] / counts[c]) if counts[c] else None for c in range(len(counts))],
+        "per_class_count": [int(c) for c in counts],
+        "confusion_matrix": cm.tolist(),
+    }
+
+
+def predict_classes(runner: Runner, split: data.Split, batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """Predicted class of every image in `split`, and the seconds inference took."""
+    images = data.to_model_input(split.images)
+    start = time.perf_counter()
+    scores = runner.predict(images, batch_size=batch_size)
+    return scores.argmax(axis=1).astype(np.uint8), time.perf_counter() - start
+
+
+def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data.Split] = None,
+             runner: Optional[Runner] = None) -> dict:
+    """Evaluates a .tflite model on the test split.
+
+    Args:
+        model_path: the .tflite file.
+        config: evaluation settings.
+        split: evaluate on these images instead of loading the test split (config.limit
+            still applies).
+        runner: an already loaded Runner of `model_path` to reuse.
+
+    Returns:
+        accuracy_report's keys plus "model" (path), "backend", "backend_version",
+        "threads", "batch_size", "seconds" (inference only), "images_per_second",
+        "dataset" ({"source", "split", "n"}); and "predictions" (uint8 array, not JSON:
+        pop it before printing).
+
+    Raises:
+        FileNotFoundError, ValueError, data.DataError: missing or malformed model or data.
+    """
+    runner = runner or Runner(model_path, num_threads=config.threads, backend=config.backend)
+    if split is None:
+        split = data.load_split("test", config.data_dir, config.limit)
+    else:
+        split = split.head(config.limit)
+    predictions, seconds = predict_classes(runner, split, config.batch_size)
+    report = accuracy_report(split.labels, predictions)
+    report.update(
+        model=str(runner.path),
+        backend=runner.backend.name,
+        backend_version=runner.backend.version,
+        threads=runner.num_threads,
+        batch_size=int(config.batch_size),
+        seconds=round(seconds, 4),
+        images_per_second=round(len(split) / seconds, 1) if seconds > 0 else None,
+        dataset={"source": split.source, "split": "test", "n": len(split)},
+        predictions=predictions,
+    )
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A human summary: accuracy, per-class accuracy and the confusion matrix."""
+    lines = [
+        f"{report['model']}: accuracy {report['accuracy']:.2%} ({report['correct']}/{report['n']}) "
+        f"in {report['seconds']:.2f} s ({report['backend']} {report['backend_version']}, "
+        f"{report['threads']} thread(s), batch {report['batch_size']})",
+        "per class: " + "  ".join(
+            f"{c}:{'-' if acc is None else f'{acc:.1%}'}" for c, acc in enumerate(report["per_class_accuracy"])),
+        "confusion matrix (rows true, columns predicted):",
+        "      " + "".join(f"{c:>6}" for c in range(len(report["confusion_matrix"]))),
+    ]
+    for c, row in enumerate(report["confusion_matrix"]):
+        lines.append(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_runtime_arguments(parser) -> None:
+    """--threads and --backend, shared by eval, bench and compare."""
+    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
+                        "(default: the first installed of " + ", ".join(BACKENDS) + ")")
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist eval`."""
+    p = subparsers.add_parser(
+        "eval",
+        help="accuracy of a .tflite on the test set (no TensorFlow needed)",
+        description="Accuracy, per-class accuracy and confusion matrix of a .tflite model on the "
+        "10,000 test images (or the first N), run batched on the TensorFlow-free runtime.",
+    )
+    p.add_argument("model", help="a .tflite file")
+    p.add_argument("--limit", type=int, help="evaluate the first N test images only")
+    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per invoke (default 256)")
+    add_runtime_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from edgemnist.cli import print_json
+
+    config = EvalConfig(args.limit, args.data_dir, args.batch_size, args.threads, args.backend)
+    report = evaluate(args.model, config)
+    report.pop("predictions")
+    print_json(report) if args.json else print(format_report(report))
+    return 0
