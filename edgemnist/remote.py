@@ -44,6 +44,7 @@ _SSH_AUTH = re.compile(r"permission denied|too many authentication failures|"
 
 # Runs on the device with nothing but the Python standard library (3.6+): describes the
 # machine, says what is importable and makes the working folder. One JSON line on stdout.
+# describe_device() runs the same code here, so local and remote results carry equal tags.
 DEVICE_PROBE = r'''
 import json, os, platform, sys, tempfile
 
@@ -73,16 +74,16 @@ def version_of(dist, module):
 
 def backend():
     import importlib
-    for module_name, dist in (("ai_edge_litert.interpreter", "ai-edge-litert"),
-                              ("tflite_runtime.interpreter", "tflite-runtime")):
+    # Named as edgemnist.runtime names its backends, tried in the same order.
+    for name, dist in (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")):
         try:
-            importlib.import_module(module_name)
+            importlib.import_module(name + ".interpreter")
         except Exception:
             continue
-        return {"name": dist, "version": version_of(dist, None)}
+        return {"name": name, "version": version_of(dist, None)}
     import importlib.util
-    if importlib.util.find_spec("tensorflow") is not None:
-        return {"name": "tensorflow", "version": version_of("tensorflow", None)}
+    if importlib.util.find_spec("tensorflow") is not None:  # not imported: far too slow for a probe
+        return {"name": "tf.lite", "version": version_of("tensorflow", None)}
     return None
 
 def package_version(name):
@@ -92,21 +93,52 @@ def package_version(name):
         return None
     return getattr(module, "__version__", None) or version_of(name, None) or "unknown"
 
-cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-print(json.dumps({
-    "name": read_text("/proc/device-tree/model") or cpu_model(),
-    "cpu": cpu_model(),
-    "machine": platform.machine(),
-    "cores": cores,
-    "os": platform.platform(),
-    "python": platform.python_version(),
-    "python_executable": sys.executable,
-    "numpy": package_version("numpy"),
-    "backend": backend(),
-    "edgemnist": package_version("edgemnist"),
-    "workdir": tempfile.mkdtemp(prefix="edgemnist-remote-") if "--mkdtemp" in sys.argv else None,
-}))
+def x86_host_under_arm():
+    # qemu-user passes the host's /proc/cpuinfo through: an Arm Python reading an x86 CPU
+    # description is being emulated, and its timings say nothing about a board.
+    text = read_text("/proc/cpuinfo") or ""
+    arm = platform.machine().lower() in ("aarch64", "arm64") or platform.machine().lower().startswith("arm")
+    return arm and ("GenuineIntel" in text or "AuthenticAMD" in text or "\nflags" in text)
+
+def describe(make_workdir=False):
+    emulated = x86_host_under_arm()
+    name = read_text("/proc/device-tree/model") or cpu_model()
+    if emulated:
+        name = "emulated %s (qemu-user on %s)" % (platform.machine(), cpu_model())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "name": name,
+        "cpu": cpu_model(),
+        "machine": platform.machine(),
+        "emulated": emulated,
+        "cores": cores,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "numpy": package_version("numpy"),
+        "backend": backend(),
+        "edgemnist": package_version("edgemnist"),
+        "workdir": tempfile.mkdtemp(prefix="edgemnist-remote-") if make_workdir else None,
+    }
+
+if __name__ == "__main__":
+    print(json.dumps(describe(make_workdir="--mkdtemp" in sys.argv)))
 '''
+
+
+def describe_device() -> dict:
+    """Describes this machine as a remote result's "device" is described.
+
+    Returns:
+        name (on a Raspberry Pi /proc/device-tree/model, else the CPU model; "emulated ..."
+        under qemu-user), cpu, machine, emulated, cores, os, python, python_executable,
+        numpy, backend ({"name", "version"} or None) and edgemnist (version or None).
+    """
+    namespace = {"__name__": "edgemnist_device_probe"}
+    exec(compile(DEVICE_PROBE, "<edgemnist device probe>", "exec"), namespace)  # noqa: S102 - our own constant
+    device = namespace["describe"]()
+    device.pop("workdir")
+    return device
 
 
 class RemoteSetupError(ValueError):

@@ -111,7 +111,8 @@ def test_probe_describes_the_device(sshd):
     assert device["machine"] == os.uname().machine
     assert device["cores"] >= 1
     assert device["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert device["backend"]["name"] in ("ai-edge-litert", "tflite-runtime", "tensorflow")
+    assert device["backend"]["name"] in ("ai_edge_litert", "tflite_runtime", "tf.lite")
+    assert device["emulated"] is False
     assert device["edgemnist"] == __version__
     assert device["name"] and device["workdir"] is None
 
