@@ -107,7 +107,7 @@ def _delta(after: Optional[int], before: Optional[int]) -> Optional[int]:
     return None if after is None or before is None else after - before
 
 
-def _timed_invokes(runner: Runner, inputs: list, count: int) -> np.ndarray:
+def timed_invokes(runner: Runner, inputs: list, count: int) -> np.ndarray:
     """Microseconds of `count` invokes, the input set (untimed) before each."""
     interpreter, index = runner.interpreter, runner.input.index
     set_tensor, invoke, clock = interpreter.set_tensor, interpreter.invoke, time.perf_counter_ns
@@ -121,7 +121,7 @@ def _timed_invokes(runner: Runner, inputs: list, count: int) -> np.ndarray:
     return samples / 1000.0
 
 
-def _timed_calls(runner: Runner, images: list, count: int) -> np.ndarray:
+def timed_calls(runner: Runner, images: list, count: int) -> np.ndarray:
     """Microseconds of `count` whole predict_one calls (quantize, invoke, dequantize)."""
     predict_one, clock = runner.predict_one, time.perf_counter_ns
     samples = np.empty(count, np.float64)
@@ -172,10 +172,10 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
     singles = [np.ascontiguousarray(images[i]) for i in range(min(_BENCH_IMAGES, len(images)))]
     quantized = [np.ascontiguousarray(runner.quantize_input(image[np.newaxis])) for image in singles]
 
-    _timed_invokes(runner, quantized, config.warmup)
-    latency = latency_percentiles(_timed_invokes(runner, quantized, config.runs))
-    _timed_calls(runner, singles, min(config.warmup, 50))
-    call_latency = latency_percentiles(_timed_calls(runner, singles, config.runs))
+    timed_invokes(runner, quantized, config.warmup)
+    latency = latency_percentiles(timed_invokes(runner, quantized, config.runs))
+    timed_calls(runner, singles, min(config.warmup, 50))
+    call_latency = latency_percentiles(timed_calls(runner, singles, config.runs))
     rss_single = _current_rss_bytes()
     batched = throughput(runner, images[: config.throughput_images], config.batch_size)
     return {
