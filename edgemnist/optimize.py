@@ -1,0 +1,410 @@
+"""Prune and quantization-aware train a Keras model with tensorflow-model-optimization.
+
+Usage: edgemnist optimize --from runs/default/model.keras --out runs/default/optimized --prune --qat
+
+`prune` fine-tunes with `prune_low_magnitude` (PolynomialDecay from 0 to the target
+sparsity), then `strip_pruning`; the sparsity reported is measured on the stripped
+weights, per layer. tfmot's pruning registry never prunes DepthwiseConv2D kernels (and of
+a SeparableConv2D only the pointwise kernel), so the depthwise layers stay dense and the
+sparsity lives in the stem, pointwise and dense layers: the per-layer report shows it.
+
+`qat` wraps the model with `quantize_model` (or, for a pruned model, with
+`Default8BitPrunePreserveQuantizeScheme`, which keeps the zeros) and fine-tunes briefly.
+The QAT export is traced with a static batch of 1 (see convert.py), so its dilated
+convolutions stay native ops as in the other variants.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+# Kernel attributes holding prunable weights, per Keras layer type name.
+_KERNEL_ATTRS = ("kernel", "depthwise_kernel", "pointwise_kernel")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Magnitude pruning during a short fine-tune."""
+
+    target_sparsity: float = 0.75  # fraction of zeros in each prunable kernel at the end
+    epochs: int = 2  # fine-tuning epochs
+    batch_size: int = 128
+    learning_rate: float = 5e-4  # fine-tuning, lower than training's
+    ramp_fraction: float = 0.7  # sparsity reaches the target after this fraction of the steps; the rest recovers
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < self.target_sparsity < 1.0:
+            raise ValueError(f"target_sparsity must be in (0, 1), got {self.target_sparsity}")
+        _check_finetune(self.epochs, self.batch_size, self.learning_rate)
+        if not 0.0 < self.ramp_fraction <= 1.0:
+            raise ValueError(f"ramp_fraction must be in (0, 1], got {self.ramp_fraction}")
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    """Quantization-aware fine-tuning."""
+
+    epochs: int = 1
+    batch_size: int = 128
+    learning_rate: float = 1e-4  # QAT only nudges weights toward the int8 grid
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_finetune(self.epochs, self.batch_size, self.learning_rate)
+
+
+def _check_finetune(epochs: int, batch_size: int, learning_rate: float) -> None:
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 < float(learning_rate) < 1.0:
+        raise ValueError(f"learning_rate must be in (0, 1), got {learning_rate}")
+
+
+# --------------------------------------------------------------------------- sparsity
+
+
+def _kernels(layer):
+    """(attribute name, variable) of a layer's kernels, also inside tfmot wrappers.
+
+    Found by variable name: a QAT wrapper replaces the `kernel` attribute with its
+    fake-quantized tensor, but the variable keeps its name.
+    """
+    found = []
+    for var in layer.weights:
+        leaf = var.name.split("/")[-1].split(":")[0]
+        if leaf in _KERNEL_ATTRS:
+            found.append((leaf, var))
+    return found
+
+
+def sparsity_report(model, pruned_layers: Optional[set] = None) -> dict:
+    """Fraction of exactly-zero kernel weights, per layer and overall, measured on the weights.
+
+    Args:
+        model: a Keras model (plain, stripped, or QAT-wrapped).
+        pruned_layers: names of the layers tfmot pruned; `prunable_sparsity` covers only
+            those (None: every layer with a kernel except DepthwiseConv2D).
+
+    Returns:
+        {"overall", "prunable_sparsity", "weights", "layers": [{"name", "type", "kernel",
+        "weights", "zeros", "sparsity", "pruned"}]}
+    """
+    rows = []
+    for layer in model.layers:
+        base = getattr(layer, "layer", layer)
+        for attr, var in _kernels(layer):
+            values = np.asarray(var.numpy())
+            zeros = int(np.count_nonzero(values == 0))
+            is_pruned = (
+                base.name in pruned_layers if pruned_layers is not None
+                else type(base).__name__ != "DepthwiseConv2D" and attr != "depthwise_kernel"
+            )
+            rows.append({
+                "name": base.name, "type": type(base).__name__, "kernel": attr, "weights": int(values.size),
+                "zeros": zeros, "sparsity": round(zeros / max(values.size, 1), 4), "pruned": bool(is_pruned),
+            })
+    total = sum(r["weights"] for r in rows)
+    pruned_total = sum(r["weights"] for r in rows if r["pruned"])
+    return {
+        "overall": round(sum(r["zeros"] for r in rows) / max(total, 1), 4),
+        "prunable_sparsity": round(sum(r["zeros"] for r in rows if r["pruned"]) / max(pruned_total, 1), 4),
+        "weights": total,
+        "layers": rows,
+    }
+
+
+def format_sparsity(report: dict) -> str:
+    """A human table of `sparsity_report`."""
+    lines = [f"{'layer':<22}{'type':<18}{'kernel':<18}{'weights':>9}{'sparsity':>10}  pruned"]
+    for r in report["layers"]:
+        lines.append(f"{r['name']:<22}{r['type']:<18}{r['kernel']:<18}{r['weights']:>9,}{r['sparsity']:>10.1%}  "
+                     f"{'yes' if r['pruned'] else 'no (tfmot does not prune it)'}")
+    lines.append(f"overall {report['overall']:.1%} of {report['weights']:,} kernel weights; "
+                 f"pruned layers {report['prunable_sparsity']:.1%}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def _check_prunable(model, tfmot) -> None:
+    """Raises ValueError naming the first layer tfmot's pruning cannot wrap."""
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer" or PruneRegistry.supports(layer):
+            continue
+        if isinstance(layer, tfmot.sparsity.keras.PrunableLayer) or hasattr(layer, "get_prunable_weights"):
+            continue
+        raise ValueError(
+            f"layer {layer.name!r} ({type(layer).__name__}) cannot be pruned by tfmot: it is not in the "
+            "pruning registry and does not implement tfmot.sparsity.keras.PrunableLayer"
+        )
+
+
+def _steps(n: int, batch_size: int, epochs: int) -> int:
+    return math.ceil(n / batch_size) * epochs
+
+
+def _fit(model, train_split, epochs, batch_size, seed, callbacks=(), verbose=1):
+    from edgemnist import data
+
+    ds = data.make_dataset(train_split, batch_size, shuffle=True, augment=False, seed=seed)
+    model.fit(ds, epochs=epochs, callbacks=list(callbacks), verbose=verbose)
+
+
+def _compile(model, learning_rate: float) -> None:
+    from edgemnist._tensorflow import keras
+
+    k = keras()
+    model.compile(k.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int = 1):
+    """Prunes `model` to the target sparsity while fine-tuning, then strips the wrappers.
+
+    Args:
+        model: a trained float Keras model (left unchanged; a copy is pruned).
+        train_split: a data.Split to fine-tune on.
+        config: target sparsity and fine-tuning settings.
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        (stripped pruned model, sparsity report measured on its weights).
+
+    Raises:
+        ValueError: a layer tfmot cannot prune (named).
+    """
+    from edgemnist._tensorflow import import_tfmot, keras
+
+    tfmot = import_tfmot()
+    k = keras()
+    _check_prunable(model, tfmot)
+    k.utils.set_random_seed(config.seed)
+    total = _steps(len(train_split), config.batch_size, config.epochs)
+    # Masks update every `frequency` steps; end_step must land on one so the target is applied.
+    ramp = max(1, int(total * config.ramp_fraction))
+    frequency = max(1, min(100, ramp // 10))
+    end_step = max(frequency, ramp // frequency * frequency)
+    schedule = tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0, final_sparsity=config.target_sparsity, begin_step=0, end_step=end_step,
+        frequency=frequency,
+    )
+    clone = k.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone, pruning_schedule=schedule)
+    pruned_layers = {layer.layer.name for layer in wrapped.layers
+                     if hasattr(layer, "pruning_vars") and layer.pruning_vars}
+    if not pruned_layers:
+        pruned_layers = {layer.layer.name for layer in wrapped.layers
+                         if getattr(layer, "layer", None) is not None and _prunable_weight_count(layer) > 0}
+    _compile(wrapped, config.learning_rate)
+    _fit(wrapped, train_split, config.epochs, config.batch_size, config.seed,
+         [tfmot.sparsity.keras.UpdatePruningStep()], verbose)
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    return stripped, sparsity_report(stripped, pruned_layers)
+
+
+def _prunable_weight_count(wrapper) -> int:
+    inner = wrapper.layer
+    getter = getattr(inner, "get_prunable_weights", None)
+    if getter is not None:
+        return len(getter())
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    return len(PruneRegistry.make_prunable(inner).get_prunable_weights()) if PruneRegistry.supports(inner) else 0
+
+
+# --------------------------------------------------------------------------- QAT
+
+
+def qat(model, train_split, config: QATConfig = QATConfig(), preserve_sparsity: bool = False, verbose: int = 1):
+    """Quantization-aware fine-tuning with tfmot.
+
+    Args:
+        model: a trained float Keras model, or a stripped pruned one.
+        train_split: a data.Split to fine-tune on.
+        config: fine-tuning settings.
+        preserve_sparsity: use `Default8BitPrunePreserveQuantizeScheme`, so a pruned
+            model's zeros survive QAT (the caller checks `sparsity_report` afterwards).
+        verbose: Keras progress output.
+
+    Returns:
+        The QAT Keras model (tfmot QuantizeWrapper layers; export it with convert.py's
+        `qat_int8` or `pruned_qat_int8` variant).
+
+    Raises:
+        ValueError: a layer tfmot cannot quantize (named).
+    """
+    from edgemnist._tensorflow import import_tfmot, keras
+
+    tfmot = import_tfmot()
+    k = keras()
+    k.utils.set_random_seed(config.seed)
+    clone = k.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    quantization = tfmot.quantization.keras
+    try:
+        if preserve_sparsity:
+            annotated = quantization.quantize_annotate_model(clone)
+            quantized = quantization.quantize_apply(
+                annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+            )
+        else:
+            quantized = quantization.quantize_model(clone)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"tfmot cannot quantize model {model.name!r}: {first}") from None
+    _compile(quantized, config.learning_rate)
+    _fit(quantized, train_split, config.epochs, config.batch_size, config.seed, verbose=verbose)
+    return quantized
+
+
+def load_model(path: str | os.PathLike):
+    """Loads a model saved by this module (plain, pruned, or QAT with tfmot's custom objects)."""
+    from edgemnist.convert import _load_keras
+
+    return _load_keras(Path(path))
+
+
+def save_model(model, path: str | os.PathLike) -> Path:
+    """Saves a Keras model atomically, without optimizer state.
+
+    QAT models go to .h5: tf-keras' .keras format saves tfmot's `quantize_layer` with 3
+    of its 5 variables and then refuses to load it; .h5 round-trips exactly.
+    """
+    import warnings
+
+    from edgemnist.artifacts import atomic_write_with
+
+    path = Path(path)
+
+    def write(tmp):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "HDF5 is a legacy format"
+            if path.suffix == ".h5":
+                model.save(tmp, include_optimizer=False)
+            else:
+                model.save(tmp)  # .keras takes no include_optimizer; the models are saved uncompiled anyway
+
+    return atomic_write_with(path, write, suffix=path.suffix)
+
+
+def accuracy(model, split, batch_size: int = 256) -> float:
+    """Top-1 accuracy of a Keras model on a data.Split."""
+    from edgemnist import data
+
+    probabilities = model.predict(data.to_model_input(split.images), batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(probabilities, axis=1) == split.labels))
+
+
+# --------------------------------------------------------------------------- pipeline + CLI
+
+
+def optimize(model_path, out, do_prune: bool = True, do_qat: bool = True, prune_config: PruneConfig = PruneConfig(),
+             qat_config: QATConfig = QATConfig(), data_dir=None, limit: Optional[int] = None,
+             test_limit: Optional[int] = None, verbose: int = 1) -> dict:
+    """Writes pruned.keras, qat.h5 and pruned_qat.h5 (as asked) and optimize.json into `out`.
+
+    Returns:
+        The report: {"source", "train_examples", "test_examples", "float_accuracy",
+        "models": {name: {"path", "accuracy", "sparsity"}}, "prune_config", "qat_config"}.
+    """
+    from edgemnist import data
+    from edgemnist.artifacts import atomic_write_json, sha256_file
+
+    if not (do_prune or do_qat):
+        raise ValueError("nothing to do: pass --prune, --qat or both")
+    out = Path(out)
+    model = load_model(model_path)
+    train_split = data.load_split("train", data_dir, limit)
+    test_split = data.load_split("test", data_dir, test_limit)
+    report = {
+        "source": str(model_path),
+        "source_sha256": sha256_file(model_path),
+        "train_examples": len(train_split),
+        "test_examples": len(test_split),
+        "float_accuracy": accuracy(model, test_split),
+        "float_sparsity": sparsity_report(model, set())["overall"],
+        "prune_config": asdict(prune_config) if do_prune else None,
+        "qat_config": asdict(qat_config) if do_qat else None,
+        "models": {},
+    }
+
+    def record(name, trained, sparsity, suffix=".keras"):
+        path = save_model(trained, out / f"{name}{suffix}")
+        report["models"][name] = {"path": str(path), "accuracy": accuracy(trained, test_split), "sparsity": sparsity}
+
+    pruned = None
+    if do_prune:
+        pruned, sparsity = prune(model, train_split, prune_config, verbose)
+        record("pruned", pruned, sparsity)
+    if do_qat:
+        record("qat", qat(model, train_split, qat_config, verbose=verbose), None, ".h5")
+    if pruned is not None and do_qat:
+        pruned_layers = {r["name"] for r in report["models"]["pruned"]["sparsity"]["layers"] if r["pruned"]}
+        pqat = qat(pruned, train_split, qat_config, preserve_sparsity=True, verbose=verbose)
+        record("pruned_qat", pqat, sparsity_report(pqat, pruned_layers), ".h5")
+    atomic_write_json(out / "optimize.json", report)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """A human summary of `optimize`'s report."""
+    lines = [f"float model {report['source']}: test accuracy {report['float_accuracy']:.2%} "
+             f"on {report['test_examples']:,} test digits"]
+    for name, row in report["models"].items():
+        delta = (row["accuracy"] - report["float_accuracy"]) * 100
+        line = f"{name:<11} {row['accuracy']:.2%} ({delta:+.2f} pp)  {row['path']}"
+        if row["sparsity"]:
+            line += f"  sparsity {row['sparsity']['overall']:.1%} overall, {row['sparsity']['prunable_sparsity']:.1%} pruned layers"
+        lines.append(line)
+    for name in ("pruned", "pruned_qat"):
+        if name in report["models"]:
+            lines.append(f"\n{name} sparsity per layer:\n" + format_sparsity(report["models"][name]["sparsity"]))
+    return "\n".join(lines)
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist optimize`."""
+    p = subparsers.add_parser(
+        "optimize",
+        help="prune and/or quantization-aware train a model (tfmot)",
+        description="Fine-tune a trained model with magnitude pruning (PolynomialDecay to --sparsity, then "
+        "strip_pruning) and/or quantization-aware training, and pruning-preserving QAT when both are asked. "
+        "Writes pruned.keras, qat.h5, pruned_qat.h5 and optimize.json (accuracy on the test split and "
+        "sparsity per layer, measured on the weights).",
+    )
+    p.add_argument("--from", dest="model", required=True, help="the trained float model (.keras)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--prune", action="store_true", help="magnitude pruning")
+    p.add_argument("--qat", action="store_true", help="quantization-aware training")
+    p.add_argument("--sparsity", type=float, default=PruneConfig.target_sparsity, help="target sparsity (default 0.75)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"fine-tuning epochs for each step (default: prune {PruneConfig.epochs}, QAT {QATConfig.epochs})")
+    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size, help="fine-tuning batch size")
+    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--limit", type=int, help="fine-tune on the first N training examples only")
+    p.add_argument("--test-limit", type=int, help="measure accuracy on the first N test examples only")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=_run_optimize)
+
+
+def _run_optimize(args) -> int:
+    from edgemnist.cli import print_json
+
+    prune_config = PruneConfig(target_sparsity=args.sparsity, batch_size=args.batch_size,
+                               **({"epochs": args.epochs} if args.epochs else {}))
+    qat_config = QATConfig(batch_size=args.batch_size, **({"epochs": args.epochs} if args.epochs else {}))
+    report = optimize(args.model, args.out, args.prune, args.qat, prune_config, qat_config, args.data_dir,
+                      args.limit, args.test_limit, verbose=0 if args.json else 1)
+    print_json(report) if args.json else print(format_report(report))
+    return 0
