@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Optional, Sequence
 
 # Options of the local `bench` command that do not travel to the device: they are about
 # where the result goes here, or about the SSH connection itself.
-_LOCAL_ONLY_DESTS = {"json", "out", "output", "json_out", "help", "func", "command"}
+_LOCAL_ONLY_DESTS = {"json", "out", "output", "json_out", "data_dir", "help", "func", "command"}
 _REMOTE_DESTS = {
     "remote", "remote_python", "ssh_options", "identity", "port",
     "connect_timeout", "remote_timeout", "_remote_parser",
@@ -93,6 +94,25 @@ def package_version(name):
         return None
     return getattr(module, "__version__", None) or version_of(name, None) or "unknown"
 
+def source_digest(name):
+    # sha256 over a pure-Python package's .py files (relative path and bytes, sorted):
+    # equal digests mean the device would run exactly the code this machine runs.
+    import hashlib
+    try:
+        root = os.path.dirname(__import__(name).__file__)
+    except Exception:
+        return None
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        files += [os.path.join(folder, n) for n in names if n.endswith(".py")]
+    digest = hashlib.sha256()
+    for path in sorted(files, key=lambda p: os.path.relpath(p, root).replace(os.sep, "/")):
+        digest.update(os.path.relpath(path, root).replace(os.sep, "/").encode() + b"\0")
+        with open(path, "rb") as fh:
+            digest.update(fh.read() + b"\0")
+    return digest.hexdigest()
+
 def x86_host_under_arm():
     # qemu-user passes the host's /proc/cpuinfo through: an Arm Python reading an x86 CPU
     # description is being emulated, and its timings say nothing about a board.
@@ -107,7 +127,7 @@ def describe(make_workdir=False):
         name = "emulated %s (qemu-user on %s)" % (platform.machine(), cpu_model())
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "name": name,
+        "device": name,
         "cpu": cpu_model(),
         "machine": platform.machine(),
         "emulated": emulated,
@@ -118,6 +138,7 @@ def describe(make_workdir=False):
         "numpy": package_version("numpy"),
         "backend": backend(),
         "edgemnist": package_version("edgemnist"),
+        "edgemnist_digest": source_digest("edgemnist"),
         "workdir": tempfile.mkdtemp(prefix="edgemnist-remote-") if make_workdir else None,
     }
 
@@ -130,15 +151,21 @@ def describe_device() -> dict:
     """Describes this machine as a remote result's "device" is described.
 
     Returns:
-        name (on a Raspberry Pi /proc/device-tree/model, else the CPU model; "emulated ..."
+        device (on a Raspberry Pi /proc/device-tree/model, else the CPU model; "emulated ..."
         under qemu-user), cpu, machine, emulated, cores, os, python, python_executable,
-        numpy, backend ({"name", "version"} or None) and edgemnist (version or None).
+        numpy, backend ({"name", "version"} or None), edgemnist (version or None) and
+        edgemnist_digest (sha256 of its .py files or None).
     """
-    namespace = {"__name__": "edgemnist_device_probe"}
-    exec(compile(DEVICE_PROBE, "<edgemnist device probe>", "exec"), namespace)  # noqa: S102 - our own constant
-    device = namespace["describe"]()
+    device = _probe_functions()["describe"]()
     device.pop("workdir")
     return device
+
+
+def _probe_functions() -> dict:
+    """The probe's functions, run here instead of on a device."""
+    namespace = {"__name__": "edgemnist_device_probe"}
+    exec(compile(DEVICE_PROBE, "<edgemnist device probe>", "exec"), namespace)  # noqa: S102 - our own constant
+    return namespace
 
 
 class RemoteSetupError(ValueError):
@@ -257,14 +284,21 @@ def run_remote(args) -> dict:
             `args.model` is the local .tflite file.
 
     Returns:
-        The device's bench JSON (the same keys as a local run) plus "device" (name, cpu,
-        machine, cores, os, python, numpy, backend, host, runtime_source).
+        The device's bench JSON (the same keys as a local run, measured there) plus "remote":
+        {"host", "device" (on a Pi /proc/device-tree/model, else the CPU model), "emulated",
+        "cpu", "machine", "cores", "os", "python", "python_executable", "numpy", "backend"
+        {"name", "version"}, "edgemnist" and "edgemnist_digest" (what is installed there, or
+        None), "runtime_source" ("installed": the device's own edgemnist, identical to this
+        one, ran; "copied": this machine's edgemnist was copied over and ran)}.
 
     Raises:
         FileNotFoundError: the model or identity file does not exist.
         RemoteSetupError: the device cannot be reached or lacks Python, numpy or an interpreter.
         RemoteRunError: the benchmark failed on the device.
     """
+    if getattr(args, "data_dir", None):
+        raise ValueError("--data-dir names a folder here; with --remote the device benchmarks on its "
+                         "shipped MNIST test digits (drop --data-dir)")
     config = config_from_args(args)
     bench_args = forwarded_bench_args(getattr(args, "_remote_parser", None), args)
     return bench_remote(config, args.model, bench_args)
@@ -312,7 +346,7 @@ def bench_remote(config: RemoteConfig, model_path: str | os.PathLike, bench_args
         bench_args: further `edgemnist bench` options for the device (e.g. ["--runs", "200"]).
 
     Returns:
-        The device's bench JSON plus a "device" dict (see run_remote).
+        The device's bench JSON plus a "remote" dict (see run_remote).
 
     Raises:
         FileNotFoundError, RemoteSetupError, RemoteRunError: see run_remote.
@@ -327,20 +361,19 @@ def bench_remote(config: RemoteConfig, model_path: str | os.PathLike, bench_args
     device = probe_device(config, make_workdir=True)
     workdir = device.pop("workdir")
     try:
-        from edgemnist import __version__
-
-        same_version = device.get("edgemnist") == __version__
-        runtime_source = "installed" if same_version else "copied"
+        # The device's own edgemnist runs only when it is exactly this code; else ours travels.
+        same_code = device.get("edgemnist_digest") == _probe_functions()["source_digest"]("edgemnist")
+        runtime_source = "installed" if same_code else "copied"
         with tempfile.TemporaryDirectory(prefix="edgemnist-remote-") as staging:
             sources = [str(model_path)]
-            if not same_version:
+            if not same_code:
                 sources.append(str(_package_zip(Path(staging) / "edgemnist.zip")))
             _run(config.scp_command(sources, workdir), config, _STEP_TIMEOUT_S, f"copy {model_path.name}")
 
         q = shlex.quote
         remote_model = f"{workdir}/{model_path.name}"
         bench = " ".join(q(a) for a in [config.python, "-m", "edgemnist.cli", "bench", remote_model, "--json", *bench_args])
-        if same_version:
+        if same_code:
             command = f"cd {q(workdir)} && {bench}"
         else:
             command = (f"cd {q(workdir)} && {q(config.python)} -m zipfile -e edgemnist.zip pkg "
@@ -355,13 +388,25 @@ def bench_remote(config: RemoteConfig, model_path: str | os.PathLike, bench_args
     finally:
         _cleanup(config, workdir)
 
-    device.update(host=config.destination, runtime_source=runtime_source)
-    result["device"] = device
+    result["remote"] = {"host": config.destination, **device, "runtime_source": runtime_source}
+    print(describe_result_device(result), file=sys.stderr)
     return result
 
 
+def describe_result_device(result: dict) -> str:
+    """One line naming where a remote result was measured, with a warning when emulated."""
+    device = result.get("remote") or {}
+    backend = device.get("backend") or {}
+    line = (f"measured on {device.get('host')}: {device.get('device')} ({device.get('machine')}, "
+            f"{device.get('cores')} cores, Python {device.get('python')}, "
+            f"{backend.get('name')} {backend.get('version')}, {device.get('runtime_source')} edgemnist)")
+    if device.get("emulated"):
+        line += " -- EMULATED: these timings are the emulator's, not a board's"
+    return line
+
+
 def probe_device(config: RemoteConfig, make_workdir: bool = False) -> dict:
-    """Describes the device (name, cpu, machine, cores, python, numpy, backend, edgemnist).
+    """Describes the device as describe_device() does, plus "workdir" (made there when asked).
 
     Raises:
         RemoteSetupError: unreachable, key refused, Python missing, or no numpy/interpreter.

@@ -90,7 +90,7 @@ def test_sandbox_python_is_aarch64_and_labelled_emulated(arm64_python):
     assert run.returncode == 0, run.stderr[-3000:]
     device = json.loads(run.stdout)
     assert device["machine"] == "aarch64"
-    assert device["emulated"] is True and device["name"].startswith("emulated aarch64")
+    assert device["emulated"] is True and device["device"].startswith("emulated aarch64")
     assert device["backend"]["name"] == "ai_edge_litert"
 
 
@@ -119,3 +119,25 @@ def test_int8_predictions_agree_with_x86(predictions):
 def test_float32_scores_match_x86(predictions):
     x86, arm = predictions["x86"]["models"]["float32"], predictions["arm64"]["models"]["float32"]
     np.testing.assert_allclose(arm, x86, atol=1e-4)
+
+
+def _cli_json(python, *argv: str) -> dict:
+    run = subprocess.run([str(python), "-m", "edgemnist.cli", *argv, "--json"], capture_output=True, text=True,
+                         timeout=600, cwd="/")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cli_eval_and_bench_run_under_emulation(arm64_python, tflite_models, variant):
+    model = str(tflite_models[variant])
+    on_x86 = _cli_json(sys.executable, "eval", model, "--limit", "300")
+    on_arm = _cli_json(arm64_python, "eval", model, "--limit", "300")
+    assert on_arm["n"] == on_x86["n"] == 300
+    assert on_arm["accuracy"] == on_x86["accuracy"]
+
+    bench = _cli_json(arm64_python, "bench", model, "--runs", "30", "--warmup", "5", "--throughput-images", "256")
+    # Emulated timings: only their presence is checked, never their size.
+    assert bench["machine"]["machine"] == "aarch64"
+    assert bench["backend"] == "ai_edge_litert" and bench["backend_version"] == "1.4.0"
+    assert bench["runs"] == 30 and bench["latency_us"]["p50"] > 0

@@ -114,7 +114,7 @@ def test_probe_describes_the_device(sshd):
     assert device["backend"]["name"] in ("ai_edge_litert", "tflite_runtime", "tf.lite")
     assert device["emulated"] is False
     assert device["edgemnist"] == __version__
-    assert device["name"] and device["workdir"] is None
+    assert device["device"] and device["workdir"] is None
 
 
 @pytest.mark.parametrize("case", ["closed_port", "wrong_key", "missing_python"])
@@ -166,15 +166,20 @@ def _remote_argv(sshd, *extra: str) -> list[str]:
 
 @pytest.mark.slow
 def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite):
-    local = _run_cli("bench", str(tiny_tflite), "--json")
+    quick = ("--runs", "100", "--warmup", "10", "--throughput-images", "256")
+    local = _run_cli("bench", str(tiny_tflite), "--json", *quick)
     assert local.returncode == 0, local.stderr
     local_result = json.loads(local.stdout)
 
-    run = _run_cli("bench", str(tiny_tflite), "--json", *_remote_argv(sshd, "--remote-python", sys.executable))
+    run = _run_cli("bench", str(tiny_tflite), "--json", *quick,
+                   *_remote_argv(sshd, "--remote-python", sys.executable))
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
-    assert set(result) == set(local_result) | {"device"}
-    device = result["device"]
+    assert set(result) == set(local_result) | {"remote"}
+    assert result["machine"]["machine"] == local_result["machine"]["machine"]
+    assert result["runs"] == 100 and result["warmup"] == 10  # the options travelled
+    assert result["model"] != local_result["model"]  # measured on the device's copy
+    device = result["remote"]
     assert device["host"] == sshd["destination"] and device["runtime_source"] == "installed"
     assert device["machine"] == os.uname().machine and device["cores"] >= 1 and device["backend"]["name"]
 
@@ -189,9 +194,10 @@ def test_remote_bench_copies_edgemnist_when_the_device_lacks_it(sshd, tiny_tflit
     device_python.chmod(0o755)
     assert remote.probe_device(_config(sshd, python=str(device_python)))["edgemnist"] == "0.0.0-old"
 
-    result = remote.bench_remote(_config(sshd, python=str(device_python)), tiny_tflite)
-    assert result["device"]["runtime_source"] == "copied"
-    assert result["device"]["edgemnist"] == "0.0.0-old"
+    result = remote.bench_remote(_config(sshd, python=str(device_python)), tiny_tflite, ["--runs", "20"])
+    assert result["runs"] == 20 and result["latency_us"]["p50"] > 0
+    assert result["remote"]["runtime_source"] == "copied"
+    assert result["remote"]["edgemnist"] == "0.0.0-old"
 
 
 @pytest.mark.slow

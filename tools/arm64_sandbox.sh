@@ -99,7 +99,8 @@ mkdir -p "$DIR/bin"
 cat > "$DIR/bin/python3" <<EOF
 #!/bin/sh
 # Emulated aarch64 Python 3.11 (qemu-user). Timings here are the emulator's, not a board's.
-PYTHONPATH="$DIR/site\${PYTHONPATH:+:\$PYTHONPATH}" exec qemu-aarch64-static -L "$DIR/root" "$DIR/root/usr/bin/python3.11" "\$@"
+# Like site-packages, the sandbox's folder comes after the caller's PYTHONPATH.
+PYTHONPATH="\${PYTHONPATH:+\$PYTHONPATH:}$DIR/site" exec qemu-aarch64-static -L "$DIR/root" "$DIR/root/usr/bin/python3.11" "\$@"
 EOF
 chmod +x "$DIR/bin/python3"
 
