@@ -1,0 +1,283 @@
+"""Tests for edgemnist.firmware: the C array is the model, TFLite Micro agrees with LiteRT, the arena is right."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgemnist import data, firmware
+from edgemnist.runtime import tflite_info
+
+from test_tflite_info import export_tflite
+
+needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C++ compiler (g++)")
+
+
+@pytest.fixture(scope="module")
+def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
+    """The session's trained model with BatchNorm statistics set from 2,000 training digits.
+
+    Two short epochs leave the moving averages far from the data and the model predicts one
+    class for everything; agreement between interpreters would then prove nothing.
+    """
+    from edgemnist._tensorflow import keras
+    from edgemnist.model import load_keras_model
+
+    model = load_keras_model(trained_model_path)
+    norms = [layer for layer in model.layers if isinstance(layer, keras().layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(data.to_model_input(mnist_train.images[:2000]), training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+    path = tmp_path_factory.mktemp("firmware_model") / "calibrated.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def int8_path(calibrated_model_path, mnist_train, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("firmware_tflite")
+    return export_tflite(calibrated_model_path, "int8", folder / "Digits-Net v1.tflite", mnist_train)
+
+
+@pytest.fixture(scope="module")
+def assets(int8_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("firmware_out") / "assets"
+    manifest = firmware.generate(int8_path, out, firmware.FirmwareConfig(digits_per_class=2))
+    return out, manifest
+
+
+def test_c_identifier():
+    assert firmware.c_identifier("Digits-Net v1") == "digits_net_v1"
+    assert firmware.c_identifier("8bit") == "m_8bit"
+    assert firmware.c_identifier("int") == "int_model"
+    assert firmware.c_identifier("---") == "model"
+
+
+def test_writes_the_expected_files(assets, int8_path):
+    out, manifest = assets
+    stem = "digits_net_v1"
+    expected = {f"{stem}_model_data.cc", f"{stem}_model_data.h", f"{stem}_model_settings.h",
+                f"{stem}_test_digits.cc", f"{stem}_test_digits.h", "main_functions.cc", "main_functions.h",
+                "main.cc", "README.md"}
+    assert set(manifest["files"]) == expected
+    assert {p.name for p in out.iterdir()} == expected | {firmware.MANIFEST_NAME}
+    from edgemnist.artifacts import sha256_file
+
+    for name, entry in manifest["files"].items():
+        assert sha256_file(out / name) == entry["sha256"]
+    assert manifest["model"]["sha256"] == sha256_file(int8_path)
+    assert manifest["flash_bytes"] == int8_path.stat().st_size
+    assert manifest["ops"] == sorted(set(tflite_info.read_model(int8_path).ops))
+    header = (out / f"{stem}_model_data.h").read_text()
+    assert f"constexpr unsigned int g_{stem}_model_data_size = {manifest['flash_bytes']};" in header
+    assert f"alignas(16) const unsigned char g_{stem}_model_data[]" in (out / f"{stem}_model_data.cc").read_text()
+    assert manifest["litert_check"]["builtin"]["argmax_agreement"] == 1.0
+
+
+def _compile_and_run(tmp_path, sources, harness: str, args=()):
+    (tmp_path / "harness.cc").write_text(harness)
+    exe = tmp_path / "harness"
+    build = subprocess.run(
+        ["g++", "-std=c++17", "-Wall", "-Werror", "-O1", "-o", str(exe), *map(str, sources), str(tmp_path / "harness.cc")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
+
+
+@needs_cxx
+@pytest.mark.slow
+def test_c_array_compiles_back_to_the_model_and_digits(assets, int8_path, tmp_path):
+    out, manifest = assets
+    stem = manifest["stem"]
+    harness = f"""
+#include <cstdint>
+#include <cstdio>
+#include "{out}/{stem}_model_data.h"
+#include "{out}/{stem}_test_digits.h"
+int main(int argc, char** argv) {{
+  if (reinterpret_cast<uintptr_t>(g_{stem}_model_data) % 16 != 0) return 3;
+  FILE* f = std::fopen(argv[1], "wb");
+  std::fwrite(g_{stem}_model_data, 1, g_{stem}_model_data_size, f);
+  std::fclose(f);
+  f = std::fopen(argv[2], "wb");
+  std::fwrite(g_{stem}_test_digits, 1, sizeof(g_{stem}_test_digits), f);
+  std::fwrite(g_{stem}_test_labels, 1, sizeof(g_{stem}_test_labels), f);
+  std::fclose(f);
+  return 0;
+}}
+"""
+    _compile_and_run(tmp_path, [out / f"{stem}_model_data.cc", out / f"{stem}_test_digits.cc"], harness,
+                     [tmp_path / "model.bin", tmp_path / "digits.bin"])
+    assert (tmp_path / "model.bin").read_bytes() == int8_path.read_bytes()
+    raw = np.frombuffer((tmp_path / "digits.bin").read_bytes(), dtype=np.uint8)
+    n = manifest["test_digits"]["count"]
+    digits, labels = raw[: n * 784].view(np.int8).reshape(n, 28, 28, 1), raw[n * 784:]
+    assert labels.tolist() == manifest["test_digits"]["labels"] == sorted(list(range(10)) * 2)
+    images, _ = firmware.select_test_digits(2)
+    scale, zero_point = tflite_info.input_quantization(tflite_info.read_model(int8_path))
+    np.testing.assert_array_equal(digits, firmware.quantize_images(images, scale, zero_point))
+
+
+def _resolver_stub() -> str:
+    """Just enough of TFLite Micro's MicroMutableOpResolver to compile the settings header:
+    each Add method records its op and fails once N ops are registered, as the real one does."""
+    adds = "\n".join(f'  TfLiteStatus {method}() {{ return Add("{op}"); }}'
+                     for op, method in firmware.MICRO_OP_RESOLVER_METHODS.items())
+    return f"""#pragma once
+enum TfLiteStatus {{ kTfLiteOk = 0, kTfLiteError = 1 }};
+namespace tflite {{
+template <unsigned int N>
+class MicroMutableOpResolver {{
+ public:
+  const char* ops[N + 1] = {{}};
+  unsigned int count = 0;
+  TfLiteStatus Add(const char* op) {{
+    if (count >= N) return kTfLiteError;
+    ops[count++] = op;
+    return kTfLiteOk;
+  }}
+{adds}
+}};
+}}  // namespace tflite
+"""
+
+
+@needs_cxx
+@pytest.mark.slow
+def test_settings_header_registers_exactly_the_models_ops(assets, tmp_path):
+    out, manifest = assets
+    stem = manifest["stem"]
+    stub = tmp_path / "tensorflow" / "lite" / "micro" / "micro_mutable_op_resolver.h"
+    stub.parent.mkdir(parents=True)
+    stub.write_text(_resolver_stub())
+    harness = f"""
+#include <cstdio>
+#include "{out}/{stem}_model_settings.h"
+int main() {{
+  static {stem}::OpResolver resolver;
+  if ({stem}::RegisterOps(resolver) != kTfLiteOk) return 2;
+  if (resolver.Add("ONE_MORE") != kTfLiteError) return 3;  // N is exact
+  for (unsigned int i = 0; i < resolver.count; ++i) std::printf("%s\\n", resolver.ops[i]);
+  std::printf("arena %d %d\\n", {stem}::kTensorArenaSize, {stem}::kMeasuredArenaSize);
+  std::printf("input %.9g %d\\n", {stem}::kInputScale, {stem}::kInputZeroPoint);
+  std::printf("size %d labels %s %s\\n", {stem}::kInputSize, {stem}::kClassLabels[0], {stem}::kClassLabels[9]);
+  return 0;
+}}
+"""
+    lines = _compile_and_run(tmp_path, ["-I", tmp_path], harness).splitlines()
+    assert lines[: len(manifest["ops"])] == manifest["ops"]
+    assert lines[-3] == f"arena {manifest['arena']['stated']} {manifest['arena']['minimum']}"
+    scale, zero_point = lines[-2].split()[1:]
+    assert float(scale) == pytest.approx(manifest["input"]["scale"], rel=1e-7)
+    assert int(zero_point) == manifest["input"]["zero_point"]
+    assert lines[-1] == "size 784 labels 0 9"
+
+
+@pytest.mark.slow
+def test_micro_agrees_with_litert_on_500_digits(assets, int8_path, mnist_test):
+    _, manifest = assets
+    scale, zero_point = tflite_info.input_quantization(tflite_info.read_model(int8_path))
+    model_input = firmware.quantize_images(mnist_test.images, scale, zero_point)
+    check = firmware.compare_with_litert(int8_path, model_input, manifest["arena"]["stated"])
+    print(f"TFLite Micro vs LiteRT on {check['digits']} digits: {check}")
+    assert check["digits"] == 500
+    # LiteRT's builtin int8 kernels and TFLite Micro's come from the same reference code.
+    assert check["builtin"]["argmax_agreement"] >= 0.999
+    assert check["builtin"]["max_abs_diff"] <= 1
+    # XNNPACK (LiteRT's default on CPUs) rounds differently: up to a few levels after softmax,
+    # so digits the model is unsure of can flip; the weakly trained test model has many.
+    assert check["xnnpack"]["argmax_agreement"] >= 0.98
+    micro = firmware.micro_predict(int8_path, model_input, manifest["arena"]["stated"])
+    assert np.mean(micro.argmax(1) == mnist_test.labels) > 0.5  # a real classifier, not one constant class
+
+
+@pytest.mark.slow
+def test_stated_arena_works_and_ten_percent_below_minimum_does_not(assets, int8_path):
+    _, manifest = assets
+    arena = manifest["arena"]
+    print(f"arena: measured minimum {arena['minimum']} bytes, stated {arena['stated']} bytes")
+    assert arena["minimum"] <= arena["stated"] <= arena["minimum"] * (1 + arena["margin"]) + 1024
+    assert firmware.arena_works(int8_path, arena["stated"])
+    assert firmware.arena_works(int8_path, arena["minimum"])
+    assert not firmware.arena_works(int8_path, int(arena["minimum"] * 0.9))
+    assert not firmware.arena_works(int8_path, 64)  # crashes TFLite Micro; the child process takes it
+
+
+@pytest.mark.slow
+def test_same_model_gives_byte_identical_files(assets, int8_path, tmp_path):
+    out, manifest = assets
+    again = firmware.generate(int8_path, tmp_path / "again", firmware.FirmwareConfig(digits_per_class=2))
+    assert again["files"] == manifest["files"]
+    for name in manifest["files"]:
+        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes()
+    # Regenerating into the same folder replaces it whole.
+    firmware.generate(int8_path, tmp_path / "again", firmware.FirmwareConfig(digits_per_class=1))
+    assert json.loads((tmp_path / "again" / firmware.MANIFEST_NAME).read_text())["test_digits"]["count"] == 10
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again")]  # no temp folders left
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(int8_path, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not an edgemnist firmware folder"):
+        firmware.generate(int8_path, tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_float_model_is_refused(calibrated_model_path, mnist_train, tmp_path):
+    float_path = export_tflite(calibrated_model_path, "float32", tmp_path / "float.tflite", mnist_train)
+    with pytest.raises(ValueError, match=r"float\.tflite.*float32.*int8"):
+        firmware.generate(float_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_ops_micro_lacks_or_mishandles_are_named(int8_path):
+    from dataclasses import replace
+
+    model = tflite_info.read_model(int8_path)
+    assert firmware.micro_ops(model, "m.tflite") == sorted(set(model.ops))
+    for op, message in (("RFFT2D", "op RFFT2D has no TFLite Micro kernel"),
+                        ("SPACE_TO_BATCH_ND", "op SPACE_TO_BATCH_ND: .*batch size 1")):
+        operators = (replace(model.main.operators[0], op=op),) + model.main.operators[1:]
+        broken = replace(model, subgraphs=(replace(model.main, operators=operators),))
+        with pytest.raises(ValueError, match=f"m.tflite: {message}"):
+            firmware.micro_ops(broken, "m.tflite")
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="digits_per_class"):
+        firmware.FirmwareConfig(digits_per_class=0)
+    with pytest.raises(ValueError, match="arena_margin"):
+        firmware.FirmwareConfig(arena_margin=-0.1)
+    with pytest.raises(ValueError, match="C identifier"):
+        firmware.FirmwareConfig(name="9 lives")
+
+
+@pytest.mark.slow
+def test_cli_json_and_bad_input(int8_path, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "edgemnist.cli", "firmware", str(int8_path), "--out", str(tmp_path / "fw"),
+         "--digits-per-class", "1", "--name", "mnist", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest["stem"] == "mnist" and (tmp_path / "fw" / "mnist_model_data.cc").is_file()
+    assert set(manifest) >= {"files", "arena", "ops", "flash_bytes", "model", "litert_check"}
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(int8_path.read_bytes()[:1000])
+    result = subprocess.run(
+        [sys.executable, "-m", "edgemnist.cli", "firmware", str(bad), "--out", str(tmp_path / "fw2")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2
+    assert "bad.tflite" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fw2").exists()
