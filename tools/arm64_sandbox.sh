@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build an emulated aarch64 (Raspberry Pi 4/5-class) Python with edgemnist's device install.
 #
-# Usage: tools/arm64_sandbox.sh [DIR]          (default DIR: <repo>/.cache/arm64)
+# Usage: tools/arm64_sandbox.sh [DIR] [MODEL.tflite ...]   (default DIR: <repo>/.cache/arm64)
 #        DIR/bin/python3 -m edgemnist.cli eval MODEL.tflite --json
+#
+# With models given, it then runs `edgemnist eval` (first EVAL_LIMIT=1000 test digits) and
+# `edgemnist bench` on each of them under emulation.
 #
 # User-mode QEMU runs Debian 12's arm64 python3.11 directly: the arm64 .deb files are
 # extracted into DIR/root (no root filesystem image, no binfmt registration), the aarch64
@@ -22,7 +25,15 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DIR="${1:-$REPO/.cache/arm64}"
+DIR="$REPO/.cache/arm64"
+MODELS=()
+for arg in "$@"; do
+    case "$arg" in
+        -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *.tflite) MODELS+=("$(cd "$(dirname "$arg")" && pwd)/$(basename "$arg")") ;;
+        *) DIR="$arg" ;;
+    esac
+done
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 LITERT_VERSION="${LITERT_VERSION:-1.4.0}"
@@ -117,3 +128,11 @@ Run edgemnist on emulated aarch64 (timings are the emulator's, not a board's):
 or without the launcher:
   PYTHONPATH=$DIR/site qemu-aarch64-static -L $DIR/root $DIR/root/usr/bin/python3.11 -m edgemnist.cli bench MODEL.tflite --json
 EOF
+
+for model in "${MODELS[@]}"; do
+    [[ -f "$model" ]] || die "$model: no such model file"
+    echo
+    echo "== $model on EMULATED aarch64 (qemu-user): accuracy is real, timings are the emulator's, not a board's"
+    "$DIR/bin/python3" -m edgemnist.cli eval "$model" --limit "${EVAL_LIMIT:-1000}"
+    "$DIR/bin/python3" -m edgemnist.cli bench "$model" --runs 200 --warmup 20 --throughput-images 256
+done
