@@ -165,7 +165,7 @@ def _remote_argv(sshd, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite):
+def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite, tmp_path):
     quick = ("--runs", "100", "--warmup", "10", "--throughput-images", "256")
     local = _run_cli("bench", str(tiny_tflite), "--json", *quick)
     assert local.returncode == 0, local.stderr
@@ -182,6 +182,17 @@ def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite):
     device = result["remote"]
     assert device["host"] == sshd["destination"] and device["runtime_source"] == "installed"
     assert device["machine"] == os.uname().machine and device["cores"] >= 1 and device["backend"]["name"]
+
+    # Both results in one device x variant table (and a plot).
+    (tmp_path / "local.json").write_text(local.stdout)
+    (tmp_path / "remote.json").write_text(run.stdout)
+    table = remote.compare_devices([tmp_path / "local.json", tmp_path / "remote.json"])
+    assert table["variants"] == [tiny_tflite.stem] and len(table["devices"]) == 2
+    p50s = sorted(table["cells"][d][tiny_tflite.stem]["p50_us"] for d in table["devices"])
+    assert p50s == sorted([local_result["latency_us"]["p50"], result["latency_us"]["p50"]])
+    text = remote.format_device_tables(table)
+    assert all(d in text for d in table["devices"]) and "p50 latency" in text
+    assert remote.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
@@ -216,3 +227,14 @@ def test_package_zip_is_the_device_install(tmp_path):
     assert "edgemnist/cli.py" in names and "edgemnist/remote.py" in names
     assert "edgemnist/datasets/mnist/t10k-images-idx3-ubyte.gz" in names
     assert not any(n.startswith("edgemnist/datasets/mnist/train-") for n in names)
+
+
+def test_compare_devices_rejects_files_that_are_not_results(tmp_path):
+    (tmp_path / "x.json").write_text('{"hello": 1}')
+    with pytest.raises(ValueError, match="x.json: expected `edgemnist bench --json`"):
+        remote.compare_devices([tmp_path / "x.json"])
+    (tmp_path / "y.json").write_text("not json")
+    with pytest.raises(ValueError, match="y.json: not a JSON result file"):
+        remote.compare_devices([tmp_path / "y.json"])
+    with pytest.raises(FileNotFoundError, match="no such result file"):
+        remote.compare_devices([tmp_path / "missing.json"])
