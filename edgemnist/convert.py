@@ -15,6 +15,7 @@ and settings give byte-identical .tflite files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import io
@@ -126,10 +127,7 @@ def representative_images(config: ExportConfig = ExportConfig(), representative=
     from edgemnist import data
 
     if representative is None:
-        train = data.load_split("train", config.data_dir)
-        n = min(int(config.representative_size), len(train))
-        index = np.sort(np.random.default_rng(config.representative_seed).choice(len(train), n, replace=False))
-        images = train.images[index]
+        images = _sample_training_images(config.data_dir, int(config.representative_size), config.representative_seed)
     elif isinstance(representative, data.Split):
         images = representative.images[: config.representative_size]
     else:
@@ -144,6 +142,18 @@ def representative_images(config: ExportConfig = ExportConfig(), representative=
     return images
 
 
+@functools.lru_cache(maxsize=4)
+def _sample_training_images(data_dir: Optional[str], size: int, seed: int) -> np.ndarray:
+    """A seeded sample of training images, cached: exporting every variant loads the split once."""
+    from edgemnist import data
+
+    train = data.load_split("train", data_dir)
+    index = np.sort(np.random.default_rng(seed).choice(len(train), min(size, len(train)), replace=False))
+    images = train.images[index]
+    images.setflags(write=False)
+    return images
+
+
 # --------------------------------------------------------------------------- TFLite converter
 
 
@@ -155,9 +165,18 @@ def _load_source(model_or_path):
         path = Path(model_or_path)
         if path.suffix == ".tflite":
             raise ValueError(f"{path}: this variant needs a Keras model (.keras/.h5), not a .tflite")
-        model = _load_keras(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        stat = path.stat()
+        model = _load_keras_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         return model, sha256_file(path), str(path)
     return model_or_path, _keras_model_digest(model_or_path), f"in-memory Keras model {model_or_path.name!r}"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_keras_cached(path: str, mtime_ns: int, size: int):
+    """Loads once per file version: exporting every variant reuses the model (conversion never changes it)."""
+    return _load_keras(Path(path))
 
 
 def _load_keras(path: Path):
@@ -388,15 +407,10 @@ def _io_details(details: list) -> list:
 
 
 def _op_list(tflite: bytes) -> list[str]:
-    """Op names in execution order."""
-    try:
-        from edgemnist.runtime import tflite_info
+    """Op names in execution order, read by the TensorFlow-free reader."""
+    from edgemnist.runtime import tflite_info
 
-        return [op["op"] if isinstance(op, dict) else str(op) for op in tflite_info.read_model(tflite)["ops"]]
-    except Exception:  # the TF-free reader may not exist yet or read paths only; the interpreter always works
-        from ai_edge_litert.interpreter import Interpreter
-
-        return [op["op_name"] for op in Interpreter(model_content=tflite)._get_ops_details()]
+    return list(tflite_info.read_model(tflite, name="exported model").ops)
 
 
 _WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
@@ -564,3 +578,116 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
     atomic_write_bytes(out_path, converted.tflite)
     atomic_write_json(manifest_path(out_path), manifest)
     return {**manifest, "path": str(out_path), "manifest_path": str(manifest_path(out_path))}
+
+
+# --------------------------------------------------------------------------- export all + CLI
+
+
+# Which Keras model each `needs` value comes from, as `export_all` arguments and CLI options.
+SOURCE_OPTIONS = {"model": "--from", "pruned": "--pruned", "qat": "--qat", "pruned_qat": "--pruned-qat"}
+
+
+def export_all(sources: dict, out, variants: Optional[list] = None, config: ExportConfig = ExportConfig(),
+               quantizer: str = "tflite", representative=None) -> dict:
+    """Exports many variants into `out`, skipping (and reporting) those whose source is missing.
+
+    Args:
+        sources: {"model": path, "pruned": path, "qat": path, "pruned_qat": path}; only
+            "model" is required. AI Edge Quantizer variants start from the float model.
+        out: output folder.
+        variants: names to export; None means `default_variants(quantizer)` plus the
+            pruned/QAT variants whose source was given. Variants named explicitly whose
+            source is missing are an error.
+        config: export settings.
+        quantizer: picks the default variants ("tflite", "ai-edge" or "all").
+
+    Returns:
+        {"out", "variants": {name: manifest}, "skipped": {name: reason}}.
+
+    Raises:
+        ValueError: an unknown variant, or a named variant without its source.
+        FileNotFoundError: a given source file does not exist.
+    """
+    sources = {k: v for k, v in sources.items() if v is not None}
+    if "model" not in sources:
+        raise ValueError("export needs the float model (--from MODEL.keras)")
+    for key, path in sources.items():
+        if key not in SOURCE_OPTIONS:
+            raise ValueError(f"unknown source {key!r}; expected one of {', '.join(SOURCE_OPTIONS)}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file ({SOURCE_OPTIONS[key]})")
+    explicit = variants is not None
+    if not explicit:
+        variants = default_variants(quantizer) + [v.name for v in VARIANTS.values()
+                                                  if v.needs in ("pruned", "qat", "pruned_qat")]
+    names = [_variant(n).name for n in variants]
+    out = Path(out)
+    result = {"out": str(out), "variants": {}, "skipped": {}}
+    for name in names:
+        v = VARIANTS[name]
+        needs = "model" if v.needs == "float32" else v.needs
+        if needs not in sources:
+            reason = f"needs the {needs.replace('_', '-')} model ({SOURCE_OPTIONS[needs]} PATH)"
+            if explicit:
+                raise ValueError(f"variant {name}: {reason}")
+            log.info("skipping %s: %s", name, reason)
+            result["skipped"][name] = reason
+            continue
+        result["variants"][name] = export_variant(sources[needs], name, out / variant_filename(name, config),
+                                                  config, representative)
+    return result
+
+
+def format_export(result: dict) -> str:
+    """A human table of `export_all`'s result."""
+    base = result["variants"].get("float32", {}).get("bytes")
+    lines = [f"{'variant':<17}{'bytes':>9}{'gzip':>9}{'x float32':>11}  {'input':<7}{'ops':>4}  file"]
+    for name, m in result["variants"].items():
+        ratio = f"{m['bytes'] / base:.3f}" if base else "-"
+        lines.append(f"{name:<17}{m['bytes']:>9,}{m['gzip_bytes']:>9,}{ratio:>11}  {m['inputs'][0]['dtype']:<7}"
+                     f"{len(m['ops']):>4}  {m['path']}")
+    for name, reason in result["skipped"].items():
+        lines.append(f"{name:<17} skipped: {reason}")
+    return "\n".join(lines)
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist export`."""
+    rows = "; ".join(f"{v.name} ({v.description})" for v in VARIANTS.values())
+    p = subparsers.add_parser(
+        "export",
+        help="export TFLite variants (float32, float16, dynamic, int8, QAT, pruned, AI Edge Quantizer)",
+        description="Convert Keras models to TFLite variants, each written with a manifest "
+        f"(<file>.tflite.json: sha256, bytes, gzip bytes, I/O quantization, ops, sparsity). Variants: {rows}.",
+    )
+    p.add_argument("--from", dest="model", required=True, help="the trained float model (.keras)")
+    p.add_argument("--pruned", help="the stripped pruned model from `edgemnist optimize` (pruned.keras)")
+    p.add_argument("--qat", help="the QAT model from `edgemnist optimize` (qat.h5)")
+    p.add_argument("--pruned-qat", help="the pruning-preserving QAT model (pruned_qat.h5)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--variants", help="comma-separated variant names (default: float32 and those of --quantizer, "
+                   "plus pruned/QAT variants whose model is given)")
+    p.add_argument("--quantizer", choices=QUANTIZERS + ("all",), default="tflite",
+                   help="which quantizer's variants to export by default: the TFLite converter, "
+                   "AI Edge Quantizer, or both (default tflite)")
+    p.add_argument("--representative-size", type=int, default=ExportConfig.representative_size,
+                   help="training images that calibrate int8 ranges (default 500)")
+    p.add_argument("--data-dir", help="data folder for calibration (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--no-strip", action="store_true", help="keep conversion metadata and internal tensor names")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args) -> int:
+    from edgemnist.cli import print_json
+
+    config = ExportConfig(representative_size=args.representative_size, data_dir=args.data_dir,
+                          strip=not args.no_strip)
+    variants = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
+    sources = {"model": args.model, "pruned": args.pruned, "qat": args.qat, "pruned_qat": args.pruned_qat}
+    result = export_all(sources, args.out, variants, config, args.quantizer)
+    if args.json:
+        print_json(result)
+    else:
+        print(format_export(result))
+    return 0

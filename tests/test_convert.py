@@ -150,3 +150,24 @@ def test_variant_table_and_defaults():
     }
     with pytest.raises(ValueError, match="quantizer"):
         convert.default_variants("onnx")
+
+
+def test_export_all_requires_named_sources(trained_model_path, tmp_path):
+    with pytest.raises(ValueError, match="pruned_int8: needs the pruned model"):
+        convert.export_all({"model": trained_model_path}, tmp_path, ["float32", "pruned_int8"], CONFIG)
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        convert.export_all({"model": trained_model_path, "qat": tmp_path / "nope.keras"}, tmp_path, ["float32"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_cli_writes_variant_and_manifest(trained_model_path, tmp_path, capsys):
+    from edgemnist import cli
+
+    status = cli.main(["export", "--from", str(trained_model_path), "--out", str(tmp_path),
+                       "--variants", "float16", "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    manifest = result["variants"]["float16"]
+    assert (tmp_path / "model_float16.tflite").stat().st_size == manifest["bytes"]
+    assert json.loads((tmp_path / "model_float16.tflite.json").read_text())["sha256"] == manifest["sha256"]
+    assert cli.main(["export", "--from", str(trained_model_path), "--out", str(tmp_path), "--variants", "int3"]) == 2
