@@ -623,17 +623,19 @@ def export_all(sources: dict, out, variants: Optional[list] = None, config: Expo
     names = [_variant(n).name for n in variants]
     out = Path(out)
     result = {"out": str(out), "variants": {}, "skipped": {}}
+    plan = []  # checked whole before anything is converted, so a bad request writes nothing
     for name in names:
-        v = VARIANTS[name]
-        needs = "model" if v.needs == "float32" else v.needs
-        if needs not in sources:
-            reason = f"needs the {needs.replace('_', '-')} model ({SOURCE_OPTIONS[needs]} PATH)"
-            if explicit:
-                raise ValueError(f"variant {name}: {reason}")
-            log.info("skipping %s: %s", name, reason)
-            result["skipped"][name] = reason
+        needs = "model" if VARIANTS[name].needs == "float32" else VARIANTS[name].needs
+        if needs in sources:
+            plan.append((name, sources[needs]))
             continue
-        result["variants"][name] = export_variant(sources[needs], name, out / variant_filename(name, config),
+        reason = f"needs the {needs.replace('_', '-')} model ({SOURCE_OPTIONS[needs]} PATH)"
+        if explicit:
+            raise ValueError(f"variant {name}: {reason}")
+        log.warning("skipping %s: %s", name, reason)
+        result["skipped"][name] = reason
+    for name, source in plan:
+        result["variants"][name] = export_variant(source, name, out / variant_filename(name, config),
                                                   config, representative)
     return result
 
