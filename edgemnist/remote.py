@@ -3,8 +3,9 @@
 Usage: edgemnist bench --remote pi@raspberrypi.local MODEL.tflite --json
 
 The device needs Python 3 with numpy and a TFLite interpreter (ai-edge-litert or
-tflite-runtime); edgemnist itself is copied over (as a zip of the pure-Python package
-plus the MNIST test split) when the device lacks the same version. Everything runs through
+tflite-runtime); edgemnist itself is copied over (a zip of the pure-Python package plus
+the MNIST test split) unless the device's own edgemnist is exactly this code (the same
+sha256 over its .py files), so every device measures with the same benchmark code. Everything runs through
 the `ssh` and `scp` programs in batch mode (keys only, never a password prompt), each with
 a time limit, and the temporary folder on the device is removed afterwards.
 
@@ -148,7 +149,7 @@ if __name__ == "__main__":
 
 
 def describe_device() -> dict:
-    """Describes this machine as a remote result's "device" is described.
+    """Describes this machine as a remote result's "remote" tag describes its device.
 
     Returns:
         device (on a Raspberry Pi /proc/device-tree/model, else the CPU model; "emulated ..."
@@ -446,10 +447,10 @@ def _run(argv, config: RemoteConfig, timeout: float, step: str, stdin: Optional[
         completed = subprocess.run(argv, input=stdin if stdin is not None else "", capture_output=True,
                                    text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RemoteSetupError(
-            f"{config.destination}: {step} did not finish within {timeout:g} s"
-            + (" (raise --remote-timeout)" if step == "benchmark" else "")
-        ) from None
+        if step == "benchmark":
+            raise RemoteRunError(f"{config.destination}: the benchmark did not finish within {timeout:g} s "
+                                 "(raise --remote-timeout)") from None
+        raise RemoteSetupError(f"{config.destination}: {step} did not finish within {timeout:g} s") from None
     if completed.returncode == 255:  # ssh's own failure, before or outside the remote command
         message = _last_line(completed.stderr) or "ssh exited with status 255"
         if _SSH_AUTH.search(completed.stderr):
