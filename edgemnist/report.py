@@ -138,7 +138,7 @@ def _pick_int8(runners: list, manifests: list, ref: int) -> Optional[int]:
     return None
 
 
-def _interleaved_latency(runners: list, inputs: list, config: CompareConfig) -> list:
+def interleaved_latency(runners: list, inputs: list, config: CompareConfig) -> list:
     """Per-runner latency percentiles; timed runs alternate between runners in rounds."""
     for runner, quantized in zip(runners, inputs):
         timed_invokes(runner, quantized, config.warmup)
@@ -198,7 +198,7 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
     predictions = [r.predict(images, batch_size=config.batch_size).argmax(axis=1) for r in runners]
     ref = _pick_reference(paths, runners, config.reference)
     timing_images = images[: min(256, len(images))]
-    latencies = _interleaved_latency(
+    latencies = interleaved_latency(
         runners, [[np.ascontiguousarray(r.quantize_input(img[np.newaxis])) for img in timing_images] for r in runners],
         config)
 

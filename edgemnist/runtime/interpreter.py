@@ -232,9 +232,8 @@ class Runner:
         spec = self.input
         self._in_index, self._out_index = spec.index, self.output.index
         self._in_buffer = np.empty(spec.shape, np.float32)
-        self._single_shapes = {spec.shape, self.image_shape}
-        if self.image_shape[-1] == 1:
-            self._single_shapes.add(self.image_shape[:-1])  # (28, 28)
+        self._in_buffer_bits = self._in_buffer.view(np.int32)
+        self._fast_shapes = {spec.shape, self.image_shape}
         self._in_quantized = np.empty(spec.shape, spec.dtype)
         self._in_scale_inv = np.float32(1.0 / spec.scale) if spec.quantized else None
         self._in_offset = np.float32(_ROUNDING_MAGIC + spec.zero_point) if spec.quantized else None
@@ -254,8 +253,11 @@ class Runner:
         out = self.output
         self._out_table = None  # 8-bit outputs dequantize by table look-up: one numpy call
         if out.quantized and np.dtype(out.dtype).itemsize == 1:
-            codes = np.arange(256, dtype=np.uint8).view(out.dtype).astype(np.float32)
-            self._out_table = ((codes - out.zero_point) * np.float32(out.scale)).astype(np.float32)
+            info = np.iinfo(out.dtype)
+            codes = np.arange(info.min, info.max + 1)
+            self._out_table = np.empty(256, np.float32)
+            # indexed by the raw codes themselves: negative int8 codes wrap to the upper half
+            self._out_table[codes] = (codes.astype(np.float32) - out.zero_point) * np.float32(out.scale)
 
     # ------------------------------------------------------------------ conversions
 
@@ -275,8 +277,8 @@ class Runner:
         if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape or (single and arr.shape[0] != 1):
             want = f"one image of shape {shape}" if single else f"a batch of shape (N, {', '.join(map(str, shape))})"
             raise ValueError(f"expected {want}, got shape {tuple(np.shape(images))}")
-        if arr.dtype != np.float32:
-            arr = arr.astype(np.float32)
+        if arr.dtype != np.float32 or (single and not arr.flags.c_contiguous):
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
         if arr.size and np.maximum.reduce(arr.view(np.uint32), axis=None) > _ONE_BITS:
             _raise_out_of_range(arr)
         return arr
@@ -308,7 +310,7 @@ class Runner:
     def dequantize_output(self, raw: np.ndarray) -> np.ndarray:
         """The model's raw output -> float32 scores, from its output scale and zero point."""
         if self._out_table is not None:
-            return self._out_table[raw.view(np.uint8)]
+            return self._out_table[raw]
         if self.output.quantized:
             return ((raw.astype(np.float32) - self.output.zero_point) * np.float32(self.output.scale))
         return raw.astype(np.float32, copy=False)
@@ -318,31 +320,33 @@ class Runner:
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """Scores of one image: float32 (10,). The low-overhead single-image path.
 
+        A float32 array shaped image_shape or (1,) + image_shape takes the fast path: one
+        range check, three numpy calls to quantize into a pre-allocated buffer, invoke, one
+        table look-up to dequantize. Anything else is checked and converted first.
+
         Args:
             image: float in [0, 1], shaped image_shape, (1,) + image_shape or (28, 28).
 
         Raises:
             ValueError: wrong shape or dtype, NaN, or values outside [0, 1].
         """
-        if (type(image) is not np.ndarray or image.dtype != np.float32
-                or image.shape not in self._single_shapes or not image.flags.c_contiguous):
+        if image.__class__ is not np.ndarray or image.dtype != np.float32 or image.shape not in self._fast_shapes:
             image = self._check_images(image, single=True)
-        if np.maximum.reduce(image.view(np.uint32), axis=None) > _ONE_BITS:
+        elif np.maximum.reduce(image.view(np.uint32), axis=None) > _ONE_BITS:
             _raise_out_of_range(image)
         interpreter = self._interpreter
         if self._in_scale_inv is None:
-            interpreter.set_tensor(self._in_index, image.reshape(self._in_buffer.shape))
+            interpreter.set_tensor(self._in_index, image if image.ndim == len(self.input.shape) else image[None])
         else:
             buffer = self._in_buffer
-            np.multiply(image.reshape(buffer.shape), self._in_scale_inv, out=buffer)
+            np.multiply(image, self._in_scale_inv, out=buffer)  # (28, 28, 1) broadcasts into (1, 28, 28, 1)
             np.add(buffer, self._in_offset, out=buffer)
-            np.copyto(self._in_quantized, buffer.view(np.int32), casting="unsafe")
+            np.copyto(self._in_quantized, self._in_buffer_bits, casting="unsafe")
             interpreter.set_tensor(self._in_index, self._in_quantized)
         interpreter.invoke()
-        raw = interpreter.get_tensor(self._out_index)[0]
         if self._out_table is not None:
-            return self._out_table[raw.view(np.uint8)]
-        return self.dequantize_output(raw)
+            return self._out_table[interpreter.get_tensor(self._out_index)[0]]
+        return self.dequantize_output(interpreter.get_tensor(self._out_index)[0])
 
     def _batch_interpreter(self, batch_size: int):
         """A second interpreter with its input resized to `batch_size` (None if resizing fails)."""
