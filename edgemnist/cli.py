@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name == name:  # a stage not built yet in this checkout
                 continue
             raise
-        module.add_commands(subparsers)
+        if hasattr(module, "add_commands"):  # TODO(lead): drop once every stage registers commands
+            module.add_commands(subparsers)
     _add_info(subparsers)
     return parser
 

@@ -1,0 +1,544 @@
+"""Train the model from scratch (resumable) and fine-tune a trained model on new data.
+
+Usage: edgemnist train --out runs/default      edgemnist finetune --from runs/default/model.keras --data-dir DIR --out runs/ft
+
+A run folder holds:
+  model.keras          the weights with the best validation accuracy (written at the end)
+  checkpoints/         epoch_NNN.keras, the full state (optimizer too) of the last completed epoch
+  train_state.json     the commit point: completed epochs, best epoch, log rows, settings
+  train_log.csv        one row per completed epoch
+  summary.json         test accuracy, parameters, MACs, wall time (written at the end)
+
+Every file is written atomically; train_state.json is written last each epoch, so a run
+killed at any moment (even SIGKILL mid-write) resumes from its last completed epoch when
+the same command is run again.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgemnist import data as data_lib
+from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
+from edgemnist.model import MODELS, ModelConfig
+
+STATE_FILE = "train_state.json"
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run. Together they decide whether a run folder can be resumed."""
+
+    model: str = "ds_cnn"  # a key of edgemnist.model.MODELS
+    model_config: ModelConfig = field(default_factory=ModelConfig)  # ds_cnn shape
+    epochs: int = 40  # upper bound; early stopping may end sooner
+    batch_size: int = 128  # global batch size (split across replicas)
+    learning_rate: float = 4e-3  # peak, reached after warm-up, then cosine decay
+    warmup_epochs: int = 1  # linear warm-up from learning_rate / 10
+    min_learning_rate: float = 2e-5  # floor of the cosine decay
+    weight_decay: float = 0.0  # L2 on kernels via AdamW-style decoupled decay (0 = Adam)
+    label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
+    augment: bool = True  # random shifts (<= 2 px) and rotations (<= 8 degrees)
+    val_fraction: float = 0.1  # held out from training for early stopping and model selection
+    patience: int = 10  # epochs without validation improvement before stopping
+    seed: int = 0  # same seed, same data order and same weights (on CPU)
+    limit: Optional[int] = None  # use only the first N training images (tests, smoke runs)
+    strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
+    data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        for name in ("epochs", "batch_size", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 <= self.min_learning_rate <= self.learning_rate:
+            raise ValueError(f"min_learning_rate must be in [0, learning_rate], got {self.min_learning_rate}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.weight_decay < 1:
+            raise ValueError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.limit is not None and self.limit < 20:
+            raise ValueError(f"limit must be >= 20 images, got {self.limit}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+
+    def identity(self) -> dict:
+        """The settings a resumed run must share with the run it continues (epochs may grow)."""
+        d = asdict(self)
+        d.pop("epochs")
+        d.pop("patience")
+        d["model_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["model_config"].items()}
+        return json.loads(json.dumps(d))
+
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to min_learning_rate over the remaining epochs."""
+    peak, floor = config.learning_rate, config.min_learning_rate
+    if epoch < config.warmup_epochs:
+        return peak * (0.1 + 0.9 * epoch / config.warmup_epochs)
+    span = max(1, config.epochs - config.warmup_epochs)
+    progress = min(1.0, (epoch - config.warmup_epochs) / span)
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------- distribution
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for `name` (see TrainConfig.strategy).
+
+    Raises:
+        ValueError: multiworker without TF_CONFIG naming a cluster.
+    """
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    tf_config = os.environ.get("TF_CONFIG")
+    if not tf_config:
+        raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task")
+    try:
+        cluster = json.loads(tf_config)["cluster"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"TF_CONFIG is not valid JSON with a 'cluster' key: {tf_config[:120]!r}") from None
+    if not cluster:
+        raise ValueError("TF_CONFIG names an empty cluster")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+class RunFolder:
+    """The files of one training run; only the chief writes them (other workers get a scratch copy)."""
+
+    def __init__(self, out: Path, writable: bool = True):
+        self.out = out if writable else Path(tempfile.mkdtemp(prefix="edgemnist-worker-"))
+        self.ckpt_dir = self.out / "checkpoints"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / STATE_FILE
+
+    def read_state(self) -> Optional[dict]:
+        if not self.state_path.is_file():
+            return None
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.state_path}: unreadable training state ({exc}); use --restart") from None
+
+    def write_epoch(self, model, state: dict) -> None:
+        """Checkpoint, then log, then the state file that commits the epoch; then drop older checkpoints."""
+        name = f"epoch_{state['epoch']:03d}.keras"
+        atomic_write_with(self.ckpt_dir / name, lambda tmp: model.save(tmp), suffix=".keras")
+        state["checkpoint"] = f"checkpoints/{name}"
+        atomic_write_text(self.out / "train_log.csv", _log_csv(state["log"]))
+        atomic_write_json(self.state_path, state)
+        self.clean_orphans(state)
+
+    def clean_orphans(self, state: Optional[dict]) -> None:
+        """Removes checkpoints and temp files a killed run left beside the committed state."""
+        keep = {Path(state[key]).name for key in ("checkpoint", "best_weights") if state and state.get(key)}
+        if self.ckpt_dir.is_dir():
+            for path in self.ckpt_dir.iterdir():
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+        for tmp in self.out.glob(".*.tmp*"):
+            tmp.unlink(missing_ok=True)
+
+
+def _log_csv(rows: list) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    # state.json stores rows with sorted keys; the CSV leads with epoch and learning rate
+    fields = ["epoch", "learning_rate"] + sorted(k for k in rows[0] if k not in ("epoch", "learning_rate"))
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _compile(model, config: TrainConfig, learning_rate: float):
+    from edgemnist._tensorflow import keras
+
+    k = keras()
+    if config.weight_decay:
+        optimizer = k.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = k.optimizers.Adam(learning_rate)
+    loss = (
+        k.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+        if config.label_smoothing
+        else k.losses.CategoricalCrossentropy()
+    )
+    model.compile(optimizer, loss, metrics=["accuracy"])
+
+
+def _one_hot(ds):
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    return ds.map(lambda x, y: (x, tf.one_hot(y, data_lib.NUM_CLASSES)))
+
+
+def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, verbose: int = 1) -> dict:
+    """Trains (or resumes) a run in `out` and returns its summary.
+
+    Args:
+        config: the run's settings.
+        out: the run folder; an existing run there with the same settings is resumed.
+        restart: discard an existing run in `out` and start over.
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+
+    Returns:
+        The summary dict also written to `out/summary.json`: test accuracy, params, MACs,
+        epochs run, wall time, best epoch.
+
+    Raises:
+        ValueError: `out` holds a run with other settings (and restart is False).
+    """
+    from edgemnist._tensorflow import import_tensorflow, keras
+    from edgemnist.model import build_model, model_summary
+
+    tf = import_tensorflow()
+    k = keras()
+    out = Path(out)
+    strategy = make_strategy(config.strategy)
+    folder = RunFolder(out, writable=_is_chief(strategy))
+    folder.out.mkdir(parents=True, exist_ok=True)
+
+    state = None if restart else folder.read_state()
+    if state is not None and state.get("config") != config.identity():
+        raise ValueError(
+            f"{folder.state_path}: this folder holds a run with other settings; "
+            "use another --out, or --restart to discard it"
+        )
+    if state is not None and state.get("finished") and state["epoch"] >= config.epochs and (out / "summary.json").is_file():
+        _say(verbose, f"{out}: already trained ({state['epoch']} epochs); nothing to do")
+        return json.loads((out / "summary.json").read_text())
+    folder.clean_orphans(state)
+
+    k.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    train_split = data_lib.load_split("train", config.data_dir, limit=config.limit)
+    test_split = data_lib.load_split("test", config.data_dir)
+    fit_split, val_split = data_lib.train_val_split(train_split, config.val_fraction, config.seed)
+    train_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augment,
+                                              seed=config.seed))
+    val_ds = _one_hot(data_lib.make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed))
+
+    with strategy.scope():
+        if state is None:
+            model = build_model(config.model, config.model_config)
+            _compile(model, config, learning_rate_at(0, config))
+            state = {"epoch": 0, "best_epoch": 0, "best_val_accuracy": -1.0, "log": [], "wall_s": 0.0,
+                     "config": config.identity(), "finished": False}
+        else:
+            model = k.models.load_model(out / state["checkpoint"], compile=True)
+            _say(verbose, f"{out}: resuming after epoch {state['epoch']} "
+                          f"(best val accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})")
+
+    callback = _epoch_commit(folder, state, config)
+    if state["epoch"] < config.epochs and not _should_stop(state, config):
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=state["epoch"],
+            epochs=config.epochs,
+            callbacks=[k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config)), callback],
+            verbose=verbose,
+        )
+    if state.get("best_weights"):
+        with np.load(folder.out / state["best_weights"], allow_pickle=False) as saved:
+            model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
+    test_loss, test_acc = model.evaluate(
+        _one_hot(data_lib.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0)), verbose=0
+    )
+    info = model_summary(model)
+    state["finished"] = True
+    summary = {
+        "test_accuracy": float(test_acc),
+        "test_n": len(test_split),
+        "params": info["params"],
+        "macs": info["macs"],
+        "model": config.model,
+        "epochs_run": state["epoch"],
+        "best_epoch": state["best_epoch"],
+        "best_val_accuracy": state["best_val_accuracy"],
+        "wall_s": round(state["wall_s"], 1),
+        "train_images": len(fit_split),
+        "strategy": config.strategy,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "data": train_split.source,
+    }
+    atomic_write_with(folder.out / "model.keras", lambda tmp: model.save(tmp), suffix=".keras")
+    atomic_write_json(folder.out / STATE_FILE, state)
+    atomic_write_json(folder.out / "summary.json", summary)
+    return summary
+
+
+def _save_arrays(path: Path, arrays: list) -> None:
+    with open(path, "wb") as fh:
+        np.savez(fh, **{f"w{i}": a for i, a in enumerate(arrays)})
+
+
+def _should_stop(state: dict, config: TrainConfig) -> bool:
+    """Early stopping: `patience` epochs have passed since the best validation accuracy."""
+    return state["best_epoch"] > 0 and state["epoch"] - state["best_epoch"] >= config.patience
+
+
+def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
+    """A Keras callback that, after each epoch, keeps the best weights, commits the epoch and early-stops."""
+    from edgemnist._tensorflow import keras
+
+    class EpochCommit(keras().callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            val_acc = float(logs.get("val_accuracy", 0.0))
+            state["epoch"] = epoch + 1
+            state["wall_s"] += time.monotonic() - self.epoch_start
+            row = {"epoch": epoch + 1, "learning_rate": f"{learning_rate_at(epoch, config):.6g}"}
+            row.update({key: f"{float(value):.6g}" for key, value in sorted(logs.items()) if key != "lr"})
+            state["log"].append(row)
+            if val_acc > state["best_val_accuracy"]:
+                state["best_val_accuracy"], state["best_epoch"] = val_acc, epoch + 1
+                best = f"checkpoints/best_epoch_{epoch + 1:03d}.weights.npz"
+                # Plain arrays, not a Keras .h5: loading .h5 into a multi-worker model fails in TF 2.21.
+                weights = self.model.get_weights()
+                atomic_write_with(folder.out / best, lambda tmp: _save_arrays(tmp, weights), suffix=".npz")
+                state["best_weights"] = best
+            folder.write_epoch(self.model, state)
+            if _should_stop(state, config):
+                print(f"early stopping: no validation improvement for {config.patience} epochs", file=sys.stderr)
+                self.model.stop_training = True
+
+    return EpochCommit()
+
+
+def _say(verbose: int, message: str) -> None:
+    if verbose:
+        print(message, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Two-phase transfer: train the head with the backbone frozen, then everything at a lower rate."""
+
+    head_epochs: int = 3  # phase 1: only the classifier trains
+    epochs: int = 3  # phase 2: all layers train
+    learning_rate: float = 1e-2  # phase 1 rate (only a linear head trains: it can take a high rate)
+    unfrozen_lr_factor: float = 0.1  # phase 2 rate = learning_rate * this
+    batch_size: int = 128
+    augment: bool = False
+    seed: int = 0
+    limit: Optional[int] = None  # first N training images of the new data
+    head_layers: tuple = ("classifier",)  # layers trained in phase 1
+
+    def __post_init__(self):
+        if self.head_epochs < 0 or self.epochs < 0 or self.head_epochs + self.epochs == 0:
+            raise ValueError(f"need at least one epoch (head_epochs={self.head_epochs}, epochs={self.epochs})")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        if not 0 < self.unfrozen_lr_factor <= 1:
+            raise ValueError(f"unfrozen_lr_factor must be in (0, 1], got {self.unfrozen_lr_factor}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
+             config: FinetuneConfig = FinetuneConfig(), verbose: int = 1) -> dict:
+    """Fine-tunes a trained model on another data set's train split; reports test accuracy before and after.
+
+    Returns:
+        {"before": acc, "after_head": acc, "after": acc, "test_n", "train_n", "data_dir", "model"};
+        also written to `out/finetune.json`, with the model in `out/model.keras`.
+    """
+    from edgemnist._tensorflow import keras
+    from edgemnist.model import load_keras_model
+
+    k = keras()
+    k.utils.set_random_seed(config.seed)
+    model = load_keras_model(model_path)
+    missing = [name for name in config.head_layers if name not in {layer.name for layer in model.layers}]
+    if missing:
+        raise ValueError(f"{model_path}: no layer named {missing[0]!r} to use as the head")
+    train_split = data_lib.load_split("train", data_dir, limit=config.limit)
+    test_split = data_lib.load_split("test", data_dir)
+    train_ds = _one_hot(data_lib.make_dataset(train_split, config.batch_size, shuffle=True, augment=config.augment,
+                                              seed=config.seed))
+    test_ds = _one_hot(data_lib.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0))
+
+    def accuracy() -> float:
+        model.compile(k.optimizers.Adam(), "categorical_crossentropy", metrics=["accuracy"])
+        return float(model.evaluate(test_ds, verbose=0)[1])
+
+    result = {"model": str(model_path), "data_dir": str(data_lib.resolve_data_dir(data_dir)),
+              "train_n": len(train_split), "test_n": len(test_split), "before": accuracy()}
+    _say(verbose, f"test accuracy before fine-tuning: {result['before']:.4f} ({len(test_split)} images)")
+    if config.head_epochs:
+        for layer in model.layers:
+            # A frozen BatchNormalization also runs in inference mode in Keras 2, keeping its statistics.
+            layer.trainable = layer.name in config.head_layers
+        model.compile(k.optimizers.Adam(config.learning_rate), "categorical_crossentropy", metrics=["accuracy"])
+        _say(verbose, f"phase 1: head only ({', '.join(config.head_layers)}), {config.head_epochs} epochs")
+        model.fit(train_ds, epochs=config.head_epochs, verbose=verbose)
+        result["after_head"] = accuracy()
+        _say(verbose, f"test accuracy after training the head: {result['after_head']:.4f}")
+    if config.epochs:
+        for layer in model.layers:
+            layer.trainable = True
+        model.compile(k.optimizers.Adam(config.learning_rate * config.unfrozen_lr_factor),
+                      "categorical_crossentropy", metrics=["accuracy"])
+        _say(verbose, f"phase 2: all layers, {config.epochs} epochs at lr "
+                      f"{config.learning_rate * config.unfrozen_lr_factor:g}")
+        model.fit(train_ds, epochs=config.epochs, verbose=verbose)
+    result["after"] = accuracy()
+    _say(verbose, f"test accuracy after fine-tuning: {result['after']:.4f}")
+    out = Path(out)
+    atomic_write_with(out / "model.keras", lambda tmp: model.save(tmp), suffix=".keras")
+    atomic_write_json(out / "finetune.json", result)
+    return result
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _int_tuple(text: str) -> tuple:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist train` and `edgemnist finetune`."""
+    d = TrainConfig()
+    p = subparsers.add_parser(
+        "train",
+        help="train a model from scratch; rerun the same command to resume",
+        description="Train the depthwise-separable model (or the tutorial CNN) on MNIST or another "
+        "10-class 28x28 data set. Checkpoints every epoch; rerunning the same command in the same "
+        "--out folder resumes from the last completed epoch. Writes model.keras, train_log.csv, "
+        "summary.json.",
+    )
+    p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a run)")
+    p.add_argument("--model", default=d.model, choices=list(MODELS), help=f"architecture (default {d.model})")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"global batch size (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help=f"peak learning rate (default {d.learning_rate})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help=f"early stopping patience in epochs (default {d.patience})")
+    p.add_argument("--no-augment", action="store_true", help="train without random shifts/rotations")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--limit", type=int, help="use only the first N training images")
+    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--width", type=float, default=d.model_config.width_multiplier,
+                   help="ds_cnn width multiplier (default 1.0)")
+    p.add_argument("--dilations", type=_int_tuple, default=d.model_config.dilation_rates,
+                   help="ds_cnn dilation rate per block, e.g. 1,2,1,2")
+    p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
+                   help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG")
+    p.add_argument("--restart", action="store_true", help="discard an existing run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.set_defaults(func=_run_train)
+
+    f = FinetuneConfig()
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a trained model on new data (head first, then all layers)",
+        description="Load a trained model, freeze the backbone and train the classifier head, then unfreeze "
+        "all layers at a lower learning rate. Prints test accuracy on the new data before and after.",
+    )
+    p.add_argument("--from", dest="source", required=True, help="trained model (.keras)")
+    p.add_argument("--data-dir", required=True, help="the new data: IDX files or PNG class folders 0/..9/")
+    p.add_argument("--out", required=True, help="output folder for model.keras and finetune.json")
+    p.add_argument("--head-epochs", type=int, default=f.head_epochs, help=f"head-only epochs (default {f.head_epochs})")
+    p.add_argument("--epochs", type=int, default=f.epochs, help=f"all-layer epochs (default {f.epochs})")
+    p.add_argument("--lr", type=float, default=f.learning_rate, help=f"head learning rate (default {f.learning_rate})")
+    p.add_argument("--augment", action="store_true", help="random shifts/rotations while fine-tuning")
+    p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
+    p.add_argument("--seed", type=int, default=f.seed)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=_run_finetune)
+
+
+def _run_train(args) -> int:
+    from edgemnist.cli import print_json
+
+    d = TrainConfig()
+    config = TrainConfig(
+        model=args.model,
+        model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations)),
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
+        augment=not args.no_augment, seed=args.seed, limit=args.limit, strategy=args.strategy,
+        data_dir=args.data_dir,
+    )
+    verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
+        summary = train(config, args.out, restart=args.restart, verbose=verbose)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"test accuracy {summary['test_accuracy']:.4f} on {summary['test_n']} images; "
+              f"{summary['params']:,} parameters, {summary['macs']:,} MACs; "
+              f"{summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; model: {Path(args.out) / 'model.keras'}")
+    return 0
+
+
+def _run_finetune(args) -> int:
+    from edgemnist.cli import print_json
+
+    config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
+                            augment=args.augment, limit=args.limit, seed=args.seed)
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
+        result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
+              f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")
+    return 0

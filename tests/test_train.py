@@ -1,0 +1,178 @@
+"""Tests for edgemnist/train.py: real training on MNIST subsets, determinism, resume after SIGKILL,
+multi-worker training on loopback, fine-tuning on new data."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgemnist import train as train_lib
+from edgemnist.model import ModelConfig
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+TINY = ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1), pool_after=(1,))
+
+
+def _cli(*args, env=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "edgemnist.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, **kwargs)
+
+
+def test_one_epoch_beats_chance_by_far(tmp_path):
+    config = train_lib.TrainConfig(epochs=1, warmup_epochs=0, limit=3000, batch_size=32, augment=False)
+    summary = train_lib.train(config, tmp_path / "run", verbose=0)
+    assert summary["test_accuracy"] > 0.6, summary  # chance is 0.1
+    assert summary["test_n"] == 10000 and summary["epochs_run"] == 1
+    assert summary["params"] < 20000
+    for name in ("model.keras", "summary.json", "train_log.csv", "train_state.json"):
+        assert (tmp_path / "run" / name).is_file()
+    assert not list((tmp_path / "run").glob(".*.tmp*"))
+    assert len((tmp_path / "run" / "train_log.csv").read_text().splitlines()) == 2
+
+
+def test_same_seed_same_weights(tmp_path):
+    from edgemnist.model import load_keras_model
+
+    config = train_lib.TrainConfig(model_config=TINY, epochs=1, limit=600, warmup_epochs=0)
+    weights = []
+    for name in ("a", "b"):
+        train_lib.train(config, tmp_path / name, verbose=0)
+        weights.append(load_keras_model(tmp_path / name / "model.keras").get_weights())
+    for w1, w2 in zip(*weights):
+        np.testing.assert_array_equal(w1, w2)
+
+
+def test_rerun_of_finished_run_does_nothing_and_other_settings_are_refused(tmp_path):
+    config = train_lib.TrainConfig(model_config=TINY, epochs=1, limit=300, warmup_epochs=0)
+    first = train_lib.train(config, tmp_path, verbose=0)
+    mtime = (tmp_path / "model.keras").stat().st_mtime_ns
+    assert train_lib.train(config, tmp_path, verbose=0) == first
+    assert (tmp_path / "model.keras").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        train_lib.train(train_lib.TrainConfig(model_config=TINY, epochs=1, limit=400), tmp_path, verbose=0)
+
+
+def test_learning_rate_schedule():
+    config = train_lib.TrainConfig(epochs=10, warmup_epochs=2, learning_rate=1e-2, min_learning_rate=1e-4)
+    rates = [train_lib.learning_rate_at(e, config) for e in range(10)]
+    assert rates[0] == pytest.approx(1e-3) and rates[2] == pytest.approx(1e-2)
+    assert all(a > b for a, b in zip(rates[2:], rates[3:]))
+    assert rates[-1] >= 1e-4
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("learning_rate", 2.0), ("strategy", "tpu"),
+                                          ("val_fraction", 1.0), ("model", "resnet")])
+def test_config_validation_names_the_value(field, value):
+    with pytest.raises(ValueError, match=str(value).replace(".", r"\.")):
+        train_lib.TrainConfig(**{field: value})
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--limit", "4000", "--epochs", "3", "--batch-size", "32", "--no-augment", "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgemnist.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state_path = out / "train_state.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state_path.is_file() and json.loads(state_path.read_text())["epoch"] >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)  # well into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(state_path.read_text())["epoch"]
+    assert 1 <= killed_at < 3, "the run should have been killed mid-way"
+    assert not (out / "model.keras").exists()
+
+    result = _cli(*args[:-1], "--json", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming after epoch {killed_at}" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["epochs_run"] == 3 and summary["test_accuracy"] > 0.8
+    log_rows = (out / "train_log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in log_rows[1:]] == ["1", "2", "3"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(
+        {"epoch_003.keras", Path(json.loads(state_path.read_text())["best_weights"]).name})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multiworker_training_on_two_local_workers(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "CUDA_VISIBLE_DEVICES": ""}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "edgemnist.cli", "train", "--out", str(tmp_path / f"w{index}"), "--strategy",
+             "multiworker", "--limit", "1200", "--epochs", "1", "--no-augment", "--quiet", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    outputs = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            raise
+        assert proc.returncode == 0, err[-3000:]
+        outputs.append(json.loads(out))
+    assert outputs[0]["strategy"] == "multiworker"
+    assert (tmp_path / "w0" / "model.keras").is_file()  # the chief writes the run
+    assert not (tmp_path / "w1" / "model.keras").exists()  # the other worker writes to scratch only
+    assert outputs[0]["test_accuracy"] == pytest.approx(outputs[1]["test_accuracy"], abs=1e-6)
+
+
+def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "edgemnist.cli", "train", "--out", str(tmp_path), "--strategy",
+                             "multiworker", "--limit", "100"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "edgemnist: error: --strategy multiworker needs TF_CONFIG describing the cluster and this worker's task")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_finetune_on_fashion_mnist_improves(tmp_path, trained_model_path):
+    config = train_lib.FinetuneConfig(head_epochs=1, epochs=1, limit=3000)
+    result = train_lib.finetune(trained_model_path, FASHION, tmp_path, config, verbose=0)
+    assert result["test_n"] == 10000 and result["train_n"] == 3000
+    assert result["before"] < 0.3  # a digits model on clothes: near chance
+    assert result["after_head"] > result["before"] + 0.2  # a new head on frozen features learns the classes
+    assert result["after"] > result["after_head"]  # unfreezing the backbone helps further
+    assert json.loads((tmp_path / "finetune.json").read_text()) == result
+    assert (tmp_path / "model.keras").is_file()
+
+
+def test_command_needing_tensorflow_without_it_says_which_extra(tmp_path):
+    blocker = tmp_path / "block" / "tensorflow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named tensorflow')\n")
+    result = _cli("train", "--out", str(tmp_path / "r"), env={"PYTHONPATH": str(blocker.parent)}, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "edgemnist: error: this command needs TensorFlow: pip install 'edgemnist[train]' "
+        "(No module named tensorflow)")
+
+
+def test_train_help_is_instant_and_documents_resume():
+    result = _cli("train", "--help", timeout=60)
+    assert result.returncode == 0 and "resume" in result.stdout
+    assert "--strategy" in result.stdout and "--out" in result.stdout
