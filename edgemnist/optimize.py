@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
@@ -135,6 +135,14 @@ def format_sparsity(report: dict) -> str:
 # --------------------------------------------------------------------------- pruning
 
 
+class PruneResult(NamedTuple):
+    """What `prune` returns."""
+
+    model: Any  # the stripped pruned Keras model: plain layers, zeros in the kernels
+    sparsity: dict  # `sparsity_report` of `model`, measured on its weights
+    wrapped: Any  # the model still inside tfmot's pruning wrappers (for checks; export `model`)
+
+
 def _check_prunable(model, tfmot) -> None:
     """Raises ValueError naming the first layer tfmot's pruning cannot wrap."""
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
@@ -178,7 +186,7 @@ def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int 
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
-        (stripped pruned model, sparsity report measured on its weights).
+        PruneResult(stripped model, sparsity report measured on its weights, wrapped model).
 
     Raises:
         ValueError: a layer tfmot cannot prune (named).
@@ -210,7 +218,7 @@ def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int 
     _fit(wrapped, train_split, config.epochs, config.batch_size, config.seed,
          [tfmot.sparsity.keras.UpdatePruningStep()], verbose)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
-    return stripped, sparsity_report(stripped, pruned_layers)
+    return PruneResult(stripped, sparsity_report(stripped, pruned_layers), wrapped)
 
 
 def _prunable_weight_count(wrapper) -> int:
@@ -252,6 +260,7 @@ def qat(model, train_split, config: QATConfig = QATConfig(), preserve_sparsity: 
     clone = k.models.clone_model(model)
     clone.set_weights(model.get_weights())
     quantization = tfmot.quantization.keras
+    _check_quantizable(model)
     try:
         if preserve_sparsity:
             annotated = quantization.quantize_annotate_model(clone)
@@ -266,6 +275,27 @@ def qat(model, train_split, config: QATConfig = QATConfig(), preserve_sparsity: 
     _compile(quantized, config.learning_rate)
     _fit(quantized, train_split, config.epochs, config.batch_size, config.seed, verbose=verbose)
     return quantized
+
+
+def _check_quantizable(model) -> None:
+    """Raises ValueError naming the first custom layer tfmot's 8-bit scheme cannot quantize.
+
+    Built-in layers outside the registry (BatchNormalization) are folded by tfmot's graph
+    transforms, so only layers from outside Keras are checked here; tfmot's own error
+    (which names the layer for built-in ones) covers the rest.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    for layer in model.layers:
+        builtin = type(layer).__module__.startswith(("tf_keras.", "keras."))
+        if not builtin and not registry.supports(layer):
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) cannot be quantized by tfmot: it is not a "
+                "built-in Keras layer; annotate it with a tfmot QuantizeConfig or replace it"
+            )
 
 
 def load_model(path: str | os.PathLike):
@@ -345,7 +375,7 @@ def optimize(model_path, out, do_prune: bool = True, do_qat: bool = True, prune_
 
     pruned = None
     if do_prune:
-        pruned, sparsity = prune(model, train_split, prune_config, verbose)
+        pruned, sparsity, _ = prune(model, train_split, prune_config, verbose)
         record("pruned", pruned, sparsity)
     if do_qat:
         record("qat", qat(model, train_split, qat_config, verbose=verbose), None, ".h5")
