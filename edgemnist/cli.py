@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "edgemnist.train",
     "edgemnist.optimize",
     "edgemnist.convert",
+    "edgemnist.diagnose",
     "edgemnist.evaluate",
     "edgemnist.bench",
     "edgemnist.report",
