@@ -237,9 +237,13 @@ class Runner:
         self._in_quantized = np.empty(spec.shape, spec.dtype)
         self._in_scale_inv = np.float32(1.0 / spec.scale) if spec.quantized else None
         self._in_offset = np.float32(_ROUNDING_MAGIC + spec.zero_point) if spec.quantized else None
+        self._in_clip = None  # set when 1.0 lands just past the integer range (AI Edge int16: 32780 > 32767)
         if spec.quantized:
             info = np.iinfo(spec.dtype)
             lo, hi = spec.zero_point, 1.0 / spec.scale + spec.zero_point
+            if info.max + 0.5 < hi <= info.max + 0.01 * (info.max - info.min):
+                self._in_clip = np.float32(info.max - spec.zero_point)
+                hi = info.max
             if not (info.min <= lo and hi <= info.max + 0.5 and abs(hi) < 2 ** 22):
                 raise ValueError(
                     f"{self.path}: input quantization (scale {spec.scale}, zero point {spec.zero_point}) "
@@ -299,6 +303,8 @@ class Runner:
             np.copyto(out, images, casting="same_kind")
             return out
         scaled = np.multiply(images, self._in_scale_inv)
+        if self._in_clip is not None:
+            np.minimum(scaled, self._in_clip, out=scaled)
         np.add(scaled, self._in_offset, out=scaled)
         # the rounded integer sits in the low bits; the cast keeps them (two's complement)
         quantized = scaled.view(np.int32)
@@ -340,6 +346,8 @@ class Runner:
         else:
             buffer = self._in_buffer
             np.multiply(image, self._in_scale_inv, out=buffer)  # (28, 28, 1) broadcasts into (1, 28, 28, 1)
+            if self._in_clip is not None:
+                np.minimum(buffer, self._in_clip, out=buffer)
             np.add(buffer, self._in_offset, out=buffer)
             np.copyto(self._in_quantized, self._in_buffer_bits, casting="unsafe")
             interpreter.set_tensor(self._in_index, self._in_quantized)

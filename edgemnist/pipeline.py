@@ -1,0 +1,250 @@
+"""The whole job in one command: train -> optimize -> export every variant -> compare -> firmware.
+
+Usage: edgemnist pipeline --out runs/default        (edgemnist pipeline --out runs/quick --quick)
+
+Each stage writes into its own sub-folder of --out:
+
+  train/       model.keras, train_log.csv, summary.json        (edgemnist train)
+  optimize/    pruned.keras, qat.h5, pruned_qat.h5, optimize.json (edgemnist optimize)
+  tflite/      model_<variant>.tflite + .json manifests         (edgemnist export)
+  report/      report.md, report.json, PNG plots                (edgemnist compare)
+  firmware/    TFLite Micro C sources of the int8 model          (edgemnist firmware)
+  pipeline.json  what each stage did, its fingerprint and its outputs' sha256
+
+A rerun skips every stage whose fingerprint (its settings plus the sha256 of its inputs)
+is unchanged and whose outputs are intact; a killed run picks up where it stopped (the
+train stage resumes from its last completed epoch).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from edgemnist.artifacts import atomic_write_json, sha256_file
+
+STATE_FILE = "pipeline.json"
+STAGES = ("train", "optimize", "export", "compare", "firmware")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of a pipeline run; `quick` shrinks every stage to a smoke run of a few minutes."""
+
+    quick: bool = False  # data subset and one epoch per stage (CI smoke run)
+    epochs: Optional[int] = None  # training epochs (None: edgemnist train's default; 1 with --quick)
+    data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    seed: int = 0
+    quantizer: str = "all"  # export variants of "tflite", "ai-edge" or "all" quantizers
+    firmware: bool = True  # generate TFLite Micro assets of the int8 model
+    threads: int = 1  # interpreter threads when comparing
+
+    def __post_init__(self):
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.quantizer not in ("tflite", "ai-edge", "all"):
+            raise ValueError(f"quantizer must be tflite, ai-edge or all, got {self.quantizer!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+
+
+# Quick mode: enough data and steps that BatchNorm statistics settle, still a few minutes here.
+_QUICK_TRAIN_IMAGES = 4000
+_QUICK_TEST_IMAGES = 1000
+
+
+def _fingerprint(settings: dict, inputs: list) -> str:
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for path in inputs:
+        digest.update(sha256_file(path).encode())
+    return digest.hexdigest()
+
+
+class _Stages:
+    """Runs stages, skipping those whose fingerprint and outputs are unchanged since the last run."""
+
+    def __init__(self, out: Path, log: Callable[[str], None]):
+        self.out, self.log = out, log
+        self.path = out / STATE_FILE
+        try:
+            self.state = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        except ValueError:
+            self.state = {}  # a damaged record only costs re-running stages
+        self.state.setdefault("stages", {})
+
+    def _intact(self, record: dict) -> bool:
+        return all(Path(p).is_file() and sha256_file(p) == digest for p, digest in record["outputs"].items())
+
+    def run(self, name: str, settings: dict, inputs: list, work: Callable[[], tuple]) -> dict:
+        """`work()` returns (result dict, list of output files); both are recorded."""
+        fingerprint = _fingerprint(settings, inputs)
+        record = self.state["stages"].get(name)
+        if record and record["fingerprint"] == fingerprint and self._intact(record):
+            self.log(f"[{name}] unchanged since the last run, skipped")
+            return record["result"]
+        self.log(f"[{name}] running")
+        started = time.monotonic()
+        result, outputs = work()
+        self.state["stages"][name] = {
+            "fingerprint": fingerprint,
+            "seconds": round(time.monotonic() - started, 1),
+            "result": result,
+            "outputs": {str(p): sha256_file(p) for p in outputs},
+        }
+        atomic_write_json(self.path, self.state)  # the stage is committed only now
+        self.log(f"[{name}] done in {self.state['stages'][name]['seconds']:.0f} s")
+        return result
+
+
+def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
+                 log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
+    """Runs (or resumes) the whole pipeline in `out` and returns pipeline.json's content."""
+    from edgemnist import convert, optimize, report, train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stages = _Stages(out, log)
+    quick = config.quick
+    verbose = 2 if not quick else 0
+    train_limit = _QUICK_TRAIN_IMAGES if quick else None
+    test_limit = _QUICK_TEST_IMAGES if quick else None
+
+    # ---- train
+    train_config = train.TrainConfig(seed=config.seed, data_dir=config.data_dir, limit=train_limit)
+    if quick:
+        train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
+    elif config.epochs:
+        train_config = replace(train_config, epochs=config.epochs)
+    model_path = out / "train" / "model.keras"
+
+    def do_train():
+        summary = train.train(train_config, out / "train", verbose=verbose)
+        return summary, [model_path, out / "train" / "summary.json"]
+
+    summary = stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], do_train)
+
+    # ---- optimize (pruning, QAT, pruning-preserving QAT)
+    prune_config, qat_config = optimize.PruneConfig(), optimize.QATConfig()
+    if quick:
+        prune_config = replace(prune_config, epochs=1, batch_size=32)
+        qat_config = replace(qat_config, epochs=1, batch_size=32)
+
+    def do_optimize():
+        result = optimize.optimize(model_path, out / "optimize", prune_config=prune_config, qat_config=qat_config,
+                                   data_dir=config.data_dir, limit=train_limit, test_limit=test_limit,
+                                   verbose=verbose)
+        return result, [Path(m["path"]) for m in result["models"].values()] + [out / "optimize" / "optimize.json"]
+
+    optimized = stages.run("optimize", {"prune": asdict(prune_config), "qat": asdict(qat_config),
+                                        "limit": train_limit, "test_limit": test_limit}, [model_path], do_optimize)
+    sources = {"model": str(model_path)}
+    sources.update({name: info["path"] for name, info in optimized["models"].items()})
+
+    # ---- export every variant
+    export_config = convert.ExportConfig(data_dir=config.data_dir)
+
+    def do_export():
+        result = convert.export_all(sources, out / "tflite", config=export_config, quantizer=config.quantizer)
+        files = [Path(m["path"]) for m in result["variants"].values()]
+        return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
+
+    exported = stages.run("export", {"config": asdict(export_config), "quantizer": config.quantizer},
+                          [Path(p) for p in sources.values()], do_export)
+    tflite_paths = [Path(m["path"]) for m in exported["variants"].values()]
+
+    # ---- compare
+    compare_config = report.CompareConfig(limit=test_limit, data_dir=config.data_dir, threads=config.threads,
+                                          keras=str(model_path), runs=200 if quick else 1000)
+
+    def do_compare():
+        result = report.compare(tflite_paths, out / "report", compare_config)
+        return result, [out / "report" / "report.json", out / "report" / "report.md"]
+
+    compared = stages.run("compare", asdict(compare_config), tflite_paths, do_compare)
+
+    # ---- firmware
+    firmware_result = None
+    int8_path = out / "tflite" / convert.variant_filename("int8", export_config)
+    if config.firmware and int8_path.is_file():
+        from edgemnist import firmware
+
+        fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
+                                            regenerate_command=f"edgemnist pipeline --out {out}"
+                                            + (" --quick" if quick else ""))
+
+        def do_firmware():
+            result = firmware.generate(int8_path, out / "firmware", fw_config)
+            return result, [out / "firmware" / "firmware_manifest.json"]
+
+        firmware_result = stages.run("firmware", asdict(fw_config), [int8_path], do_firmware)
+
+    result = {
+        "out": str(out),
+        "quick": quick,
+        "train": summary,
+        "optimize": {name: {"accuracy": m["accuracy"], "path": m["path"]} for name, m in optimized["models"].items()},
+        "report": str(out / "report" / "report.md"),
+        "variants": compared["variants"],
+        "firmware": None if firmware_result is None else {
+            "out": str(out / "firmware"), "flash_bytes": firmware_result.get("flash_bytes"),
+            "arena": firmware_result.get("arena")},
+    }
+    stages.state["result"] = result
+    atomic_write_json(stages.path, stages.state)
+    return result
+
+
+def format_result(result: dict) -> str:
+    """The closing table of a pipeline run."""
+    from edgemnist.report import format_table
+
+    lines = [f"trained model: test accuracy {result['train']['test_accuracy']:.2%}, "
+             f"{result['train']['params']:,} parameters, {result['train']['macs']:,} MACs"]
+    lines.append(format_table(result["variants"]))
+    if result["firmware"]:
+        arena = result["firmware"]["arena"] or {}
+        lines.append(f"firmware: {result['firmware']['out']} (model {result['firmware']['flash_bytes']:,} bytes, "
+                     f"arena {arena.get('stated', 0):,} bytes)")
+    lines.append(f"report: {result['report']}")
+    return "\n".join(lines)
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist pipeline`."""
+    p = subparsers.add_parser(
+        "pipeline",
+        help="the whole job: train, optimize, export every variant, compare, firmware",
+        description="Train the default model, prune and quantization-aware train it, export every TFLite "
+        "variant, compare them side by side (report.md, report.json, plots) and generate TFLite Micro "
+        "assets of the int8 model. A rerun skips stages whose inputs did not change; a killed run resumes.",
+    )
+    p.add_argument("--out", default="runs/default", help="run folder (default runs/default)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {_QUICK_TRAIN_IMAGES} training images, one epoch per stage, "
+                        f"{_QUICK_TEST_IMAGES} test images")
+    p.add_argument("--epochs", type=int, help="training epochs (default: edgemnist train's)")
+    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--quantizer", default="all", choices=("tflite", "ai-edge", "all"),
+                   help="which quantizers' variants to export (default all)")
+    p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
+    p.add_argument("--threads", type=int, default=1, help="interpreter threads when comparing (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=_run_pipeline)
+
+
+def _run_pipeline(args) -> int:
+    from edgemnist.cli import print_json
+
+    config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
+                            quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads)
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
+        result = run_pipeline(args.out, config)
+    print_json(result) if args.json else print(format_result(result))
+    return 0
