@@ -19,7 +19,6 @@ import functools
 import gzip
 import hashlib
 import io
-import json
 import logging
 import os
 import tempfile
@@ -159,8 +158,6 @@ def _sample_training_images(data_dir: Optional[str], size: int, seed: int) -> np
 
 def _load_source(model_or_path):
     """(Keras model, sha256 of its source, description of the source)."""
-    from edgemnist import model as model_lib
-
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
         if path.suffix == ".tflite":
