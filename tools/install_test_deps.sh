@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian/Ubuntu packages the test suite uses (run as root or with sudo):
+#   dataset-fashion-mnist  a second real 10-class IDX data set (fine-tuning tests)
+#   openssh-server         a throwaway sshd on 127.0.0.1 for `bench --remote` tests
+#   qemu-user-static       the emulated aarch64 Python of tools/arm64_sandbox.sh
+#   g++                    compiles the generated TFLite Micro C arrays back to bytes
+# Tests that need one of these skip with a reason when it is missing.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ >/dev/null
+echo "test packages installed"
