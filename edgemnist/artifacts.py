@@ -8,7 +8,9 @@ half-written model, checkpoint or manifest behind: readers see the old file or t
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -101,3 +103,11 @@ def sha256_file(path: str | os.PathLike) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Returns the hex sha256 of `data`."""
     return hashlib.sha256(data).hexdigest()
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip level 9 with mtime 0 (deterministic): what a download or a compressed flash image costs."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
+        fh.write(data)
+    return len(buf.getvalue())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import hashlib
 import io
 import logging
@@ -29,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgemnist.artifacts import atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
+from edgemnist.artifacts import atomic_write_bytes, atomic_write_json, gzip_size, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -376,14 +375,6 @@ def _pack_model(model, schema) -> bytes:
 
 
 # --------------------------------------------------------------------------- manifest
-
-
-def gzip_size(data: bytes) -> int:
-    """Bytes after gzip level 9 with mtime 0 (deterministic), what a download or flash image costs."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
-        fh.write(data)
-    return len(buf.getvalue())
 
 
 def _io_details(details: list) -> list:

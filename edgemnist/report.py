@@ -16,8 +16,6 @@ from `edgemnist bench --json` results (`row_from_bench`), e.g. of other machines
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import logging
 import math
@@ -29,7 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgemnist import data
-from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
+from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size
 from edgemnist.bench import timed_invokes, latency_percentiles, machine_info
 from edgemnist.evaluate import confusion_matrix
 from edgemnist.runtime import BACKENDS, Runner
@@ -96,14 +94,6 @@ def variant_name(tflite_path, manifest: Optional[dict] = None) -> str:
     manifest = read_manifest(tflite_path) if manifest is None else manifest
     name = manifest.get("variant") if manifest else None
     return str(name) if name else Path(tflite_path).stem
-
-
-def gzip_size(content: bytes) -> int:
-    """Bytes after gzip level 9 with mtime 0 (what a download or a compressed flash image costs)."""
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
-        fh.write(content)
-    return len(buf.getvalue())
 
 
 def _unique_names(paths: Sequence[Path], names: list) -> list:
