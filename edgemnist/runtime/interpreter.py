@@ -10,11 +10,22 @@ little more than a bare `interpreter.invoke()` loop (benchmarks/bench_runtime.py
 
 This module imports only numpy and an interpreter package. `tf.lite` is tried last and
 only when neither ai-edge-litert nor tflite-runtime is installed.
+
+Untrusted models: a structurally valid .tflite (checked by `tflite_info.validate`) can still
+crash a native interpreter (e.g. a constant tensor named as the graph input segfaults
+LiteRT 2.3 on `set_tensor`). So before a Runner loads a file it is loaded and run once in
+a child process (`preflight`): a crash or hang there becomes a ValueError naming the file.
+It runs once per file content, backend and thread count in a process (~0.3 s here).
+`Runner(..., trusted=True)` or `EDGEMNIST_TRUST_MODELS=1` skips it for files you made.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -28,6 +39,31 @@ BACKENDS = ("ai_edge_litert", "tflite_runtime", "tf.lite")
 _INSTALL_HINT = (
     "pip install ai-edge-litert (LiteRT, recommended), or tflite-runtime, or tensorflow (tf.lite)"
 )
+# Skip the child-process check of a model file when this environment variable is "1".
+TRUST_ENV = "EDGEMNIST_TRUST_MODELS"
+PREFLIGHT_TIMEOUT_S = 120.0  # a model that has not loaded and run by then is reported as hanging
+_PREFLIGHT_OK = "EDGEMNIST_PREFLIGHT_OK"
+_PREFLIGHT_ERROR = "EDGEMNIST_PREFLIGHT_ERROR"
+# Loads the model as Runner does and runs every path it has: single image, batch, raw outputs.
+_PREFLIGHT_SCRIPT = r"""
+import sys
+import numpy as np
+from edgemnist.runtime.interpreter import Runner
+path, threads, backend = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    runner = Runner(path, num_threads=threads, backend=backend, trusted=True)
+    shape = runner.image_shape
+    runner.predict_one(np.zeros(shape, np.float32))
+    runner.predict_one(np.ones(shape, np.float32))
+    runner.predict(np.random.default_rng(0).random((3,) + shape, dtype=np.float32), batch_size=2)
+except Exception as exc:
+    print("EDGEMNIST_PREFLIGHT_ERROR", type(exc).__name__, str(exc).replace("\n", " "), flush=True)
+else:
+    print("EDGEMNIST_PREFLIGHT_OK", flush=True)
+"""
+# (sha256, backend, threads) of model files that passed the preflight in this process.
+_PREFLIGHT_PASSED: set = set()
+
 # float32 bits of 1.0: a non-negative float32 in [0, 1] has its bits, read as uint32, at
 # most this; negative values (sign bit), NaN and infinities all read larger.
 _ONE_BITS = np.float32(1.0).view(np.uint32)
@@ -133,6 +169,69 @@ def check_tflite_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_threads: int = 1,
+              timeout: float = PREFLIGHT_TIMEOUT_S) -> Optional[float]:
+    """Loads and runs a model once in a child process, so that a native crash cannot take this one down.
+
+    The child builds a `Runner` as the caller would and predicts one blank image, one white
+    image and a batch of random images. Passing files are remembered by content (sha256),
+    backend and thread count for the rest of the process.
+
+    Args:
+        path: a .tflite file that already passed `check_tflite_file`.
+        backend: the backend name the caller will use (None: the first installed).
+        num_threads: the thread count the caller will use.
+        timeout: seconds before the model is reported as hanging.
+
+    Returns:
+        Seconds the check took, or None when this content already passed.
+
+    Raises:
+        ValueError: the interpreter crashed (a signal) or hung on this file.
+        RuntimeError: the child process itself could not run (not the model's fault).
+    """
+    path = Path(path)
+    backend = load_backend(backend).name
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = (digest, backend, int(num_threads))
+    if key in _PREFLIGHT_PASSED:
+        return None
+    package_root = str(Path(__file__).resolve().parents[2])  # the folder (or zip) holding edgemnist
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    cmd = [sys.executable, "-c", _PREFLIGHT_SCRIPT, str(path), str(int(num_threads)), backend]
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
+                                timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"{path}: the interpreter hung loading or running it (no result in {timeout:g} s)") from None
+    seconds = time.perf_counter() - start
+    if result.returncode < 0:
+        raise ValueError(f"{path}: the interpreter crashed loading or running it "
+                         f"({_signal_name(-result.returncode)}); not a usable model")
+    if _PREFLIGHT_OK in result.stdout or _PREFLIGHT_ERROR in result.stdout:
+        # A Python-level error is raised again, with its own message, when the caller loads the file.
+        _PREFLIGHT_PASSED.add(key)
+        return seconds
+    lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
+    if result.returncode > 128:  # a signal as a shell reports it (a wrapper script)
+        raise ValueError(f"{path}: the interpreter crashed loading or running it (exit status {result.returncode})")
+    raise RuntimeError(f"cannot check {path} in a child process (exit status {result.returncode}: "
+                       f"{lines[-1] if lines else 'no output'})")
+
+
+def _trusted_by_environment() -> bool:
+    return os.environ.get(TRUST_ENV, "") == "1"
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One model input or output: index, shape at batch 1, dtype and quantization."""
@@ -180,17 +279,21 @@ class Runner:
         init_seconds: time to create the interpreter and allocate its tensors.
     """
 
-    def __init__(self, path: str | os.PathLike, num_threads: int = 1, backend: Optional[str] = None):
+    def __init__(self, path: str | os.PathLike, num_threads: int = 1, backend: Optional[str] = None,
+                 trusted: Optional[bool] = None):
         """Loads and validates a .tflite model.
 
         Args:
             path: the .tflite file.
             num_threads: interpreter threads (>= 1).
             backend: force one of BACKENDS; None picks the first installed.
+            trusted: True skips the child-process `preflight` (for files you just made);
+                None trusts only when EDGEMNIST_TRUST_MODELS=1.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: not a .tflite model, not one input and one output, or bad num_threads.
+            ValueError: not a .tflite model, one the interpreter crashes or hangs on, not one
+                input and one output, or bad num_threads.
             BackendNotFoundError: no interpreter package is installed.
         """
         if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
@@ -198,6 +301,9 @@ class Runner:
         self.path = check_tflite_file(path)
         self.num_threads = int(num_threads)
         self.backend = load_backend(backend)
+        trusted = _trusted_by_environment() if trusted is None else bool(trusted)
+        # seconds the child-process check took (None: skipped, or this content passed before)
+        self.preflight_seconds = None if trusted else preflight(self.path, self.backend.name, self.num_threads)
         start = time.perf_counter()
         self._interpreter = self._new_interpreter()
         self.init_seconds = time.perf_counter() - start
