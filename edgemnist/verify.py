@@ -1,0 +1,245 @@
+"""Re-check a run folder (or a copy of one on a device) against the sha256 its manifests recorded.
+
+Usage: edgemnist verify runs/default [--json]
+
+What is checked, wherever it appears under the folder:
+  <file>.tflite.json       export manifest (edgemnist export): the .tflite beside it, sha256 and bytes
+  pipeline.json            every stage's outputs (edgemnist pipeline), found relative to the folder
+  firmware_manifest.json   every generated source file (edgemnist firmware), sha256 and bytes
+and every .tflite must pass the structural check `edgemnist info` uses, every .json must
+parse. Hidden files (a killed write's `.name.XXXX.tmp`) are ignored. Nothing is loaded into
+a native interpreter, so a hostile file cannot crash the check.
+
+Exit status: 0 everything matches; 1 a file changed, is missing or is malformed (each one
+named); 2 bad input (no such folder, or nothing edgemnist wrote in it).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Optional
+
+from edgemnist.artifacts import sha256_file
+
+EXPORT_MANIFEST_SUFFIX = ".tflite.json"
+PIPELINE_FILE = "pipeline.json"
+FIRMWARE_MANIFEST = "firmware_manifest.json"
+# Stage sub-folders of a pipeline run (pipeline.py), used to find the run folder when
+# pipeline.json of an unfinished run does not record it.
+_STAGE_FOLDERS = ("train", "optimize", "tflite", "report", "firmware")
+
+
+@dataclass
+class _Check:
+    """Accumulates what was checked and what was wrong."""
+
+    folder: Path
+    expected: dict = field(default_factory=dict)  # Path -> list of (sha256, bytes or None, record)
+    problems: list = field(default_factory=list)
+    records: list = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.folder))
+        except ValueError:
+            return str(path)
+
+    def expect(self, path: Path, sha256, size, record: Path) -> None:
+        self.expected.setdefault(path, []).append((sha256, size, self.rel(record)))
+
+    def problem(self, path: Path, kind: str, detail: str) -> None:
+        self.problems.append({"path": self.rel(path), "problem": kind, "detail": detail})
+
+
+def _visible_files(folder: Path) -> list:
+    """Every regular file under `folder` whose path has no hidden component, sorted."""
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files.extend(Path(root) / n for n in sorted(names) if not n.startswith("."))
+    return [f for f in files if f.is_file()]
+
+
+def _load_json(check: _Check, path: Path) -> Optional[object]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        check.problem(path, "malformed", f"not readable JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        return None
+
+
+def _export_manifest(check: _Check, path: Path, manifest) -> None:
+    model = path.with_name(path.name[: -len(".json")])
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
+        check.problem(path, "malformed", "export manifest without a sha256")
+        return
+    check.records.append(check.rel(path))
+    check.expect(model, manifest["sha256"], manifest.get("bytes"), path)
+
+
+def _pipeline_root(state: dict, recorded: list) -> str:
+    """The run folder as pipeline.json wrote its paths (absolute, or relative to where it ran)."""
+    out = (state.get("result") or {}).get("out") or state.get("out")
+    if isinstance(out, str) and out:
+        return out
+    if not recorded:
+        return ""
+    common = PurePath(os.path.commonpath(recorded))
+    while common.name in _STAGE_FOLDERS or (len(recorded) == 1 and common == PurePath(recorded[0])):
+        common = common.parent
+    return str(common)
+
+
+def _pipeline_record(check: _Check, path: Path, state) -> None:
+    stages = state.get("stages") if isinstance(state, dict) else None
+    if not isinstance(stages, dict):
+        check.problem(path, "malformed", "pipeline record without stages")
+        return
+    check.records.append(check.rel(path))
+    outputs = [(name, p, digest) for name, stage in sorted(stages.items()) if isinstance(stage, dict)
+               for p, digest in sorted((stage.get("outputs") or {}).items())]
+    root = _pipeline_root(state, [p for _, p, _ in outputs])
+    for name, recorded, digest in outputs:
+        try:
+            relative = PurePath(recorded).relative_to(root) if root else PurePath(recorded)
+        except ValueError:
+            relative = PurePath(recorded)
+        local = path.parent / relative if not relative.is_absolute() else Path(relative)
+        check.expect(local, digest, None, path)
+
+
+def _firmware_manifest(check: _Check, path: Path, manifest) -> None:
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        check.problem(path, "malformed", "firmware manifest without files")
+        return
+    check.records.append(check.rel(path))
+    for name, entry in sorted(files.items()):
+        if not isinstance(entry, dict) or PurePath(name).is_absolute() or ".." in PurePath(name).parts:
+            check.problem(path, "malformed", f"bad entry for {name!r}")
+            continue
+        check.expect(path.parent / name, entry.get("sha256"), entry.get("bytes"), path)
+
+
+def _compare(check: _Check) -> int:
+    """Checks every expected file against its records; returns how many files were checked."""
+    for path, wanted in sorted(check.expected.items()):
+        records = ", ".join(sorted({record for _, _, record in wanted}))
+        if not path.is_file():
+            check.problem(path, "missing", f"recorded in {records}")
+            continue
+        size, actual = path.stat().st_size, sha256_file(path)
+        wrong = [(digest, expected_size, record) for digest, expected_size, record in wanted if actual != digest]
+        if wrong:
+            digest, expected_size = wrong[0][:2]
+            extra = f"; {size} bytes, recorded {expected_size}" if expected_size not in (None, size) else ""
+            check.problem(path, "changed", f"sha256 {actual[:12]}... is not the {str(digest)[:12]}... recorded in "
+                                           f"{', '.join(sorted({r for _, _, r in wrong}))}{extra}")
+    return len(check.expected)
+
+
+def verify(folder: str | os.PathLike) -> dict:
+    """Checks every file a run folder's manifests record, and every .tflite and .json in it.
+
+    Args:
+        folder: a pipeline run folder, an export folder, a firmware folder, or a copy of one.
+
+    Returns:
+        {"folder", "ok", "records" (manifests used), "files_checked", "tflite_checked",
+        "json_checked", "unrecorded" (.tflite files no manifest covers), "problems": [{"path",
+        "problem" ("missing", "changed" or "malformed"), "detail"}]}; paths relative to folder.
+
+    Raises:
+        FileNotFoundError: no such folder.
+        ValueError: not a folder, or it holds no manifest and no .tflite file.
+    """
+    from edgemnist.runtime.tflite_info import TFLiteFormatError, validate
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder (verify takes a run, export or firmware folder)")
+    check = _Check(folder)
+    files = _visible_files(folder)
+    json_checked = 0
+    for path in files:
+        if path.suffix != ".json":
+            continue
+        json_checked += 1
+        content = _load_json(check, path)
+        if content is None:
+            continue
+        if path.name.endswith(EXPORT_MANIFEST_SUFFIX):
+            _export_manifest(check, path, content)
+        elif path.name == PIPELINE_FILE:
+            _pipeline_record(check, path, content)
+        elif path.name == FIRMWARE_MANIFEST:
+            _firmware_manifest(check, path, content)
+    tflites = [p for p in files if p.suffix == ".tflite"]
+    if not check.records and not tflites and not check.problems:
+        raise ValueError(f"{folder}: nothing to verify (no .tflite, {PIPELINE_FILE}, *{EXPORT_MANIFEST_SUFFIX} "
+                         f"or {FIRMWARE_MANIFEST} in it)")
+    files_checked = _compare(check)
+    for path in tflites:
+        try:
+            validate(path)
+        except TFLiteFormatError as exc:
+            fault = str(exc).split(": ", 1)[-1]
+            check.problem(path, "malformed", f"not a valid .tflite ({fault})")
+        except OSError as exc:
+            check.problem(path, "malformed", f"unreadable ({exc.strerror or exc})")
+    # one entry per file: the first problem found (missing/changed before malformed)
+    seen, problems = set(), []
+    rank = {"missing": 0, "changed": 1, "malformed": 2}
+    for entry in sorted(check.problems, key=lambda e: (e["path"], rank[e["problem"]])):
+        if entry["path"] not in seen:
+            seen.add(entry["path"])
+            problems.append(entry)
+    return {
+        "folder": str(folder),
+        "ok": not problems,
+        "records": sorted(check.records),
+        "files_checked": files_checked,
+        "tflite_checked": len(tflites),
+        "json_checked": json_checked,
+        "unrecorded": sorted(check.rel(p) for p in tflites if p not in check.expected),
+        "problems": problems,
+    }
+
+
+def format_result(result: dict) -> str:
+    """One summary line, then one line per problem."""
+    status = "OK" if result["ok"] else f"{len(result['problems'])} problem(s)"
+    lines = [f"{result['folder']}: {status}: {result['files_checked']} recorded file(s) checked against "
+             f"{len(result['records'])} manifest(s); {result['tflite_checked']} .tflite and "
+             f"{result['json_checked']} .json file(s) checked for form"
+             + (f"; not in any manifest: {', '.join(result['unrecorded'])}" if result["unrecorded"] else "")]
+    for p in result["problems"]:
+        lines.append(f"  {p['problem'].upper():<9} {p['path']}: {p['detail']}")
+    return "\n".join(lines)
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist verify`."""
+    p = subparsers.add_parser(
+        "verify",
+        help="re-check a run folder (or a device copy) against the sha256 in its manifests",
+        description="Check every file recorded in the folder's export manifests (<file>.tflite.json), "
+        "pipeline.json and firmware_manifest.json against its recorded sha256, and that every .tflite "
+        "and .json in it is well-formed. Exit 0 all good, 1 a file changed, is missing or malformed "
+        "(each named), 2 no such folder or nothing to verify.",
+    )
+    p.add_argument("folder", help="a pipeline run folder, export folder, firmware folder or a copy of one")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+    p.set_defaults(func=_run_verify)
+
+
+def _run_verify(args) -> int:
+    from edgemnist.cli import print_json
+
+    result = verify(args.folder)
+    print_json(result) if args.json else print(format_result(result))
+    return 0 if result["ok"] else 1
