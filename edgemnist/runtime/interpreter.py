@@ -61,8 +61,9 @@ except Exception as exc:
 else:
     print("EDGEMNIST_PREFLIGHT_OK", flush=True)
 """
-# (sha256, backend, threads) of model files that passed the preflight in this process.
-_PREFLIGHT_PASSED: set = set()
+# (sha256, backend, threads) -> None for model files that passed the preflight in this
+# process, or the error message of those that failed it.
+_PREFLIGHT_RESULTS: dict = {}
 
 # float32 bits of 1.0: a non-negative float32 in [0, 1] has its bits, read as uint32, at
 # most this; negative values (sign bit), NaN and infinities all read larger.
@@ -181,8 +182,11 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
     """Loads and runs a model once in a child process, so that a native crash cannot take this one down.
 
     The child builds a `Runner` as the caller would and predicts one blank image, one white
-    image and a batch of random images. Passing files are remembered by content (sha256),
-    backend and thread count for the rest of the process.
+    image and a batch of random images. A file that fails there in any way never reaches
+    this process's interpreter: an error LiteRT raises in a fresh process can be a crash in
+    one whose heap looks different (seen while fuzzing: "Tensor at index 1 was optional"
+    from allocate_tensors, a segfault after a few dozen other models). Passing files are
+    remembered by content (sha256), backend and thread count for the rest of the process.
 
     Args:
         path: a .tflite file that already passed `check_tflite_file`.
@@ -194,14 +198,16 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
         Seconds the check took, or None when this content already passed.
 
     Raises:
-        ValueError: the interpreter crashed (a signal) or hung on this file.
+        ValueError: the interpreter crashed (a signal), hung, or raised an error on this file.
         RuntimeError: the child process itself could not run (not the model's fault).
     """
     path = Path(path)
     backend = load_backend(backend).name
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     key = (digest, backend, int(num_threads))
-    if key in _PREFLIGHT_PASSED:
+    if key in _PREFLIGHT_RESULTS:
+        if _PREFLIGHT_RESULTS[key] is not None:
+            raise ValueError(_PREFLIGHT_RESULTS[key])
         return None
     package_root = str(Path(__file__).resolve().parents[2])  # the folder (or zip) holding edgemnist
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
@@ -217,10 +223,16 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
     if result.returncode < 0:
         raise ValueError(f"{path}: the interpreter crashed loading or running it "
                          f"({_signal_name(-result.returncode)}); not a usable model")
-    if _PREFLIGHT_OK in result.stdout or _PREFLIGHT_ERROR in result.stdout:
-        # A Python-level error is raised again, with its own message, when the caller loads the file.
-        _PREFLIGHT_PASSED.add(key)
+    if _PREFLIGHT_OK in result.stdout:
+        _PREFLIGHT_RESULTS[key] = None
         return seconds
+    if _PREFLIGHT_ERROR in result.stdout:
+        reported = result.stdout.split(_PREFLIGHT_ERROR, 1)[1].strip().splitlines()[0]
+        kind, _, message = reported.partition(" ")
+        if kind != "ValueError" or not message.startswith(str(path)):  # e.g. RuntimeError from invoke
+            message = f"{path}: the interpreter failed loading or running it ({message or kind})"
+        _PREFLIGHT_RESULTS[key] = message
+        raise ValueError(message)
     lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
     if result.returncode > 128:  # a signal as a shell reports it (a wrapper script)
         raise ValueError(f"{path}: the interpreter crashed loading or running it (exit status {result.returncode})")
@@ -440,7 +452,8 @@ class Runner:
             image: float in [0, 1], shaped image_shape, (1,) + image_shape or (28, 28).
 
         Raises:
-            ValueError: wrong shape or dtype, NaN, or values outside [0, 1].
+            ValueError: wrong shape or dtype, NaN, or values outside [0, 1]; or the model
+                fails to run.
         """
         if image.__class__ is not np.ndarray or image.dtype != np.float32 or image.shape not in self._fast_shapes:
             image = self._check_images(image, single=True)
@@ -457,7 +470,10 @@ class Runner:
             np.add(buffer, self._in_offset, out=buffer)
             np.copyto(self._in_quantized, self._in_buffer_bits, casting="unsafe")
             interpreter.set_tensor(self._in_index, self._in_quantized)
-        interpreter.invoke()
+        try:
+            interpreter.invoke()
+        except RuntimeError as exc:  # a malformed model (trusted=True skipped the preflight)
+            raise self._invoke_error(exc) from None
         if self._out_table is not None:
             return self._out_table[interpreter.get_tensor(self._out_index)[0]]
         return self.dequantize_output(interpreter.get_tensor(self._out_index)[0])
@@ -505,11 +521,18 @@ class Runner:
                 batch_in[chunk.shape[0]:] = self.quantize_input(np.zeros_like(chunk[:1]))
             self.quantize_input(chunk, out=batch_in[: chunk.shape[0]])
             interpreter.set_tensor(self._in_index, batch_in)
-            interpreter.invoke()
+            try:
+                interpreter.invoke()
+            except RuntimeError as exc:
+                raise self._invoke_error(exc) from None
             raw = interpreter.get_tensor(self._out_index)
             scores[start:start + chunk.shape[0]] = self.dequantize_output(raw[: chunk.shape[0]]).reshape(
                 chunk.shape[0], -1)
         return scores
+
+    def _invoke_error(self, exc: Exception) -> ValueError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ValueError(f"{self.path}: {self.backend.describe()} failed running it ({first})")
 
     # ------------------------------------------------------------------ raw access (benchmarks)
 
