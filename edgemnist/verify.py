@@ -7,11 +7,11 @@ What is checked, wherever it appears under the folder:
   pipeline.json            every stage's outputs (edgemnist pipeline), found relative to the folder
   firmware_manifest.json   every generated source file (edgemnist firmware), sha256 and bytes
 and every .tflite must pass the structural check `edgemnist info` uses, every .json must
-parse. Hidden files (a killed write's `.name.XXXX.tmp`) are ignored. Nothing is loaded into
+parse, every .keras must be an intact zip and every .h5 must start with the HDF5 signature. Hidden files (a killed write's `.name.XXXX.tmp`) are ignored. Nothing is loaded into
 a native interpreter, so a hostile file cannot crash the check.
 
 Exit status: 0 everything matches; 1 a file changed, is missing or is malformed (each one
-named); 2 bad input (no such folder, or nothing edgemnist wrote in it).
+named); 2 bad input (no such folder, or no .tflite, .json, .keras or .h5 file in it).
 """
 from __future__ import annotations
 
@@ -123,6 +123,22 @@ def _firmware_manifest(check: _Check, path: Path, manifest) -> None:
         check.expect(path.parent / name, entry.get("sha256"), entry.get("bytes"), path)
 
 
+def _keras_fault(path: Path) -> Optional[str]:
+    """Why a saved Keras model is damaged (a .keras zip that fails its CRCs, a .h5 without its
+    signature), or None."""
+    import zipfile
+
+    try:
+        if path.suffix == ".h5":
+            with open(path, "rb") as fh:
+                return None if fh.read(8) == b"\x89HDF\r\n\x1a\n" else "not an HDF5 file"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return None if bad is None else f"damaged zip member {bad}"
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+        return f"not a readable .keras zip ({str(exc) or type(exc).__name__})"
+
+
 def _compare(check: _Check) -> int:
     """Checks every expected file against its records; returns how many files were checked."""
     for path, wanted in sorted(check.expected.items()):
@@ -148,7 +164,7 @@ def verify(folder: str | os.PathLike) -> dict:
 
     Returns:
         {"folder", "ok", "records" (manifests used), "files_checked", "tflite_checked",
-        "json_checked", "unrecorded" (.tflite files no manifest covers), "problems": [{"path",
+        "json_checked", "keras_checked", "unrecorded" (.tflite files no manifest covers), "problems": [{"path",
         "problem" ("missing", "changed" or "malformed"), "detail"}]}; paths relative to folder.
 
     Raises:
@@ -179,9 +195,8 @@ def verify(folder: str | os.PathLike) -> dict:
         elif path.name == FIRMWARE_MANIFEST:
             _firmware_manifest(check, path, content)
     tflites = [p for p in files if p.suffix == ".tflite"]
-    if not check.records and not tflites and not check.problems:
-        raise ValueError(f"{folder}: nothing to verify (no .tflite, {PIPELINE_FILE}, *{EXPORT_MANIFEST_SUFFIX} "
-                         f"or {FIRMWARE_MANIFEST} in it)")
+    if not any(p.suffix in (".tflite", ".json", ".keras", ".h5") for p in files):
+        raise ValueError(f"{folder}: nothing to verify (no .tflite, .json, .keras or .h5 file in it)")
     files_checked = _compare(check)
     for path in tflites:
         try:
@@ -191,6 +206,11 @@ def verify(folder: str | os.PathLike) -> dict:
             check.problem(path, "malformed", f"not a valid .tflite ({fault})")
         except OSError as exc:
             check.problem(path, "malformed", f"unreadable ({exc.strerror or exc})")
+    for path in files:
+        if path.suffix in (".keras", ".h5"):
+            fault = _keras_fault(path)
+            if fault:
+                check.problem(path, "malformed", fault)
     # one entry per file: the first problem found (missing/changed before malformed)
     seen, problems = set(), []
     rank = {"missing": 0, "changed": 1, "malformed": 2}
@@ -205,6 +225,7 @@ def verify(folder: str | os.PathLike) -> dict:
         "files_checked": files_checked,
         "tflite_checked": len(tflites),
         "json_checked": json_checked,
+        "keras_checked": sum(p.suffix in (".keras", ".h5") for p in files),
         "unrecorded": sorted(check.rel(p) for p in tflites if p not in check.expected),
         "problems": problems,
     }
@@ -215,7 +236,7 @@ def format_result(result: dict) -> str:
     status = "OK" if result["ok"] else f"{len(result['problems'])} problem(s)"
     lines = [f"{result['folder']}: {status}: {result['files_checked']} recorded file(s) checked against "
              f"{len(result['records'])} manifest(s); {result['tflite_checked']} .tflite and "
-             f"{result['json_checked']} .json file(s) checked for form"
+             f"{result['json_checked']} .json, {result['keras_checked']} Keras file(s) checked for form"
              + (f"; not in any manifest: {', '.join(result['unrecorded'])}" if result["unrecorded"] else "")]
     for p in result["problems"]:
         lines.append(f"  {p['problem'].upper():<9} {p['path']}: {p['detail']}")
