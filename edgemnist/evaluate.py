@@ -64,6 +64,14 @@ def accuracy_report(labels: np.ndarray, predictions: np.ndarray) -> dict:
     }
 
 
+def check_digit_classifier(runner: Runner) -> None:
+    """Raises ValueError naming the file unless the model gives one score per digit class."""
+    classes = int(np.prod(runner.output.shape[1:]))
+    if classes != data.NUM_CLASSES:
+        raise ValueError(f"{runner.path}: the model gives {classes} scores per image (output shape "
+                         f"{tuple(runner.output.shape)}); expected {data.NUM_CLASSES}, one per digit")
+
+
 def predict_classes(runner: Runner, split: data.Split, batch_size: int = 256) -> tuple[np.ndarray, float]:
     """Predicted class of every image in `split`, and the seconds inference took."""
     images = data.to_model_input(split.images)
@@ -93,6 +101,7 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
         FileNotFoundError, ValueError, data.DataError: missing or malformed model or data.
     """
     runner = runner or Runner(model_path, num_threads=config.threads, backend=config.backend)
+    check_digit_classifier(runner)
     if split is None:
         split = data.load_split("test", config.data_dir, config.limit)
     else:
