@@ -29,7 +29,7 @@ import numpy as np
 from edgemnist import data
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size
 from edgemnist.bench import timed_invokes, latency_percentiles, machine_info
-from edgemnist.evaluate import confusion_matrix
+from edgemnist.evaluate import check_digit_classifier, confusion_matrix
 from edgemnist.runtime import BACKENDS, Runner
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,8 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
     if config.reference is not None and Path(config.reference).resolve() not in {p.resolve() for p in paths}:
         paths.insert(0, Path(config.reference))
     runners = [Runner(p, num_threads=config.threads, backend=config.backend) for p in paths]
+    for runner in runners:
+        check_digit_classifier(runner)
     manifests = [read_manifest(p) for p in paths]
     names = _unique_names(paths, [variant_name(p, m or {}) for p, m in zip(paths, manifests)])
     split = data.load_split("test", config.data_dir, config.limit)
