@@ -61,8 +61,8 @@ _QUICK_TEST_IMAGES = 1000
 
 def _fingerprint(settings: dict, inputs: list) -> str:
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in inputs:
-        digest.update(sha256_file(path).encode())
+    for path in sorted(str(p) for p in inputs):  # order-free: records come back from JSON key-sorted
+        digest.update(f"{path}={sha256_file(path)}".encode())
     return digest.hexdigest()
 
 

@@ -1,0 +1,67 @@
+"""Tests for edgemnist/pipeline.py: the whole job end to end (--quick), and reruns that skip
+unchanged stages."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgemnist import pipeline
+from edgemnist.runtime import tflite_info
+
+REPORT_KEYS = {"variants", "model", "dataset", "machine"}
+VARIANT_KEYS = {"name", "path", "bytes", "gzip_bytes", "accuracy", "agreement", "latency_us", "backend", "threads"}
+
+
+@pytest.mark.slow
+def test_quick_pipeline_end_to_end_then_rerun_skips(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
+                             "--quantizer", "tflite", "--json"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    assert summary["quick"] is True and summary["train"]["test_accuracy"] > 0.8
+
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report) == REPORT_KEYS
+    names = {v["name"] for v in report["variants"]}
+    assert {"float32", "int8", "qat_int8", "pruned_int8", "pruned_qat_int8"} <= names
+    for variant in report["variants"]:
+        assert set(variant) == VARIANT_KEYS
+        assert set(variant["latency_us"]) == {"p50", "p90", "p99", "mean", "std"}
+        tflite_info.validate(variant["path"])  # every exported model is whole
+    by_name = {v["name"]: v for v in report["variants"]}
+    assert by_name["int8"]["accuracy"] > 0.8 and by_name["int8"]["agreement"] > 0.9
+    assert report["model"]["params"] == summary["train"]["params"]
+    assert (out / "report" / "report.md").is_file()
+    assert (out / "firmware" / "mnist_model_data.cc").is_file()
+
+    state = json.loads((out / pipeline.STATE_FILE).read_text())
+    assert set(state["stages"]) == set(pipeline.STAGES)
+
+    # Nothing changed: every stage is skipped and nothing is rewritten.
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.tflite")}
+    rerun = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
+                            "--quantizer", "tflite"], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for stage in pipeline.STAGES:
+        assert f"[{stage}] unchanged since the last run, skipped" in rerun.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.tflite")} == mtimes
+
+    # A damaged output makes its stage (and only the stages after it that depend on it) run again.
+    damaged = out / "firmware" / "firmware_manifest.json"
+    damaged.write_text("{}")
+    third = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
+                            "--quantizer", "tflite"], capture_output=True, text=True, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "[firmware] running" in third.stderr and "[export] unchanged since the last run, skipped" in third.stderr
+    assert json.loads(damaged.read_text())["flash_bytes"] > 0
+
+
+def test_pipeline_config_validation():
+    with pytest.raises(ValueError, match="quantizer must be tflite, ai-edge or all, got 'onnx'"):
+        pipeline.PipelineConfig(quantizer="onnx")
+    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+        pipeline.PipelineConfig(epochs=0)
