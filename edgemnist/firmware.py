@@ -724,6 +724,8 @@ def _write_folder(out: Path, files: dict, manifest: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not out.exists():
             os.replace(old / out.name, out)
+        if old is not None and out.exists():  # the earlier assets are back in place
+            shutil.rmtree(old, ignore_errors=True)
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
