@@ -185,8 +185,9 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
     image and a batch of random images. A file that fails there in any way never reaches
     this process's interpreter: an error LiteRT raises in a fresh process can be a crash in
     one whose heap looks different (seen while fuzzing: "Tensor at index 1 was optional"
-    from allocate_tensors, a segfault after a few dozen other models). Passing files are
-    remembered by content (sha256), backend and thread count for the rest of the process.
+    from allocate_tensors, a segfault after a few dozen other models). The outcome (passed,
+    or why not) is remembered by content (sha256), backend and thread count for the rest
+    of the process.
 
     Args:
         path: a .tflite file that already passed `check_tflite_file`.
@@ -206,36 +207,41 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     key = (digest, backend, int(num_threads))
     if key in _PREFLIGHT_RESULTS:
-        if _PREFLIGHT_RESULTS[key] is not None:
-            raise ValueError(_PREFLIGHT_RESULTS[key])
+        if _PREFLIGHT_RESULTS[key] is not None:  # the same bytes failed before, maybe under another name
+            raise ValueError(f"{path}: {_PREFLIGHT_RESULTS[key]}")
         return None
+    start = time.perf_counter()
+    reason = _run_preflight(path, backend, int(num_threads), timeout)
+    _PREFLIGHT_RESULTS[key] = reason
+    if reason is not None:
+        raise ValueError(f"{path}: {reason}")
+    return time.perf_counter() - start
+
+
+def _run_preflight(path: Path, backend: str, num_threads: int, timeout: float) -> Optional[str]:
+    """None if the child loaded and ran the model, else why not (without the file name)."""
     package_root = str(Path(__file__).resolve().parents[2])  # the folder (or zip) holding edgemnist
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, "-c", _PREFLIGHT_SCRIPT, str(path), str(int(num_threads)), backend]
-    start = time.perf_counter()
+    cmd = [sys.executable, "-c", _PREFLIGHT_SCRIPT, str(path), str(num_threads), backend]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
                                 timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise ValueError(f"{path}: the interpreter hung loading or running it (no result in {timeout:g} s)") from None
-    seconds = time.perf_counter() - start
-    if result.returncode < 0:
-        raise ValueError(f"{path}: the interpreter crashed loading or running it "
-                         f"({_signal_name(-result.returncode)}); not a usable model")
+        return f"the interpreter hung loading or running it (no result in {timeout:g} s)"
+    if result.returncode < 0 or result.returncode > 128:  # > 128: a signal as a wrapper script reports it
+        number = -result.returncode if result.returncode < 0 else result.returncode - 128
+        return f"the interpreter crashed loading or running it ({_signal_name(number)}); not a usable model"
     if _PREFLIGHT_OK in result.stdout:
-        _PREFLIGHT_RESULTS[key] = None
-        return seconds
+        return None
     if _PREFLIGHT_ERROR in result.stdout:
         reported = result.stdout.split(_PREFLIGHT_ERROR, 1)[1].strip().splitlines()[0]
         kind, _, message = reported.partition(" ")
-        if kind != "ValueError" or not message.startswith(str(path)):  # e.g. RuntimeError from invoke
-            message = f"{path}: the interpreter failed loading or running it ({message or kind})"
-        _PREFLIGHT_RESULTS[key] = message
-        raise ValueError(message)
+        prefix = f"{path}: "
+        if kind == "ValueError" and message.startswith(prefix):
+            return message[len(prefix):]
+        return f"the interpreter failed loading or running it ({message or kind})"  # e.g. RuntimeError from invoke
     lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-    if result.returncode > 128:  # a signal as a shell reports it (a wrapper script)
-        raise ValueError(f"{path}: the interpreter crashed loading or running it (exit status {result.returncode})")
     raise RuntimeError(f"cannot check {path} in a child process (exit status {result.returncode}: "
                        f"{lines[-1] if lines else 'no output'})")
 
