@@ -138,6 +138,10 @@ def test_preflight_turns_the_native_crash_into_a_value_error(hostile):
         Runner(hostile["crashes-litert"])
     with pytest.raises(ValueError, match="crashed"):  # remembered: no second child process
         Runner(hostile["crashes-litert"])
+    same_bytes = hostile["crashes-litert"].with_name("renamed.tflite")
+    shutil.copy(hostile["crashes-litert"], same_bytes)
+    with pytest.raises(ValueError, match=r"^\S*renamed.tflite: the interpreter crashed"):  # names this file
+        Runner(same_bytes)
 
 
 def test_trusted_models_skip_the_preflight(variants, monkeypatch):
@@ -187,3 +191,244 @@ def test_fuzzed_models_never_crash_or_escape(variants, images, tmp_path, capsys,
     assert sum(outcomes.values()) == FUZZ_PER_VARIANT
     # the mutations reach the interpreter, not only the structural check
     assert outcomes["rejected_by_validation"] < FUZZ_PER_VARIANT * 0.8 and outcomes["ran"] > 0
+
+
+# --------------------------------------------------------------------------- malformed data, at the CLI
+
+
+def _copy_test_idx(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(data.packaged_data_dir() / name, folder / name)
+    return folder
+
+
+def _bad_magic(folder):
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(b"\x00\x00\x08\x07" + raw[4:]))
+    return path
+
+
+def _truncated_images(folder):
+    path = folder / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:100_000]))
+    return path
+
+
+def _count_mismatch(folder):
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:4] + (9999).to_bytes(4, "big") + raw[8:-1]))
+    return path
+
+
+def _png_not_an_image(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for digit in range(10):
+        (folder / str(digit)).mkdir()
+    from PIL import Image
+
+    for digit in range(10):
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / str(digit) / "a.png")
+    bad = folder / "3" / "b.png"
+    bad.write_bytes(b"not a png at all")
+    return bad
+
+
+def _png_bad_class_folder(folder):
+    _png_not_an_image(folder)
+    (folder / "3" / "b.png").unlink()
+    (folder / "ten").mkdir()
+    return folder
+
+
+DATA_FAULTS = {"idx-wrong-magic": _bad_magic, "idx-truncated": _truncated_images,
+               "idx-count-mismatch": _count_mismatch, "png-not-an-image": _png_not_an_image,
+               "png-class-folder": _png_bad_class_folder}
+
+
+@pytest.mark.parametrize("fault", list(DATA_FAULTS))
+@pytest.mark.parametrize("command", ["eval", "bench", "compare"])
+def test_bad_data_dir_exits_2_naming_the_file(variants, tmp_path, capsys, command, fault):
+    folder = tmp_path / "data"
+    if fault.startswith("idx"):
+        _copy_test_idx(folder)
+    named = DATA_FAULTS[fault](folder)
+    model = str(variants["int8"])
+    argv = {"eval": ["eval", model],
+            "bench": ["bench", model, "--runs", "5", "--warmup", "0", "--throughput-images", "8"],
+            "compare": ["compare", model, "--out", str(tmp_path / "cmp"), "--runs", "3", "--no-plots"]}[command]
+    status = cli.main(argv + ["--data-dir", str(folder)])
+    _one_line_status_2(status, capsys.readouterr().err, str(named))
+
+
+# --------------------------------------------------------------------------- interruptions
+
+
+def _command(*args) -> list:
+    return [sys.executable, "-m", "edgemnist.cli", *map(str, args)]
+
+
+def _env() -> dict:
+    return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+
+
+def _run(cmd, timeout=900, preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=REPO, timeout=timeout,
+                          preexec_fn=preexec_fn)
+
+
+def _kill_at(cmd, delay: float) -> bool:
+    """Starts `cmd`, SIGKILLs it (and the processes it started) after `delay` s; True if it was still running."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=REPO,
+                            start_new_session=True)
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+def _assert_nothing_damaged(folder: Path) -> None:
+    """Every artifact is whole: .tflite validate, .json parse, .keras zips pass their CRCs,
+    and every sha256 a manifest records matches (what `edgemnist verify` checks)."""
+    if not folder.exists():
+        return
+    try:
+        result = verify(folder)
+    except ValueError:  # killed before anything was written
+        return
+    # a stage killed mid-way leaves files no manifest records yet; never a damaged one
+    assert result["problems"] == [], result["problems"]
+    for path in folder.rglob("*.keras"):
+        if not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            with zipfile.ZipFile(path) as archive:
+                assert archive.testzip() is None
+
+
+# (command line, kill window in seconds after start), sizes kept small: one epoch, a few hundred images
+def _interrupted_commands(out: Path, model: Path) -> dict:
+    return {
+        "train": (_command("train", "--out", out, "--epochs", 2, "--limit", 600, "--batch-size", 32, "--no-augment",
+                           "--quiet"), (4.0, 12.0)),
+        "optimize": (_command("optimize", "--from", model, "--out", out, "--prune", "--qat", "--epochs", 1,
+                              "--limit", 300, "--test-limit", 100, "--batch-size", 32), (5.0, 20.0)),
+        "export": (_command("export", "--from", model, "--out", out, "--variants", "float32,dynamic,int8",
+                            "--representative-size", 50), (4.0, 14.0)),
+        "pipeline": (_command("pipeline", "--out", out, "--quick", "--quantizer", "tflite"), (10.0, 80.0)),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["train", "optimize", "export", "pipeline"])
+def test_sigkill_at_a_random_moment_then_rerun(trained_model_path, tmp_path, name):
+    out = tmp_path / name
+    cmd, (lo, hi) = _interrupted_commands(out, trained_model_path)[name]
+    delay = random.Random(f"kill-{name}").uniform(lo, hi)  # seeded: the same moment in every CI run
+    killed = _kill_at(cmd, delay)
+    _assert_nothing_damaged(out)
+    rerun = _run(cmd)
+    assert rerun.returncode == 0, f"killed={killed} after {delay:.1f} s; rerun: {rerun.stderr[-2000:]}"
+    _assert_nothing_damaged(out)
+    if name == "train":
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["epochs_run"] == 2 and (out / "model.keras").is_file()
+    elif name == "optimize":
+        report = json.loads((out / "optimize.json").read_text())
+        assert sorted(report["models"]) == ["pruned", "pruned_qat", "qat"]
+        assert all(Path(m["path"]).is_file() for m in report["models"].values())
+    elif name == "export":
+        result = verify(out)
+        assert result["ok"] and sorted(result["records"]) == [
+            "model_dynamic.tflite.json", "model_float32.tflite.json", "model_int8.tflite.json"]
+    else:
+        state = json.loads((out / "pipeline.json").read_text())
+        assert set(state["stages"]) == {"train", "optimize", "export", "compare", "firmware"} and state["result"]
+        assert verify(out)["ok"]
+
+
+# --------------------------------------------------------------------------- read-only and full disks
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): sha256_file(p) if p.is_file() else "dir" for p in sorted(folder.rglob("*"))}
+
+
+def _fsize_limit(limit: int):
+    def apply():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail with EFBIG
+    return apply
+
+
+def _can_bind_read_only() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt 2>/dev/null && echo ok"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() == "ok"
+
+
+def _read_only_command(folder: Path, cmd: list) -> list:
+    """`cmd` in a private mount namespace where `folder` is a read-only bind mount (root here ignores
+    chmod 0555); as an ordinary user, chmod 0555 does the same and this is not needed."""
+    script = f'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(folder), *cmd]
+
+
+@pytest.fixture()
+def existing_outputs(tmp_path, variants):
+    """Folders already holding earlier artifacts: an export, a compare report, firmware assets."""
+    export = tmp_path / "export"
+    export.mkdir()
+    for path in variants.values():
+        shutil.copy2(path, export / path.name)
+        shutil.copy2(f"{path}.json", export / f"{path.name}.json")
+    report_dir = tmp_path / "report"
+    assert cli.main(["compare", str(variants["float32"]), "--out", str(report_dir), "--limit", "50",
+                     "--runs", "5", "--warmup", "0", "--no-plots"]) == 0
+    fw = tmp_path / "fw"
+    assert cli.main(["firmware", str(variants["int8"]), "--out", str(fw)]) == 0
+    return {"export": export, "compare": report_dir, "firmware": fw}
+
+
+def _writing_commands(outputs: dict, model: Path, variants: dict) -> dict:
+    return {
+        "export": _command("export", "--from", model, "--out", outputs["export"], "--variants", "float32,int8",
+                           "--representative-size", 50),
+        "compare": _command("compare", variants["float32"], variants["int8"], "--out", outputs["compare"],
+                            "--limit", 50, "--runs", 5, "--warmup", 0),
+        "firmware": _command("firmware", variants["int8"], "--out", outputs["firmware"]),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["full", "read-only"])
+@pytest.mark.parametrize("name", ["export", "compare", "firmware"])
+def test_unwritable_output_is_one_clear_error_and_keeps_earlier_artifacts(
+        existing_outputs, trained_model_path, variants, name, how):
+    folder = existing_outputs[name]
+    before = _snapshot(folder.parent)  # the folder and its siblings: no stray temp files either
+    cmd = _writing_commands(existing_outputs, trained_model_path, variants)[name]
+    if how == "full":  # a file-size limit: every write past 1 KiB fails with EFBIG, as on a full disk
+        result = _run(cmd, preexec_fn=_fsize_limit(1024))
+    elif os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            result = _run(cmd)
+        finally:
+            folder.chmod(0o755)
+    elif _can_bind_read_only():
+        result = _run(_read_only_command(folder, cmd))
+    else:
+        pytest.skip("running as root without mount namespaces: no way to make a folder read-only")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("edgemnist: error:")]
+    assert result.returncode in (1, 2), result.stderr[-2000:]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert str(folder) in errors[0]
+    reasons = ("too large",) if how == "full" else ("read-only", "permission denied", "busy")  # busy: a mount point
+    assert any(reason in errors[0].lower() for reason in reasons), errors[0]
+    assert _snapshot(folder.parent) == before  # byte-identical, and no half-written or temporary file left
