@@ -66,7 +66,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="folder for the models and .tflite files (default: a temporary folder)")
     parser.add_argument("--limit", type=int, help="test digits to evaluate (default: all 10,000)")
     parser.add_argument("--optimize-limit", type=int, help="training images for pruning/QAT (default: all)")
-    parser.add_argument("--optimize-epochs", type=int, default=2, help="pruning and QAT fine-tuning epochs")
+    parser.add_argument("--optimize-epochs", type=int, default=None,
+                        help="pruning and QAT fine-tuning epochs (default: PruneConfig's and QATConfig's defaults)")
     parser.add_argument("--representative-size", type=int, default=500)
     parser.add_argument("--runs", type=int, default=500, help="timed single-image runs per variant")
     parser.add_argument("--warmup", type=int, default=50)
@@ -81,10 +82,11 @@ def main(argv=None) -> int:
     optimize_report = None
     if not (args.pruned and args.qat and args.pruned_qat):
         started = time.perf_counter()
+        epochs = {} if args.optimize_epochs is None else {"epochs": args.optimize_epochs}
         optimize_report = optimize.optimize(
             args.model, out / "optimized",
-            prune_config=optimize.PruneConfig(epochs=args.optimize_epochs),
-            qat_config=optimize.QATConfig(epochs=args.optimize_epochs),
+            prune_config=optimize.PruneConfig(**epochs),
+            qat_config=optimize.QATConfig(**epochs),
             limit=args.optimize_limit, test_limit=args.limit, verbose=2,
         )
         optimize_report["seconds"] = time.perf_counter() - started

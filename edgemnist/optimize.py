@@ -32,10 +32,12 @@ class PruneConfig:
     """Magnitude pruning during a short fine-tune."""
 
     target_sparsity: float = 0.75  # fraction of zeros in each prunable kernel at the end
-    epochs: int = 2  # fine-tuning epochs
+    # Measured on the 40-epoch default model (75 %, all 60,000 images): 2 epochs, ramp 0.7, lr 5e-4
+    # lost 1.30 pp; 5 epochs, ramp 0.5, lr 1e-3 lost 0.65 pp.
+    epochs: int = 5  # fine-tuning epochs
     batch_size: int = 128
-    learning_rate: float = 5e-4  # fine-tuning, lower than training's
-    ramp_fraction: float = 0.7  # sparsity reaches the target after this fraction of the steps; the rest recovers
+    learning_rate: float = 1e-3  # fine-tuning, lower than training's peak
+    ramp_fraction: float = 0.5  # sparsity reaches the target after this fraction of the steps; the rest recovers
     seed: int = 0
 
     def __post_init__(self):
