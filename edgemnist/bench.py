@@ -337,7 +337,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--throughput-images", type=int, default=BenchConfig.throughput_images,
                    help="test images pushed through for the throughput figure (default 2048)")
     p.add_argument("--data-dir", help="test digits used as inputs (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, thread_sweep=True)
     p.add_argument("--keras", metavar="MODEL", help="benchmark this float Keras model (.keras/.h5) with TensorFlow")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="with --keras: where it runs (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
@@ -350,18 +350,60 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=_run_bench)
 
 
+def thread_counts(text) -> list:
+    """'1,2,4' -> [1, 2, 4]; raises ValueError naming the bad value."""
+    try:
+        counts = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--threads expects a number or a comma-separated list such as 1,2,4, got {text!r}") from None
+    if not counts or any(c < 1 for c in counts):
+        raise ValueError(f"--threads must be >= 1, got {text!r}")
+    return counts
+
+
+def format_sweep(results: list) -> str:
+    """One row per thread count: latency percentiles and batched throughput."""
+    lines = [f"{results[0].get('name', results[0].get('model'))}: thread sweep",
+             f"{'threads':>7}{'p50 us':>10}{'p90 us':>10}{'p99 us':>10}{'images/s':>12}"]
+    for r in results:
+        lat = r["latency_us"]
+        lines.append(f"{r['threads']:>7}{lat['p50']:>10.1f}{lat['p90']:>10.1f}{lat['p99']:>10.1f}"
+                     f"{r['throughput']['images_per_second']:>12,.0f}")
+    return "\n".join(lines)
+
+
 def _run_bench(args) -> int:
+    import copy
+
     from edgemnist.cli import print_json
 
-    config = BenchConfig(args.threads, args.warmup, args.runs, args.batch_size, args.throughput_images,
+    counts = thread_counts(args.threads)
+    results = []
+    for threads in counts:
+        one = copy.copy(args)
+        one.threads = threads if not getattr(args, "remote", None) else str(threads)
+        results.append(_bench_once(one))
+        if results[-1] is None:  # a skipped GPU benchmark
+            return 0
+    if len(results) == 1:
+        print_json(results[0]) if args.json else print(format_benchmark(results[0]))
+    else:
+        print_json(results) if args.json else print(format_sweep(results))
+    return 0
+
+
+def _bench_once(args) -> Optional[dict]:
+    from edgemnist.cli import print_json
+
+    config = BenchConfig(int(args.threads), args.warmup, args.runs, args.batch_size, args.throughput_images,
                          args.backend, args.data_dir)
     if getattr(args, "remote", None):
         if args.keras or not args.model:
             raise ValueError("--remote benchmarks a .tflite: give MODEL.tflite and no --keras")
         from edgemnist import remote
 
-        result = remote.run_remote(args)
-    elif args.keras:
+        return remote.run_remote(args)
+    if args.keras:
         if args.model:
             raise ValueError("give either MODEL.tflite or --keras MODEL, not both")
         result = benchmark_keras(args.keras, args.device, config)
@@ -370,12 +412,9 @@ def _run_bench(args) -> int:
                   file=sys.stderr)
             if args.json:
                 print_json({"model": str(args.keras), "device": "gpu", "skipped": "no GPU"})
-            return 0
-    else:
-        if not args.model:
-            raise ValueError("give a MODEL.tflite to benchmark (or --keras MODEL.keras)")
-        if args.device != "cpu":
-            raise ValueError("--device applies to --keras only; a .tflite runs on the CPU")
-        result = benchmark(args.model, config)
-    print_json(result) if args.json else print(format_benchmark(result))
-    return 0
+        return result
+    if not args.model:
+        raise ValueError("give a MODEL.tflite to benchmark (or --keras MODEL.keras)")
+    if args.device != "cpu":
+        raise ValueError("--device applies to --keras only; a .tflite runs on the CPU")
+    return benchmark(args.model, config)

@@ -141,9 +141,14 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def add_runtime_arguments(parser) -> None:
-    """--threads and --backend, shared by eval, bench and compare."""
-    parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+def add_runtime_arguments(parser, thread_sweep: bool = False) -> None:
+    """--threads and --backend, shared by eval, bench and compare (bench also takes a list: 1,2,4)."""
+    if thread_sweep:
+        # kept as text: parsed by the handler, and forwarded as given by `bench --remote`
+        parser.add_argument("--threads", default="1",
+                            help="interpreter threads (default 1); a comma-separated list such as 1,2,4 sweeps them")
+    else:
+        parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
                         "(default: the first installed of " + ", ".join(BACKENDS) + ")")
 

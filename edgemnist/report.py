@@ -425,7 +425,9 @@ def add_commands(subparsers) -> None:
         "write report.json, report.md and PNG plots (accuracy vs size, latency, float vs int8 confusion "
         "matrices, the digits where they disagree) to --out.",
     )
-    p.add_argument("models", nargs="+", help=".tflite files (a manifest <file>.tflite.json beside one names its variant)")
+    p.add_argument("models", nargs="+",
+                   help=".tflite files (a manifest <file>.tflite.json beside one names its variant); or result JSON "
+                   "files of `bench --json` / `eval --json` from several machines, for device x variant tables")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--reference", help="the float reference for 'agreement' (default: the first float-input model)")
     p.add_argument("--limit", type=int, help="use the first N test images only")
@@ -443,9 +445,14 @@ def add_commands(subparsers) -> None:
 def _run_compare(args) -> int:
     from edgemnist.cli import print_json
 
+    results = [m for m in args.models if str(m).endswith(".json")]
+    if results:
+        if len(results) != len(args.models):
+            raise ValueError("give either .tflite models or result .json files, not both")
+        return _run_compare_devices(args)
     for model in args.models:
         if not str(model).endswith(".tflite"):
-            raise ValueError(f"{model}: not a .tflite file")
+            raise ValueError(f"{model}: not a .tflite file (or a result .json)")
     config = CompareConfig(args.reference, args.limit, args.data_dir, args.threads, args.backend,
                            args.batch_size, args.warmup, args.runs, args.keras, not args.no_plots)
     report = compare(args.models, args.out, config)
@@ -454,4 +461,25 @@ def _run_compare(args) -> int:
     else:
         print(format_table(report["variants"]))
         print(f"wrote {Path(args.out) / 'report.md'} and report.json")
+    return 0
+
+
+def _run_compare_devices(args) -> int:
+    """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
+    from edgemnist import remote
+    from edgemnist.cli import print_json
+
+    table = remote.compare_devices(args.models)
+    out = Path(args.out)
+    atomic_write_json(out / "devices.json", table)
+    if not args.no_plots:
+        try:
+            remote.plot_devices(table, out / "devices.png")
+        except ImportError:
+            log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
+    if args.json:
+        print_json(table)
+    else:
+        print(remote.format_device_tables(table))
+        print(f"wrote {out / 'devices.json'}")
     return 0

@@ -109,3 +109,19 @@ def test_bench_keras_gpu_skips_without_a_gpu(trained_model_path, capsys):
 def test_bench_keras_missing_file(tmp_path, capsys):
     assert cli.main(["bench", "--keras", str(tmp_path / "absent.keras")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_bench_thread_sweep(variants, capsys):
+    assert cli.main(["bench", str(variants["int8"]), "--threads", "1,2", *SMALL, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["threads"] for r in results] == [1, 2]
+    assert all(TOP_KEYS <= set(r) and r["latency_us"]["p50"] > 0 for r in results)
+    assert cli.main(["bench", str(variants["int8"]), "--threads", "1,2", *SMALL]) == 0
+    table = capsys.readouterr().out
+    assert "thread sweep" in table and len(table.strip().splitlines()) == 4
+
+
+@pytest.mark.parametrize("threads", ["0", "1,x", ""])
+def test_bench_bad_thread_list_exits_2(variants, capsys, threads):
+    assert cli.main(["bench", str(variants["int8"]), "--threads", threads]) == 2
+    assert "--threads" in capsys.readouterr().err

@@ -161,3 +161,23 @@ def test_compare_bad_input_exits_2(variants, tmp_path, capsys, argv_tail, messag
     status = cli.main(["compare", *[a.format(**values) for a in argv_tail], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and message in err
+
+
+def test_compare_result_json_from_several_machines(variants, tmp_path, capsys):
+    """Bench/eval JSON files (as copied back from devices) become device x variant tables and a plot."""
+    files = []
+    for variant in ("float32", "int8"):
+        assert cli.main(["bench", str(variants[variant]), "--warmup", "3", "--runs", "40", "--json"]) == 0
+        files.append(tmp_path / f"bench_{variant}.json")
+        files[-1].write_text(capsys.readouterr().out)
+        assert cli.main(["eval", str(variants[variant]), "--limit", "200", "--json"]) == 0
+        files.append(tmp_path / f"eval_{variant}.json")
+        files[-1].write_text(capsys.readouterr().out)
+    assert cli.main(["compare", *map(str, files), "--out", str(tmp_path / "devices"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["variants"] == ["model_float32", "model_int8"] and len(table["devices"]) == 1
+    cells = table["cells"][table["devices"][0]]
+    assert cells["model_int8"]["p50_us"] > 0 and 0 < cells["model_float32"]["accuracy"] <= 1
+    assert (tmp_path / "devices" / "devices.png").read_bytes()[:8] == PNG_MAGIC
+    assert cli.main(["compare", str(files[0]), str(variants["int8"]), "--out", str(tmp_path / "x")]) == 2
+    assert "not both" in capsys.readouterr().err
