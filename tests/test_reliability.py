@@ -432,3 +432,25 @@ def test_unwritable_output_is_one_clear_error_and_keeps_earlier_artifacts(
     reasons = ("too large",) if how == "full" else ("read-only", "permission denied", "busy")  # busy: a mount point
     assert any(reason in errors[0].lower() for reason in reasons), errors[0]
     assert _snapshot(folder.parent) == before  # byte-identical, and no half-written or temporary file left
+
+
+# --------------------------------------------------------------------------- inference API (beyond tests/test_runtime.py)
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (None, "dtype object"),
+    (np.zeros((28, 28, 1), np.complex64), "dtype complex64"),
+    (np.zeros((28, 28, 1), bool), "dtype bool"),
+    (np.float32(0.5), "shape"),
+    (np.zeros((0, 28, 1), np.float32), "shape"),
+    (np.full((28, 28, 1), -np.inf, np.float32), "-inf"),
+    (np.full((28, 28, 1), 1.0000001, np.float32), "values from"),
+    (np.zeros((28, 28, 1), np.float64) + 2.0, "values from"),
+    ([[0.0] * 28] * 27, "shape"),
+], ids=["none", "complex", "bool", "scalar", "empty-image", "minus-inf", "just-above-one", "float64-above", "list"])
+def test_more_wrong_inputs_raise_value_error(variants, bad, fragment):
+    runner = Runner(variants["int8"])
+    for call in (runner.predict_one, lambda x: runner.predict(x if np.ndim(x) != 3 else np.asarray(x)[None])):
+        with pytest.raises(ValueError, match="expected") as info:
+            call(bad)
+        assert fragment in str(info.value)
