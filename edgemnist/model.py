@@ -32,8 +32,8 @@ class ModelConfig:
     without adding parameters.
     """
 
-    stem_channels: int = 16  # 3x3 stride-2 convolution: 28x28 -> 14x14
-    block_channels: tuple = (24, 48, 64, 96)  # pointwise output channels, one per block
+    stem_channels: int = 24  # 3x3 stride-2 convolution: 28x28 -> 14x14
+    block_channels: tuple = (32, 48, 64, 96)  # pointwise output channels, one per block
     dilation_rates: tuple = (2, 1, 2, 1)  # dilation of each block's 3x3 depthwise conv
     pool_after: tuple = (1, 3)  # 2x2 max-pool after these blocks (1-based): 14 -> 7 -> 3
     width_multiplier: float = 1.0  # scales every channel count
