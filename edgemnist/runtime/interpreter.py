@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ _INSTALL_HINT = (
 )
 # Skip the child-process check of a model file when this environment variable is "1".
 TRUST_ENV = "EDGEMNIST_TRUST_MODELS"
+# A command that starts this Python for the preflight's child (default: sys.executable), e.g.
+# an emulator launcher where sys.executable is a binary the host cannot run directly.
+PYTHON_ENV = "EDGEMNIST_PYTHON"
 PREFLIGHT_TIMEOUT_S = 120.0  # a model that has not loaded and run by then is reported as hanging
 _PREFLIGHT_OK = "EDGEMNIST_PREFLIGHT_OK"
 _PREFLIGHT_ERROR = "EDGEMNIST_PREFLIGHT_ERROR"
@@ -199,8 +203,10 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
         Seconds the check took, or None when this content already passed.
 
     Raises:
-        ValueError: the interpreter crashed (a signal), hung, or raised an error on this file.
-        RuntimeError: the child process itself could not run (not the model's fault).
+        ValueError: the interpreter crashed (a signal), hung, exited or raised an error on this file.
+
+    Where no child Python can start (user-mode emulation, a frozen app) and EDGEMNIST_PYTHON
+    does not name one, a RuntimeWarning says so once and models load unchecked.
     """
     path = Path(path)
     backend = load_backend(backend).name
@@ -218,12 +224,43 @@ def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_thread
     return time.perf_counter() - start
 
 
-def _run_preflight(path: Path, backend: str, num_threads: int, timeout: float) -> Optional[str]:
-    """None if the child loaded and ran the model, else why not (without the file name)."""
+def _child_python() -> tuple[list, dict]:
+    """The command line and environment that start a Python like this one with edgemnist importable."""
     package_root = str(Path(__file__).resolve().parents[2])  # the folder (or zip) holding edgemnist
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, "-c", _PREFLIGHT_SCRIPT, str(path), str(num_threads), backend]
+    command = shlex.split(os.environ[PYTHON_ENV]) if os.environ.get(PYTHON_ENV) else [sys.executable]
+    return command, env
+
+
+_CHILD_PYTHON_WORKS: Optional[bool] = None
+
+
+def _child_python_works() -> bool:
+    """Whether a child Python starts at all here (not under user-mode emulation or a frozen app)."""
+    global _CHILD_PYTHON_WORKS
+    if _CHILD_PYTHON_WORKS is None:
+        command, env = _child_python()
+        try:
+            probe = subprocess.run(command + ["-c", "import edgemnist.runtime.interpreter; print('ok')"],
+                                   capture_output=True, text=True, env=env, timeout=PREFLIGHT_TIMEOUT_S,
+                                   stdin=subprocess.DEVNULL)
+            _CHILD_PYTHON_WORKS = probe.returncode == 0 and probe.stdout.strip() == "ok"
+        except (OSError, subprocess.TimeoutExpired):
+            _CHILD_PYTHON_WORKS = False
+        if not _CHILD_PYTHON_WORKS:
+            warnings.warn(f"cannot start a child Python ({' '.join(command)}), so models are loaded without "
+                          f"the crash check; set {PYTHON_ENV} to a command that starts this Python",
+                          RuntimeWarning, stacklevel=4)
+    return _CHILD_PYTHON_WORKS
+
+
+def _run_preflight(path: Path, backend: str, num_threads: int, timeout: float) -> Optional[str]:
+    """None if the child loaded and ran the model (or no child can run here), else why not (no file name)."""
+    if not _child_python_works():
+        return None
+    command, env = _child_python()
+    cmd = command + ["-c", _PREFLIGHT_SCRIPT, str(path), str(num_threads), backend]
     try:
         result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
                                 timeout=timeout, stdin=subprocess.DEVNULL)
@@ -241,9 +278,8 @@ def _run_preflight(path: Path, backend: str, num_threads: int, timeout: float) -
         if kind == "ValueError" and message.startswith(prefix):
             return message[len(prefix):]
         return f"the interpreter failed loading or running it ({message or kind})"  # e.g. RuntimeError from invoke
-    lines = [ln.strip() for ln in (result.stderr + result.stdout).splitlines() if ln.strip()]
-    raise RuntimeError(f"cannot check {path} in a child process (exit status {result.returncode}: "
-                       f"{lines[-1] if lines else 'no output'})")
+    # the child Python works (checked above), so the model made it exit: native code called exit()
+    return f"the interpreter exited with status {result.returncode} loading or running it; not a usable model"
 
 
 def _trusted_by_environment() -> bool:
