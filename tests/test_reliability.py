@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -310,45 +311,76 @@ def _assert_nothing_damaged(folder: Path) -> None:
                 assert archive.testzip() is None
 
 
-# (command line, kill window in seconds after start), sizes kept small: one epoch, a few hundred images
-def _interrupted_commands(out: Path, model: Path) -> dict:
-    return {
-        "train": (_command("train", "--out", out, "--epochs", 2, "--limit", 600, "--batch-size", 32, "--no-augment",
-                           "--quiet"), (4.0, 12.0)),
-        "optimize": (_command("optimize", "--from", model, "--out", out, "--prune", "--qat", "--epochs", 1,
-                              "--limit", 300, "--test-limit", 100, "--batch-size", 32), (5.0, 20.0)),
-        "export": (_command("export", "--from", model, "--out", out, "--variants", "float32,dynamic,int8",
-                            "--representative-size", 50), (4.0, 14.0)),
-        "pipeline": (_command("pipeline", "--out", out, "--quick", "--quantizer", "tflite"), (10.0, 80.0)),
-    }
+def _kill_during(cmd, marker: str, delay: float) -> str:
+    """Starts `cmd`; once `marker` shows on its stderr, waits `delay` s and SIGKILLs it (and its
+    children). Returns "killed", or "finished" / "no marker" when it ended first."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+                            env=_env(), cwd=REPO, start_new_session=True)
+    seen = threading.Event()
+
+    def drain():
+        for line in proc.stderr:
+            if marker in line:
+                seen.set()
+        seen.set()  # EOF: the process ended
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    seen.wait(600)
+    if proc.poll() is not None:
+        reader.join()
+        return "finished" if proc.returncode == 0 else f"no marker (exit {proc.returncode})"
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        reader.join()
+        return "finished"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reader.join()
+    return "killed"
+
+
+# Each stage of a quick pipeline is killed at a seeded moment inside it (after the pipeline logs
+# "[stage] running"), and the same command is run again: train (resumes from its last epoch),
+# optimize, export (the code of `edgemnist train`, `optimize` and `export`), compare, firmware.
+KILL_WINDOWS = {"train": (1.0, 8.0), "optimize": (2.0, 20.0), "export": (2.0, 40.0), "compare": (0.5, 3.0),
+                "firmware": (0.2, 2.0)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["train", "optimize", "export", "pipeline"])
-def test_sigkill_at_a_random_moment_then_rerun(trained_model_path, tmp_path, name):
-    out = tmp_path / name
-    cmd, (lo, hi) = _interrupted_commands(out, trained_model_path)[name]
-    delay = random.Random(f"kill-{name}").uniform(lo, hi)  # seeded: the same moment in every CI run
-    killed = _kill_at(cmd, delay)
+def test_pipeline_killed_in_every_stage_then_rerun(tmp_path):
+    out = tmp_path / "run"
+    cmd = _command("pipeline", "--out", out, "--quick", "--quantizer", "tflite")
+    rng = random.Random(7)  # seeded: the same moments in every CI run
+    outcomes = {}
+    for stage, (lo, hi) in KILL_WINDOWS.items():
+        delay = rng.uniform(lo, hi)
+        outcomes[stage] = (_kill_during(cmd, f"[{stage}] running", delay), round(delay, 1))
+        _assert_nothing_damaged(out)  # after every kill: no truncated artifact, every record true
+    rerun = _run(cmd)
+    assert rerun.returncode == 0, f"{outcomes}; rerun: {rerun.stderr[-2000:]}"
+    state = json.loads((out / "pipeline.json").read_text())
+    assert set(state["stages"]) == {"train", "optimize", "export", "compare", "firmware"} and state["result"]
+    result = verify(out)
+    assert result["ok"] and result["problems"] == [], result["problems"]
+    assert state["result"]["train"]["epochs_run"] == 1
+    assert sum(outcome == "killed" for outcome, _ in outcomes.values()) >= 3, outcomes  # not all finished first
+
+
+@pytest.mark.slow
+def test_export_killed_then_rerun(trained_model_path, tmp_path):
+    """The standalone `edgemnist export` command: killed while converting, run again."""
+    out = tmp_path / "export"
+    cmd = _command("export", "--from", trained_model_path, "--out", out, "--variants", "float32,int8",
+                   "--representative-size", 50)
+    killed = _kill_at(cmd, random.Random(11).uniform(4.0, 12.0))
     _assert_nothing_damaged(out)
     rerun = _run(cmd)
-    assert rerun.returncode == 0, f"killed={killed} after {delay:.1f} s; rerun: {rerun.stderr[-2000:]}"
-    _assert_nothing_damaged(out)
-    if name == "train":
-        summary = json.loads((out / "summary.json").read_text())
-        assert summary["epochs_run"] == 2 and (out / "model.keras").is_file()
-    elif name == "optimize":
-        report = json.loads((out / "optimize.json").read_text())
-        assert sorted(report["models"]) == ["pruned", "pruned_qat", "qat"]
-        assert all(Path(m["path"]).is_file() for m in report["models"].values())
-    elif name == "export":
-        result = verify(out)
-        assert result["ok"] and sorted(result["records"]) == [
-            "model_dynamic.tflite.json", "model_float32.tflite.json", "model_int8.tflite.json"]
-    else:
-        state = json.loads((out / "pipeline.json").read_text())
-        assert set(state["stages"]) == {"train", "optimize", "export", "compare", "firmware"} and state["result"]
-        assert verify(out)["ok"]
+    assert rerun.returncode == 0, f"killed={killed}; {rerun.stderr[-2000:]}"
+    result = verify(out)
+    assert result["ok"] and result["records"] == ["model_float32.tflite.json", "model_int8.tflite.json"]
 
 
 # --------------------------------------------------------------------------- read-only and full disks
