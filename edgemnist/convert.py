@@ -18,6 +18,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import json
 import logging
 import os
 import tempfile
@@ -28,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from edgemnist.artifacts import atomic_write_bytes, atomic_write_json, gzip_size, sha256_bytes, sha256_file
+from edgemnist.artifacts import atomic_path, gzip_size, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -563,8 +564,11 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
         settings["representative_seed"] = settings["data_dir"] = None  # the caller's own images
     manifest = build_manifest(converted, v.name, settings)
     out_path = Path(out_path)
-    atomic_write_bytes(out_path, converted.tflite)
-    atomic_write_json(manifest_path(out_path), manifest)
+    # Both files are written and fsynced first, then renamed back to back (.tflite first), so a
+    # kill or a full disk never leaves a new .tflite beside an old manifest for long.
+    with atomic_path(manifest_path(out_path)) as tmp_manifest, atomic_path(out_path) as tmp_tflite:
+        tmp_tflite.write_bytes(converted.tflite)
+        tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return {**manifest, "path": str(out_path), "manifest_path": str(manifest_path(out_path))}
 
 

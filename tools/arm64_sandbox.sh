@@ -111,6 +111,8 @@ cat > "$DIR/bin/python3" <<EOF
 #!/bin/sh
 # Emulated aarch64 Python 3.11 (qemu-user). Timings here are the emulator's, not a board's.
 # Like site-packages, the sandbox's folder comes after the caller's PYTHONPATH.
+# The runtime's crash-isolating model check starts its child through this launcher too.
+export EDGEMNIST_PYTHON="$DIR/bin/python3"
 PYTHONPATH="\${PYTHONPATH:+\$PYTHONPATH:}$DIR/site" exec qemu-aarch64-static -L "$DIR/root" "$DIR/root/usr/bin/python3.11" "\$@"
 EOF
 chmod +x "$DIR/bin/python3"
