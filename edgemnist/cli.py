@@ -84,14 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgemnist {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a stage not built yet in this checkout
-                continue
-            raise
-        if hasattr(module, "add_commands"):  # TODO(lead): drop once every stage registers commands
-            module.add_commands(subparsers)
+        importlib.import_module(name).add_commands(subparsers)
     _add_info(subparsers)
     return parser
 
