@@ -200,6 +200,32 @@ def test_predict_one_accepts_the_usual_image_shapes(variants, images):
     np.testing.assert_array_equal(runner.predict(images[:5, ..., 0]), runner.predict(images[:5]))
 
 
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_uint8_pixels_score_as_pixel_over_255(variants, mnist_test, variant):
+    runner = Runner(variants[variant])
+    pixels = mnist_test.images[:30].copy()
+    pixels[0].flat[:256] = np.arange(256)  # every pixel value once
+    floats = data.to_model_input(pixels)
+    expected = np.stack([runner.predict_one(image) for image in floats])
+    for shape in ((28, 28, 1), (1, 28, 28, 1), (28, 28)):
+        got = np.stack([runner.predict_one(image.reshape(shape)) for image in pixels])
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(runner.predict(pixels), runner.predict(floats))
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_single_image_path_matches_the_public_interpreter_api(variants, images, variant):
+    """predict_one writes into the interpreter's own buffers; set_tensor/get_tensor agree with it."""
+    runner = Runner(variants[variant])
+    floats_public, pixels_public = runner._single_call(direct=False)
+    fast = np.stack([runner.predict_one(image) for image in images[:50]])
+    np.testing.assert_array_equal(fast, np.stack([floats_public(image) for image in images[:50]]))
+    pixels = np.round(images[:5] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.stack([runner.predict_one(p) for p in pixels]),
+                                  np.stack([pixels_public(p) for p in pixels]))
+    np.testing.assert_array_equal(np.stack([runner.predict_one(image) for image in images[:50]]), fast)
+
+
 def test_negative_zero_is_in_range(variants, images):
     runner = Runner(variants["int8"])
     image = images[0].copy()
@@ -221,7 +247,7 @@ def _bad_inputs(image):
     neg[0, 0, 0] = -0.25
     inf[0, 0, 0] = np.inf
     return {
-        "uint8 pixels": ((image * 255).astype(np.uint8), "dtype uint8"),
+        "int16 integers": ((image * 255).astype(np.int16), "dtype int16"),
         "wrong size": (np.zeros((28, 27), np.float32), "shape"),
         "flat": (image.reshape(-1), "shape"),
         "three channels": (np.zeros((28, 28, 3), np.float32), "shape"),
@@ -233,16 +259,20 @@ def _bad_inputs(image):
     }
 
 
+@pytest.mark.parametrize("variant", ["float32", "int8"])
 @pytest.mark.parametrize("case", list(_bad_inputs(np.zeros((28, 28, 1), np.float32))))
-def test_wrong_single_input_raises_value_error(variants, images, case):
-    runner = Runner(variants["int8"])
+def test_wrong_single_input_raises_value_error(variants, images, case, variant):
+    runner = Runner(variants[variant])
     bad, fragment = _bad_inputs(images[0])[case]
-    with pytest.raises(ValueError, match="expected") as info:
-        runner.predict_one(bad)
-    assert fragment in str(info.value)
+    for attempt in (bad, bad[np.newaxis]):  # both fast-path shapes
+        with pytest.raises(ValueError, match="expected") as info:
+            runner.predict_one(attempt)
+        assert fragment in str(info.value)
+    # the failed call left nothing behind: the next image gets its own scores
+    np.testing.assert_array_equal(runner.predict_one(images[1]), Runner(variants[variant]).predict_one(images[1]))
 
 
-@pytest.mark.parametrize("case", ["uint8 pixels", "NaN", "above one", "negative", "three channels"])
+@pytest.mark.parametrize("case", ["int16 integers", "NaN", "above one", "negative", "three channels"])
 def test_wrong_batch_input_raises_value_error(variants, images, case):
     runner = Runner(variants["float32"])
     bad, fragment = _bad_inputs(images[0])[case]

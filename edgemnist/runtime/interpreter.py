@@ -2,11 +2,12 @@
 
 Usage: from edgemnist.runtime import Runner; Runner("model_int8.tflite").predict(images)
 
-Inputs are float32 images in [0, 1] (the one input convention of edgemnist); an int8,
-uint8 or int16 model gets them quantized with its own input scale and zero point, and
-its outputs come back dequantized with its own output parameters. The single-image path
-(`predict_one`) is kept to a few numpy calls with pre-allocated buffers, so it costs
-little more than a bare `interpreter.invoke()` loop (benchmarks/bench_runtime.py).
+Inputs are float32 images in [0, 1] (the one input convention of edgemnist), or uint8
+pixels, read as pixel / 255; an int8, uint8 or int16 model gets them quantized with its
+own input scale and zero point, and its outputs come back dequantized with its own output
+parameters. The single-image path (`predict_one`) is kept to a few numpy calls with
+pre-allocated buffers, so it costs little more than a bare `interpreter.invoke()` loop
+(benchmarks/bench_runtime.py).
 
 This module imports only numpy and an interpreter package. `tf.lite` is tried last and
 only when neither ai-edge-litert nor tflite-runtime is installed.
@@ -76,6 +77,7 @@ _ONE_BITS = np.float32(1.0).view(np.uint32)
 # even, like np.rint) held in the low mantissa bits, so quantization is one multiply, one
 # add and an integer cast.
 _ROUNDING_MAGIC = 12582912.0
+_FLOAT32, _UINT8 = np.dtype(np.float32), np.dtype(np.uint8)  # native-order dtypes are singletons
 
 
 class BackendNotFoundError(ImportError):
@@ -391,10 +393,7 @@ class Runner:
     def _prepare_single_call(self) -> None:
         spec = self.input
         self._in_index, self._out_index = spec.index, self.output.index
-        self._in_buffer = np.empty(spec.shape, np.float32)
-        self._in_buffer_bits = self._in_buffer.view(np.int32)
         self._fast_shapes = {spec.shape, self.image_shape}
-        self._in_quantized = np.empty(spec.shape, spec.dtype)
         self._in_scale_inv = np.float32(1.0 / spec.scale) if spec.quantized else None
         self._in_offset = np.float32(_ROUNDING_MAGIC + spec.zero_point) if spec.quantized else None
         self._in_clip = None  # set when 1.0 lands just past the integer range (AI Edge int16: 32780 > 32767)
@@ -404,7 +403,7 @@ class Runner:
             if info.max + 0.5 < hi <= info.max + 0.01 * (info.max - info.min):
                 self._in_clip = np.float32(info.max - spec.zero_point)
                 hi = info.max
-            if not (info.min <= lo and hi <= info.max + 0.5 and abs(hi) < 2 ** 22):
+            if not (spec.scale > 0 and info.min <= lo and hi <= info.max + 0.5 and abs(hi) < 2 ** 22):
                 raise ValueError(
                     f"{self.path}: input quantization (scale {spec.scale}, zero point {spec.zero_point}) "
                     f"does not map [0, 1] into {np.dtype(spec.dtype).name}"
@@ -420,18 +419,152 @@ class Runner:
             info = np.iinfo(out.dtype)
             codes = np.arange(info.min, info.max + 1)
             self._out_table = np.empty(256, np.float32)
-            # indexed by the raw codes themselves: negative int8 codes wrap to the upper half
-            self._out_table[codes] = (codes.astype(np.float32) - out.zero_point) * np.float32(out.scale)
+            # indexed by the raw codes read as uint8: negative int8 codes wrap to the upper half
+            self._out_table[codes.astype(np.uint8)] = (codes.astype(np.float32) - out.zero_point) * np.float32(
+                out.scale)
+        # uint8 pixel -> model input, computed as pixel / 255 (data.to_model_input) then quantized
+        self._pixel_table = self.quantize_input(np.arange(256, dtype=np.float32) / np.float32(255.0))
+        self._single_floats, self._single_pixels = self._single_call(direct=True)
+        public = self._single_call(direct=False)
+        probe = np.linspace(0.0, 1.0, int(np.prod(self.image_shape)), dtype=np.float32).reshape(self.image_shape)
+        try:
+            agrees = np.array_equal(self._single_floats(probe), public[0](probe))
+        except Exception:  # noqa: BLE001 - any trouble with the direct views: use the public API
+            agrees = False
+        if not agrees:
+            self._single_floats, self._single_pixels = public
+
+    def _tensor_views(self):
+        """Writable numpy views of the batch-1 input and output buffers, or None.
+
+        `Interpreter.tensor()` makes such views too, but with the interpreter's internal
+        wrapper as their base, and `invoke()` refuses to run while one is alive (it guards
+        calls that may reallocate, like `allocate_tensors`). This interpreter's tensors are
+        allocated once and never resized, so its buffers stay put; the views are checked
+        against `get_tensor` here and against the public path in `_prepare_single_call`.
+        """
+        interpreter = self._interpreter
+        wrapper = getattr(interpreter, "_interpreter", None)
+        if wrapper is None or not hasattr(wrapper, "tensor"):
+            return None
+        try:
+            views = [wrapper.tensor(interpreter, spec.index) for spec in (self.input, self.output)]
+        except Exception:  # noqa: BLE001 - another wrapper signature: no direct views
+            return None
+        for view, spec in zip(views, (self.input, self.output)):
+            if (not isinstance(view, np.ndarray) or view.shape != spec.shape or view.dtype != spec.dtype
+                    or not view.flags.c_contiguous):
+                return None
+        in_view = views[0]
+        if not in_view.flags.writeable:
+            return None
+        probe = (np.arange(in_view.size) % 7).astype(in_view.dtype).reshape(in_view.shape)
+        in_view[...] = probe
+        if not np.array_equal(interpreter.get_tensor(self.input.index), probe):
+            return None
+        return views
+
+    def _single_call(self, direct: bool):
+        """Two functions of one image (image_shape or (1,) + image_shape) -> float32 scores:
+        one for float32 images in [0, 1], one for uint8 pixels.
+
+        Each does as few numpy calls as it can (each costs about a microsecond beside a
+        20 us model), all into buffers made here with the image's own shape (numpy
+        broadcasting costs as much as the arithmetic at this size). With `direct`, the input
+        is written straight into the interpreter's input buffer and the output read from its
+        output buffer; otherwise through set_tensor / get_tensor.
+        """
+        interpreter, spec, out = self._interpreter, self.input, self.output
+        invoke = interpreter.invoke
+        views = self._tensor_views() if direct else None
+        batch_shape, image_shape = spec.shape, self.image_shape
+        ndim = len(batch_shape)
+        in_batch = views[0] if views is not None else np.empty(batch_shape, spec.dtype)
+        in_image = in_batch.reshape(image_shape)
+        table = self._out_table  # indexed by the raw 8-bit codes read as uint8
+        if views is not None:
+            raw_row = views[1][0].view(np.uint8) if table is not None else views[1][0]
+
+            def run():
+                invoke()
+                return raw_row
+        else:
+            in_index, out_index, set_tensor, get_tensor = self._in_index, self._out_index, \
+                interpreter.set_tensor, interpreter.get_tensor
+            as_codes = table is not None
+
+            def run():
+                set_tensor(in_index, in_batch)
+                invoke()
+                row = get_tensor(out_index)[0]
+                return row.view(np.uint8) if as_codes else row
+
+        if table is not None:
+            dequantize = table.take
+        elif out.quantized:
+            out_scale, out_zero = np.float32(out.scale), out.zero_point
+
+            def dequantize(raw):
+                return (raw.astype(np.float32) - out_zero) * out_scale
+        else:
+            def dequantize(raw):
+                return raw.astype(np.float32)  # a copy: the buffer is overwritten by the next call
+
+        lut = self._pixel_table
+
+        def pixels(image):
+            # every uint8 is a valid pixel: one table look-up quantizes it, no range check
+            lut.take(image, None, in_batch if image.ndim == ndim else in_image, "clip")
+            return dequantize(run())
+
+        reduce_max, copyto = np.maximum.reduce, np.copyto
+        if self._in_scale_inv is None:
+            in_bits = in_batch.view(np.uint32).reshape(-1)
+
+            def floats(image):
+                copyto(in_batch if image.ndim == ndim else in_image, image)
+                if reduce_max(in_bits, None) > _ONE_BITS:
+                    _raise_out_of_range(image)
+                return dequantize(run())
+            return floats, pixels
+
+        scale_inv, offset, clip = self._in_scale_inv, self._in_offset, self._in_clip
+        # x * scale_inv for x in [0, 1] has bits (as uint32) at most those of scale_inv; a
+        # negative x, NaN, infinity or x > 1 reads larger: the range check needs no extra view.
+        limit = scale_inv.view(np.uint32)
+        batch_buffer, image_buffer = np.empty(batch_shape, np.float32), np.empty(image_shape, np.float32)
+        batch_bits, image_bits = batch_buffer.view(np.int32), image_buffer.view(np.int32)
+        unsigned = batch_buffer.view(np.uint32).reshape(-1), image_buffer.view(np.uint32).reshape(-1)
+        multiply, add, minimum = np.multiply, np.add, np.minimum
+
+        def floats(image):
+            if image.ndim == ndim:
+                buffer, bits, unsigned_bits, target = batch_buffer, batch_bits, unsigned[0], in_batch
+            else:
+                buffer, bits, unsigned_bits, target = image_buffer, image_bits, unsigned[1], in_image
+            multiply(image, scale_inv, buffer)
+            if reduce_max(unsigned_bits, None) > limit:
+                _raise_out_of_range(image)
+            if clip is not None:
+                minimum(buffer, clip, buffer)
+            add(buffer, offset, buffer)
+            # the rounded integer sits in the low bits; the cast keeps them (two's complement)
+            copyto(target, bits, "unsafe")
+            return dequantize(run())
+        return floats, pixels
 
     # ------------------------------------------------------------------ conversions
 
     def _check_images(self, images, single: bool) -> np.ndarray:
-        """float32 array shaped (N,) + image_shape, or ValueError saying what was expected."""
+        """float32 array shaped (N,) + image_shape, or ValueError saying what was expected.
+
+        uint8 pixels become pixel / 255 (data.to_model_input's arithmetic)."""
         arr = images if isinstance(images, np.ndarray) else np.asarray(images)
-        if not np.issubdtype(arr.dtype, np.floating):
+        if arr.dtype == np.uint8:
+            arr = arr.astype(np.float32) / np.float32(255.0)
+        elif not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(
-                f"expected float images in [0, 1] (pixel / 255), got dtype {arr.dtype}; "
-                "use edgemnist.data.to_model_input for uint8 pixels"
+                f"expected float images in [0, 1] (pixel / 255) or uint8 pixels, got dtype {arr.dtype}"
             )
         shape = self.image_shape
         if arr.shape[-len(shape):] != shape and shape[-1] == 1 and arr.shape[-(len(shape) - 1):] == shape[:-1]:
@@ -486,39 +619,30 @@ class Runner:
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """Scores of one image: float32 (10,). The low-overhead single-image path.
 
-        A float32 array shaped image_shape or (1,) + image_shape takes the fast path: one
-        range check, three numpy calls to quantize into a pre-allocated buffer, invoke, one
-        table look-up to dequantize. Anything else is checked and converted first.
+        An array shaped image_shape or (1,) + image_shape takes the fast path. uint8 pixels
+        (what a camera or an image file gives) cost least: one table look-up quantizes them
+        straight into the interpreter's input, and no range check is needed. float32 images
+        take a range check and three numpy calls to quantize. Then invoke, and one table
+        look-up dequantizes the output. Anything else is checked and converted first.
 
         Args:
-            image: float in [0, 1], shaped image_shape, (1,) + image_shape or (28, 28).
+            image: float in [0, 1] (pixel / 255) or uint8 pixels, shaped image_shape,
+                (1,) + image_shape or (28, 28).
 
         Raises:
             ValueError: wrong shape or dtype, NaN, or values outside [0, 1]; or the model
                 fails to run.
         """
-        if image.__class__ is not np.ndarray or image.dtype != np.float32 or image.shape not in self._fast_shapes:
-            image = self._check_images(image, single=True)
-        elif np.maximum.reduce(image.view(np.uint32), axis=None) > _ONE_BITS:
-            _raise_out_of_range(image)
-        interpreter = self._interpreter
-        if self._in_scale_inv is None:
-            interpreter.set_tensor(self._in_index, image if image.ndim == len(self.input.shape) else image[None])
-        else:
-            buffer = self._in_buffer
-            np.multiply(image, self._in_scale_inv, out=buffer)  # (28, 28, 1) broadcasts into (1, 28, 28, 1)
-            if self._in_clip is not None:
-                np.minimum(buffer, self._in_clip, out=buffer)
-            np.add(buffer, self._in_offset, out=buffer)
-            np.copyto(self._in_quantized, self._in_buffer_bits, casting="unsafe")
-            interpreter.set_tensor(self._in_index, self._in_quantized)
         try:
-            interpreter.invoke()
+            if image.__class__ is np.ndarray and image.shape in self._fast_shapes:
+                dtype = image.dtype
+                if dtype is _FLOAT32:
+                    return self._single_floats(image)
+                if dtype is _UINT8:
+                    return self._single_pixels(image)
+            return self._single_floats(self._check_images(image, single=True))
         except RuntimeError as exc:  # a malformed model (trusted=True skipped the preflight)
             raise self._invoke_error(exc) from None
-        if self._out_table is not None:
-            return self._out_table[interpreter.get_tensor(self._out_index)[0]]
-        return self.dequantize_output(interpreter.get_tensor(self._out_index)[0])
 
     def _batch_interpreter(self, batch_size: int):
         """A second interpreter with its input resized to `batch_size` (None if resizing fails)."""
