@@ -40,7 +40,9 @@ def test_sparsity_is_measured_per_layer_and_reaches_target(pruned, float_model):
         by_type.setdefault(row["type"], []).append(row)
     # tfmot never prunes depthwise kernels: they stay dense and are reported as not pruned.
     assert all(not r["pruned"] and r["sparsity"] < 0.05 for r in by_type["DepthwiseConv2D"])
-    assert all(r["pruned"] and r["sparsity"] >= TARGET - 0.01 for r in by_type["Conv2D"] + by_type["Dense"])
+    planned = optimize.layer_sparsities(float_model, TARGET, PruneConfig().allocation)
+    for row in by_type["Conv2D"] + by_type["Dense"]:  # every kernel reached its share of the target
+        assert row["pruned"] and row["sparsity"] >= planned[row["name"]] - 0.01, row
     assert report["overall"] < report["prunable_sparsity"]
     assert optimize.sparsity_report(float_model)["overall"] < 0.01
     assert "no (tfmot does not prune it)" in optimize.format_sparsity(report)
@@ -51,7 +53,7 @@ def test_pruned_int8_export_keeps_sparsity_and_gzips_smaller(pruned, float_model
     dense = convert.export_variant(float_model, "int8", tmp_path / "int8.tflite", config)
     sparse = convert.export_variant(pruned.model, "pruned_int8", tmp_path / "pruned_int8.tflite", config)
     assert sparse["sparsity"]["overall"] >= pruned.sparsity["overall"] - 0.02
-    assert sparse["gzip_bytes"] < 0.8 * dense["gzip_bytes"]
+    assert sparse["gzip_bytes"] <= 0.55 * dense["gzip_bytes"]  # issue 3's target is 0.5x (measured 0.47x)
 
 
 @pytest.mark.slow
@@ -101,7 +103,30 @@ def test_unsupported_layer_is_named(mnist_train):
         optimize.qat(model, mnist_train.head(64), QATConfig(epochs=1), verbose=0)
 
 
+def test_erk_spreads_the_same_zeros_with_small_kernels_denser(float_model):
+    import math
+
+    shapes = optimize._prunable_kernel_shapes(float_model)
+    sizes = {name: sum(math.prod(shape) for shape in kernels) for name, kernels in shapes.items()}
+    assert set(sizes) == {"stem", "classifier"} | {f"block{i}_conv_pw" for i in range(1, 5)}  # no depthwise
+    uniform = optimize.layer_sparsities(float_model, 0.75, "uniform")
+    erk = optimize.layer_sparsities(float_model, 0.75, "erk")
+    assert set(uniform.values()) == {0.75}
+    total = sum(sizes.values())
+    assert sum(sizes[n] * erk[n] for n in erk) / total == pytest.approx(0.75, abs=1e-3)
+    by_size = sorted(sizes, key=sizes.get)
+    assert erk[by_size[0]] < 0.5 and erk[by_size[-1]] > 0.8  # the stem stays dense-ish, the widest pointwise sparsest
+    pointwise = [erk[f"block{i}_conv_pw"] for i in range(1, 5)]
+    assert pointwise == sorted(pointwise)  # wider kernels, more zeros
+    # a target so high that small kernels would need density > 1 is not possible here; near-dense is
+    assert all(0.0 <= v < 1.0 for v in optimize.layer_sparsities(float_model, 0.05, "erk").values())
+
+
 def test_configs_validate():
+    with pytest.raises(ValueError, match="allocation must be one of uniform, erk"):
+        PruneConfig(allocation="random")
+    with pytest.raises(ValueError, match="distill must be in"):
+        PruneConfig(distill=1.5)
     with pytest.raises(ValueError, match="target_sparsity.*1.5"):
         PruneConfig(target_sparsity=1.5)
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
