@@ -156,7 +156,8 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
     Returns:
         {"model", "name", "bytes", "backend", "backend_version", "threads", "warmup", "runs",
          "init_ms", "latency_us" {p50, p90, p99, mean, std, min, max} (invoke only),
-         "call_latency_us" (same keys, the runtime's whole predict_one call),
+         "call_latency_us" (same keys, the runtime's whole predict_one call on a float image),
+         "pixel_call_latency_us" (the same on uint8 pixels, the device path),
          "throughput" {"batch_size", "images", "images_per_second"},
          "memory" {"peak_rss_bytes", "init_rss_delta_bytes", "overall_rss_delta_bytes"},
          "input" {"name", "shape", "dtype", "scale", "zero_point"}, "machine" (machine_info)}.
@@ -176,6 +177,9 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
     latency = latency_percentiles(timed_invokes(runner, quantized, config.runs))
     timed_calls(runner, singles, min(config.warmup, 50))
     call_latency = latency_percentiles(timed_calls(runner, singles, config.runs))
+    pixels = [np.ascontiguousarray(split.images[i][..., np.newaxis]) for i in range(len(singles))]
+    timed_calls(runner, pixels, min(config.warmup, 50))
+    pixel_call_latency = latency_percentiles(timed_calls(runner, pixels, config.runs))
     rss_single = _current_rss_bytes()
     batched = throughput(runner, images[: config.throughput_images], config.batch_size)
     return {
@@ -190,6 +194,7 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
         "init_ms": round(runner.init_seconds * 1000.0, 3),
         "latency_us": latency,
         "call_latency_us": call_latency,
+        "pixel_call_latency_us": pixel_call_latency,
         "throughput": batched,
         "memory": {
             "peak_rss_bytes": peak_rss_bytes(),
@@ -219,6 +224,10 @@ def format_benchmark(result: dict) -> str:
     if call:
         lines.append(f"whole runtime call (quantize + invoke + dequantize): p50 {call['p50']:.1f} us  "
                      f"mean {call['mean']:.1f} us")
+    pixel_call = result.get("pixel_call_latency_us")
+    if pixel_call:
+        lines.append(f"whole runtime call on uint8 pixels: p50 {pixel_call['p50']:.1f} us  "
+                     f"mean {pixel_call['mean']:.1f} us")
     tp = result.get("throughput")
     if tp:
         lines.append(f"batched: {tp['images_per_second']:,.0f} images/s (batch {tp['batch_size']}, {tp['images']} images)")

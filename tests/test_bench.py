@@ -12,7 +12,7 @@ from edgemnist.bench import BenchConfig, benchmark, latency_percentiles, machine
 
 SMALL = ["--warmup", "3", "--runs", "40", "--batch-size", "32", "--throughput-images", "128"]
 TOP_KEYS = {"model", "name", "bytes", "backend", "backend_version", "threads", "warmup", "runs", "init_ms",
-            "latency_us", "call_latency_us", "throughput", "memory", "input", "machine"}
+            "latency_us", "call_latency_us", "pixel_call_latency_us", "throughput", "memory", "input", "machine"}
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "std", "min", "max"}
 
 
@@ -46,7 +46,7 @@ def test_bench_config_rejects_bad_values(field, value):
 def test_benchmark_result_is_complete_and_positive(variants):
     result = benchmark(variants["int8"], BenchConfig(warmup=3, runs=60, batch_size=32, throughput_images=128))
     assert TOP_KEYS <= set(result)
-    for key in ("latency_us", "call_latency_us"):
+    for key in ("latency_us", "call_latency_us", "pixel_call_latency_us"):
         assert set(result[key]) == LATENCY_KEYS
         assert 0 < result[key]["min"] <= result[key]["p50"] <= result[key]["p99"] <= result[key]["max"]
     assert result["runs"] == 60 and result["threads"] == 1
