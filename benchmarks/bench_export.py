@@ -18,7 +18,6 @@ Prints a table and writes JSON (--json).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -71,7 +70,7 @@ def main(argv=None) -> int:
     parser.add_argument("--representative-size", type=int, default=500)
     parser.add_argument("--runs", type=int, default=500, help="timed single-image runs per variant")
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--json", default="benchmarks/results/export.json", help="where to write the results")
     args = parser.parse_args(argv)
 
     from edgemnist import convert, data, optimize
@@ -136,7 +135,10 @@ def main(argv=None) -> int:
         "representative_size": args.representative_size,
     }
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        from edgemnist.artifacts import atomic_write_json
+
+        atomic_write_json(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--blocks", type=int, default=40, help="alternating blocks for the overhead figure")
     p.add_argument("--block-size", type=int, default=200, help="calls per block")
     p.add_argument("--work-dir", help="where exports go (default: a temporary folder)")
-    p.add_argument("--json", help="write the results here")
+    p.add_argument("--json", default="benchmarks/results/runtime.json", help="where to write the results")
     args = p.parse_args(argv)
 
     from edgemnist import data

@@ -12,7 +12,9 @@ import gzip
 import hashlib
 import io
 import json
+import glob
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,11 +33,54 @@ def _describe_os_error(path: Path, exc: OSError) -> str:
     return f"cannot write {path}: {reason}"
 
 
+def _writer_tag() -> str:
+    """host-pid of this process, as it appears in the names of its temporary files."""
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list:
+    """Removes temporary files that a killed writer of `path` left beside it.
+
+    Temporary names carry the writer's host and process id (`.NAME.HOST-PID.XXXX.tmp`); one
+    whose process no longer runs on this host is a leftover (a SIGKILL gives no chance to
+    clean up). Files of running writers and of other hosts are left alone.
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(path)
+    host = _writer_tag().rsplit("-", 1)[0]
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        tag = candidate.name[len(path.name) + 2:].split(".", 1)[0]
+        owner, _, pid = tag.rpartition("-")
+        if owner != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            candidate.unlink()
+        except OSError:
+            continue
+        removed.append(candidate)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yields a temporary path beside `path`; on success it is fsynced and renamed onto `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    On any exception the temporary file is removed and `path` is left untouched; temporary
+    files of earlier writers of `path` that were killed are removed first.
 
     Raises:
         OutputError: the folder is read-only, full or missing.
@@ -43,8 +88,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp", dir=path.parent
+            prefix=f".{path.name}.{_writer_tag()}.", suffix=suffix if suffix is not None else ".tmp", dir=path.parent
         )
         os.close(fd)
     except OSError as exc:

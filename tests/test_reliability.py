@@ -383,6 +383,25 @@ def test_export_killed_then_rerun(trained_model_path, tmp_path):
     assert result["ok"] and result["records"] == ["model_float32.tflite.json", "model_int8.tflite.json"]
 
 
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    from edgemnist.artifacts import _writer_tag, atomic_write_bytes
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid is now free: a writer that was SIGKILLed
+    host = _writer_tag().rsplit("-", 1)[0]
+    target = tmp_path / "model_int8.tflite"
+    stale = tmp_path / f".model_int8.tflite.{host}-{child.pid}.abc123.tmp"
+    running = tmp_path / f".model_int8.tflite.{_writer_tag()}.def456.tmp"  # this process: still writing
+    elsewhere = tmp_path / f".model_int8.tflite.otherhost-{child.pid}.ghi789.tmp"  # another machine's
+    other_file = tmp_path / f".model_float32.tflite.{host}-{child.pid}.jkl012.tmp"  # another target
+    for path in (stale, running, elsewhere, other_file):
+        path.write_bytes(b"half a model")
+    atomic_write_bytes(target, b"a whole model")
+    assert target.read_bytes() == b"a whole model"
+    assert not stale.exists()
+    assert running.exists() and elsewhere.exists() and other_file.exists()
+
+
 # --------------------------------------------------------------------------- read-only and full disks
 
 
