@@ -478,6 +478,8 @@ def add_commands(subparsers) -> None:
                    help="ds_cnn width multiplier (default 1.0)")
     p.add_argument("--dilations", type=_int_tuple, default=d.model_config.dilation_rates,
                    help="ds_cnn dilation rate per block, e.g. 1,2,1,2")
+    p.add_argument("--stem-kernel", type=int, default=d.model_config.stem_kernel,
+                   help=f"ds_cnn stem kernel size, stride 2 (default {d.model_config.stem_kernel})")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG")
     p.add_argument("--restart", action="store_true", help="discard an existing run in --out")
@@ -512,7 +514,8 @@ def _run_train(args) -> int:
     d = TrainConfig()
     config = TrainConfig(
         model=args.model,
-        model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations)),
+        model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations),
+                             stem_kernel=args.stem_kernel),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         augment=not args.no_augment, seed=args.seed, limit=args.limit, strategy=args.strategy,
         data_dir=args.data_dir,

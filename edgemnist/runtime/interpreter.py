@@ -704,7 +704,11 @@ class Runner:
 
     @property
     def interpreter(self):
-        """The underlying batch-1 interpreter (for bare invoke loops in benchmarks)."""
+        """The underlying batch-1 interpreter (for bare invoke loops in benchmarks).
+
+        Set inputs and invoke as you like, but never resize it or call allocate_tensors:
+        predict_one holds views of its input and output buffers.
+        """
         return self._interpreter
 
     def set_raw_input(self, model_input: np.ndarray) -> None:
