@@ -423,7 +423,8 @@ class Runner:
             self._out_table[codes.astype(np.uint8)] = (codes.astype(np.float32) - out.zero_point) * np.float32(
                 out.scale)
         # uint8 pixel -> model input, computed as pixel / 255 (data.to_model_input) then quantized
-        self._pixel_table = self.quantize_input(np.arange(256, dtype=np.float32) / np.float32(255.0))
+        self._pixel_table = self.quantize_input(np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(
+            spec.dtype)
         self._single_floats, self._single_pixels = self._single_call(direct=True)
         public = self._single_call(direct=False)
         probe = np.linspace(0.0, 1.0, int(np.prod(self.image_shape)), dtype=np.float32).reshape(self.image_shape)
@@ -518,13 +519,20 @@ class Runner:
             return dequantize(run())
 
         reduce_max, copyto = np.maximum.reduce, np.copyto
-        if self._in_scale_inv is None:
+        if self._in_scale_inv is None and np.dtype(spec.dtype) == _FLOAT32:
             in_bits = in_batch.view(np.uint32).reshape(-1)
 
             def floats(image):
                 copyto(in_batch if image.ndim == ndim else in_image, image)
-                if reduce_max(in_bits, None) > _ONE_BITS:
+                if reduce_max(in_bits, None) > _ONE_BITS:  # checked in place: no view of the image needed
                     _raise_out_of_range(image)
+                return dequantize(run())
+            return floats, pixels
+        if self._in_scale_inv is None:  # a float16 or float64 input
+            def floats(image):
+                if reduce_max(image.view(np.uint32), None) > _ONE_BITS:
+                    _raise_out_of_range(image)
+                copyto(in_batch if image.ndim == ndim else in_image, image, casting="same_kind")
                 return dequantize(run())
             return floats, pixels
 
