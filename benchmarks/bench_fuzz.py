@@ -167,7 +167,7 @@ def main() -> int:
     parser.add_argument("models", nargs="+", help=".tflite files, or export folders (their float32 and int8)")
     parser.add_argument("--mutations", type=int, default=2000, help="mutated models in all (default 2000)")
     parser.add_argument("--repeats", type=int, default=5, help="runs per preflight-cost figure (default 5)")
-    parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--json", default="benchmarks/results/fuzz.json", help="where to write the result")
     args = parser.parse_args()
     models = _models(args.models, DEFAULT_VARIANTS)
     per_model = max(1, args.mutations // len(models))
@@ -195,8 +195,9 @@ def main() -> int:
     }
     print(format_table(result))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        from edgemnist.artifacts import atomic_write_json
+
+        atomic_write_json(args.json, result)
         print(f"wrote {args.json}")
     bad = total["unexpected_error"] + total["process_crash"]
     return 1 if bad else 0
