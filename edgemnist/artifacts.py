@@ -8,11 +8,11 @@ half-written model, checkpoint or manifest behind: readers see the old file or t
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import hashlib
 import io
 import json
-import glob
 import os
 import socket
 import tempfile

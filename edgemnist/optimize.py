@@ -214,19 +214,21 @@ def _compile(model, learning_rate: float, decay_steps: int = 0, soft_targets: bo
     model.compile(k.optimizers.Adam(rate), loss, metrics=["accuracy"])
 
 
-def _prunable_kernel_shapes(model) -> dict:
-    """{layer name: shapes of the weights tfmot would prune} for every prunable layer."""
+def _prunable_weights(layer) -> list:
+    """The weights of `layer` that tfmot would prune (none for layers it cannot prune)."""
+    getter = getattr(layer, "get_prunable_weights", None)
+    if getter is not None:
+        return getter()
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
 
+    return PruneRegistry.make_prunable(layer).get_prunable_weights() if PruneRegistry.supports(layer) else []
+
+
+def _prunable_kernel_shapes(model) -> dict:
+    """{layer name: shapes of the weights tfmot would prune} for every prunable layer."""
     shapes = {}
     for layer in model.layers:
-        getter = getattr(layer, "get_prunable_weights", None)
-        if getter is not None:
-            weights = getter()
-        elif PruneRegistry.supports(layer):
-            weights = PruneRegistry.make_prunable(layer).get_prunable_weights()
-        else:
-            continue
+        weights = _prunable_weights(layer)
         if weights:
             shapes[layer.name] = [tuple(int(d) for d in w.shape) for w in weights]
     return shapes
@@ -306,23 +308,13 @@ def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int 
                      if hasattr(layer, "pruning_vars") and layer.pruning_vars}
     if not pruned_layers:
         pruned_layers = {layer.layer.name for layer in wrapped.layers
-                         if getattr(layer, "layer", None) is not None and _prunable_weight_count(layer) > 0}
+                         if getattr(layer, "layer", None) is not None and _prunable_weights(layer.layer)}
     _compile(wrapped, config.learning_rate, total if config.cosine else 0, soft_targets=config.distill > 0)
     _fit(wrapped, train_split, config.epochs, config.batch_size, config.seed,
          [tfmot.sparsity.keras.UpdatePruningStep()], verbose, augment=config.augment,
          teacher=model if config.distill > 0 else None, distill=config.distill)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
     return PruneResult(stripped, sparsity_report(stripped, pruned_layers), wrapped)
-
-
-def _prunable_weight_count(wrapper) -> int:
-    inner = wrapper.layer
-    getter = getattr(inner, "get_prunable_weights", None)
-    if getter is not None:
-        return len(getter())
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-
-    return len(PruneRegistry.make_prunable(inner).get_prunable_weights()) if PruneRegistry.supports(inner) else 0
 
 
 # --------------------------------------------------------------------------- QAT

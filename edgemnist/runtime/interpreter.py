@@ -423,8 +423,7 @@ class Runner:
             self._out_table[codes.astype(np.uint8)] = (codes.astype(np.float32) - out.zero_point) * np.float32(
                 out.scale)
         # uint8 pixel -> model input, computed as pixel / 255 (data.to_model_input) then quantized
-        self._pixel_table = self.quantize_input(np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(
-            spec.dtype)
+        self._pixel_table = self.quantize_input(_pixels_to_unit(np.arange(256, dtype=np.uint8))).astype(spec.dtype)
         self._single_floats, self._single_pixels = self._single_call(direct=True)
         public = self._single_call(direct=False)
         probe = np.linspace(0.0, 1.0, int(np.prod(self.image_shape)), dtype=np.float32).reshape(self.image_shape)
@@ -502,11 +501,8 @@ class Runner:
 
         if table is not None:
             dequantize = table.take
-        elif out.quantized:
-            out_scale, out_zero = np.float32(out.scale), out.zero_point
-
-            def dequantize(raw):
-                return (raw.astype(np.float32) - out_zero) * out_scale
+        elif out.quantized:  # 16-bit outputs: arithmetic, which makes a new array
+            dequantize = self.dequantize_output
         else:
             def dequantize(raw):
                 return raw.astype(np.float32)  # a copy: the buffer is overwritten by the next call
@@ -569,7 +565,7 @@ class Runner:
         uint8 pixels become pixel / 255 (data.to_model_input's arithmetic)."""
         arr = images if isinstance(images, np.ndarray) else np.asarray(images)
         if arr.dtype == np.uint8:
-            arr = arr.astype(np.float32) / np.float32(255.0)
+            arr = _pixels_to_unit(arr)
         elif not np.issubdtype(arr.dtype, np.floating):
             raise ValueError(
                 f"expected float images in [0, 1] (pixel / 255) or uint8 pixels, got dtype {arr.dtype}"
@@ -741,6 +737,11 @@ class Runner:
     def __repr__(self) -> str:
         return (f"Runner({str(self.path)!r}, input={np.dtype(self.input.dtype).name}{list(self.input.shape)}, "
                 f"backend={self.backend.describe()!r}, num_threads={self.num_threads})")
+
+
+def _pixels_to_unit(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 pixel / 255, the arithmetic of data.to_model_input (no TensorFlow here)."""
+    return pixels.astype(np.float32) / np.float32(255.0)
 
 
 def _raise_out_of_range(images: np.ndarray) -> None:
