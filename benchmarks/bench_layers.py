@@ -11,7 +11,8 @@ default model's shape was chosen: on x86 LiteRT (XNNPACK) a 1-channel int8 convo
 far slower than its float twin, so the stem's kernel matters more than its MACs.
 
 `--stems` times one-layer models: the stem candidates (3x3 / 2x2 / 4x4 stride-2
-convolutions of the 1-channel image) in int8 and float32.
+convolutions of the 1-channel image, and space-to-depth followed by a 1x1 or 2x2
+convolution) in int8 and float32.
 
 Prints a table and writes JSON.
 """
@@ -53,7 +54,11 @@ def cut_points(model) -> list:
 
 
 def stem_models():
-    """One-layer models: stride-2 stems of the 1-channel image, with ReLU6 fused."""
+    """One-layer models: stems of the 1-channel image down to 14x14x24, with ReLU6 fused.
+
+    Stride-2 convolutions (3x3 / 2x2 / 4x4), and the space-to-depth stems of ModelConfig
+    (2x2 pixel blocks into 4 channels, then a 1x1 or 2x2 convolution at stride 1).
+    """
     from edgemnist._tensorflow import keras
 
     k = keras()
@@ -63,6 +68,12 @@ def stem_models():
         inputs = k.Input((28, 28, 1), name="image")
         x = layers.Conv2D(24, kernel, strides=2, padding="same", name="stem")(inputs)
         out[f"stem {kernel}x{kernel} stride 2"] = k.Model(inputs, layers.ReLU(6.0)(x))
+    for kernel in (1, 2):
+        inputs = k.Input((28, 28, 1), name="image")
+        x = layers.Reshape((14, 2, 14, 2))(inputs)
+        x = layers.Reshape((14, 14, 4))(layers.Permute((1, 3, 2, 4))(x))
+        x = layers.Conv2D(24, kernel, padding="same", name="stem")(x)
+        out[f"space-to-depth + {kernel}x{kernel}"] = k.Model(inputs, layers.ReLU(6.0)(x))
     return out
 
 

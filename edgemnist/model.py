@@ -16,6 +16,7 @@ from typing import Callable, Optional
 from edgemnist._tensorflow import keras
 
 INPUT_SHAPE = (28, 28, 1)
+STEMS = ("conv", "space_to_depth")
 # Faster-moving BatchNorm statistics than Keras' 0.99: short fine-tunes and small runs
 # (pruning, QAT, tests) otherwise evaluate with statistics that have not caught up.
 BN_MOMENTUM = 0.9
@@ -25,19 +26,27 @@ BN_MOMENTUM = 0.9
 class ModelConfig:
     """Shape of the depthwise-separable model.
 
-    Chosen by measuring int8 latency on LiteRT (benchmarks/bench_runtime.py): every op of
-    an int8 graph costs a few microseconds and full-resolution layers cost most, so the
+    Chosen by measuring int8 latency on LiteRT (benchmarks/bench_layers.py): every op of
+    an int8 graph costs a microsecond or more and full-resolution layers cost most, so the
     stem halves the resolution at once, one block works at 14x14, and the wider blocks run
     at 7x7 and 3x3. Dilation widens the receptive field of the 3x3 depthwise kernels
-    without adding parameters.
+    without adding parameters. int8 convolutions in XNNPACK pad the input channels of every
+    kernel tap to a SIMD width, so a convolution of the 1-channel image costs as much as one
+    of an 8-channel image (a 3x3 stride-2 stem: 8.9 us of the model's 24 us in int8, 2.4 us
+    in float), and channels at 14x14 are cheap up to that width: the stem rearranges the
+    image into 2x2 blocks first, and stem and first block are 32 and 48 wide.
     """
 
-    stem_channels: int = 24  # stride-2 convolution: 28x28 -> 14x14
-    # 3x3, stride 2. In int8 LiteRT (XNNPACK) a 1-channel convolution is slow: this stem alone
-    # takes 8.9 us of the model's 24 us (float: 2.4 us); a 2x2 stem takes 6.0 us, but the
-    # model trained with it reached 98.93 % instead of 99.28 % (benchmarks/bench_layers.py).
-    stem_kernel: int = 3
-    block_channels: tuple = (32, 48, 64, 96)  # pointwise output channels, one per block
+    stem_channels: int = 32  # 28x28 -> 14x14
+    # "space_to_depth": the image's 2x2 pixel blocks become 4 channels (Reshape, Permute,
+    # Reshape: plain Keras layers, so pruning, QAT, TFLite and TFLite Micro all take them),
+    # then a stride-1 stem_kernel x stem_kernel convolution over 14x14x4; with stem_kernel 2
+    # it sees 4x4 pixels at stride 2, in 6.5 us of int8 instead of 8.9 us for a 3x3 stride-2
+    # convolution. "conv": a stem_kernel x stem_kernel convolution with stride 2 (a 2x2 one
+    # reached only 98.93 % in 40 epochs; 3x3 was the default before).
+    stem: str = "space_to_depth"
+    stem_kernel: int = 2
+    block_channels: tuple = (48, 48, 64, 96)  # pointwise output channels, one per block
     dilation_rates: tuple = (2, 1, 2, 1)  # dilation of each block's 3x3 depthwise conv
     pool_after: tuple = (1, 3)  # 2x2 max-pool after these blocks (1-based): 14 -> 7 -> 3
     width_multiplier: float = 1.0  # scales every channel count
@@ -59,6 +68,8 @@ class ModelConfig:
             raise ValueError(f"width_multiplier must be in (0, 8], got {self.width_multiplier}")
         if not 1 <= int(self.stem_kernel) <= 7:
             raise ValueError(f"stem_kernel must be in 1..7, got {self.stem_kernel}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -92,8 +103,16 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
     k = keras()
     layers = k.layers
     inputs = k.Input(INPUT_SHAPE, batch_size=batch_size, name="image")
-    x = layers.Conv2D(config.channels(config.stem_channels), int(config.stem_kernel), strides=2, padding="same",
-                      use_bias=False, name="stem")(inputs)
+    if config.stem == "space_to_depth":
+        h, w, c = INPUT_SHAPE
+        x = layers.Reshape((h // 2, 2, w // 2, 2 * c), name="stem_blocks")(inputs)
+        x = layers.Permute((1, 3, 2, 4), name="stem_permute")(x)
+        x = layers.Reshape((h // 2, w // 2, 4 * c), name="stem_space_to_depth")(x)
+        x = layers.Conv2D(config.channels(config.stem_channels), int(config.stem_kernel), padding="same",
+                          use_bias=False, name="stem")(x)
+    else:
+        x = layers.Conv2D(config.channels(config.stem_channels), int(config.stem_kernel), strides=2, padding="same",
+                          use_bias=False, name="stem")(inputs)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
     for i, (channels, rate) in enumerate(zip(config.block_channels, config.dilation_rates), start=1):

@@ -3,7 +3,7 @@
 Usage: edgemnist train --out runs/default      edgemnist finetune --from runs/default/model.keras --data-dir DIR --out runs/ft
 
 A run folder holds:
-  model.keras          the weights with the best validation accuracy (written at the end)
+  model.keras          the weights of the epoch with the lowest validation loss (written at the end)
   checkpoints/         epoch_NNN.keras, the full state (optimizer too) of the last completed epoch
   train_state.json     the commit point: completed epochs, best epoch, log rows, settings
   train_log.csv        one row per completed epoch
@@ -32,7 +32,7 @@ import numpy as np
 
 from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
-from edgemnist.model import MODELS, ModelConfig
+from edgemnist.model import MODELS, STEMS, ModelConfig
 
 STATE_FILE = "train_state.json"
 STRATEGIES = ("default", "mirrored", "multiworker")
@@ -272,7 +272,7 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
         else:
             model = k.models.load_model(out / state["checkpoint"], compile=True)
             _say(verbose, f"{out}: resuming after epoch {state['epoch']} "
-                          f"(best val accuracy {state['best_val_accuracy']:.4f} at epoch {state['best_epoch']})")
+                          f"(best epoch {state['best_epoch']}: val accuracy {state['best_val_accuracy']:.4f})")
 
     callback = _epoch_commit(folder, state, config)
     if state["epoch"] < config.epochs and not _should_stop(state, config):
@@ -301,6 +301,7 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "best_val_accuracy": state["best_val_accuracy"],
+        "best_val_loss": state.get("best_val_loss"),
         "wall_s": round(state["wall_s"], 1),
         "train_images": len(fit_split),
         "strategy": config.strategy,
@@ -319,7 +320,7 @@ def _save_arrays(path: Path, arrays: list) -> None:
 
 
 def _should_stop(state: dict, config: TrainConfig) -> bool:
-    """Early stopping: `patience` epochs have passed since the best validation accuracy."""
+    """Early stopping: `patience` epochs have passed since the best (lowest) validation loss."""
     return state["best_epoch"] > 0 and state["epoch"] - state["best_epoch"] >= config.patience
 
 
@@ -333,14 +334,19 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
-            val_acc = float(logs.get("val_accuracy", 0.0))
+            val_acc, val_loss = float(logs.get("val_accuracy", 0.0)), float(logs.get("val_loss", math.inf))
             state["epoch"] = epoch + 1
             state["wall_s"] += time.monotonic() - self.epoch_start
             row = {"epoch": epoch + 1, "learning_rate": f"{learning_rate_at(epoch, config):.6g}"}
             row.update({key: f"{float(value):.6g}" for key, value in sorted(logs.items()) if key != "lr"})
             state["log"].append(row)
-            if val_acc > state["best_val_accuracy"]:
-                state["best_val_accuracy"], state["best_epoch"] = val_acc, epoch + 1
+            # The best epoch is the one of lowest validation loss. Validation accuracy on a few
+            # thousand images moves in coarse steps and jumps by +-0.3 % between epochs, so
+            # picking its maximum picked a lucky mid-schedule epoch; the loss falls smoothly to
+            # the end of the cosine schedule.
+            best_loss = state.get("best_val_loss")
+            if math.isfinite(val_loss) and (best_loss is None or val_loss < best_loss):
+                state["best_val_loss"], state["best_val_accuracy"], state["best_epoch"] = val_loss, val_acc, epoch + 1
                 best = f"checkpoints/best_epoch_{epoch + 1:03d}.weights.npz"
                 # Plain arrays, not a Keras .h5: loading .h5 into a multi-worker model fails in TF 2.21.
                 weights = self.model.get_weights()
@@ -348,7 +354,7 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
                 state["best_weights"] = best
             folder.write_epoch(self.model, state)
             if _should_stop(state, config):
-                print(f"early stopping: no validation improvement for {config.patience} epochs", file=sys.stderr)
+                print(f"early stopping: validation loss not improved for {config.patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
 
     return EpochCommit()
@@ -479,7 +485,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dilations", type=_int_tuple, default=d.model_config.dilation_rates,
                    help="ds_cnn dilation rate per block, e.g. 1,2,1,2")
     p.add_argument("--stem-kernel", type=int, default=d.model_config.stem_kernel,
-                   help=f"ds_cnn stem kernel size, stride 2 (default {d.model_config.stem_kernel})")
+                   help=f"ds_cnn stem kernel size (default {d.model_config.stem_kernel})")
+    p.add_argument("--stem", default=d.model_config.stem, choices=STEMS,
+                   help="ds_cnn stem: a stride-2 convolution, or 2x2 space-to-depth then a stride-1 "
+                        f"convolution (faster in int8; default {d.model_config.stem})")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG")
     p.add_argument("--restart", action="store_true", help="discard an existing run in --out")
@@ -515,7 +524,7 @@ def _run_train(args) -> int:
     config = TrainConfig(
         model=args.model,
         model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations),
-                             stem_kernel=args.stem_kernel),
+                             stem_kernel=args.stem_kernel, stem=args.stem),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         augment=not args.no_augment, seed=args.seed, limit=args.limit, strategy=args.strategy,
         data_dir=args.data_dir,

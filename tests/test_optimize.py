@@ -115,7 +115,7 @@ def test_erk_spreads_the_same_zeros_with_small_kernels_denser(float_model):
     total = sum(sizes.values())
     assert sum(sizes[n] * erk[n] for n in erk) / total == pytest.approx(0.75, abs=1e-3)
     by_size = sorted(sizes, key=sizes.get)
-    assert erk[by_size[0]] < 0.5 and erk[by_size[-1]] > 0.8  # the stem stays dense-ish, the widest pointwise sparsest
+    assert erk[by_size[0]] < 0.6 and erk[by_size[-1]] > 0.8  # the stem stays denser, the widest pointwise sparsest
     pointwise = [erk[f"block{i}_conv_pw"] for i in range(1, 5)]
     assert pointwise == sorted(pointwise)  # wider kernels, more zeros
     # a target so high that small kernels would need density > 1 is not possible here; near-dense is
