@@ -273,7 +273,9 @@ def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int 
     Raises:
         ValueError: a layer tfmot cannot prune (named).
     """
+    from edgemnist import data
     from edgemnist._tensorflow import import_tfmot, keras
+    from edgemnist.model import recalibrate_batchnorm
 
     tfmot = import_tfmot()
     k = keras()
@@ -314,6 +316,8 @@ def prune(model, train_split, config: PruneConfig = PruneConfig(), verbose: int 
          [tfmot.sparsity.keras.UpdatePruningStep()], verbose, augment=config.augment,
          teacher=model if config.distill > 0 else None, distill=config.distill)
     stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    # Precise BatchNorm statistics for the pruned weights (as after training; weights untouched).
+    recalibrate_batchnorm(stripped, data.to_model_input(train_split.images), seed=config.seed)
     return PruneResult(stripped, sparsity_report(stripped, pruned_layers), wrapped)
 
 
