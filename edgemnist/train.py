@@ -53,7 +53,7 @@ class TrainConfig:
     label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
     augment: bool = True  # random shifts (<= 2 px) and rotations (<= 8 degrees)
     val_fraction: float = 0.05  # held out from training for early stopping and model selection
-    patience: int = 10  # epochs without validation improvement before stopping
+    patience: int = 10  # epochs without validation improvement before stopping (counted from mid-schedule)
     seed: int = 0  # same seed, same data order and same weights (on CPU)
     limit: Optional[int] = None  # use only the first N training images (tests, smoke runs)
     strategy: str = "default"  # default | mirrored (several GPUs) | multiworker (TF_CONFIG)
@@ -325,8 +325,14 @@ def _save_arrays(path: Path, arrays: list) -> None:
 
 
 def _should_stop(state: dict, config: TrainConfig) -> bool:
-    """Early stopping: `patience` epochs have passed since the best (lowest) validation loss."""
-    return state["best_epoch"] > 0 and state["epoch"] - state["best_epoch"] >= config.patience
+    """Early stopping: `patience` epochs have passed since the best (lowest) validation loss,
+    counted from the middle of the schedule at the earliest.
+
+    In the first half the learning rate is high and the validation loss wanders: counting
+    from the start stopped the default run at epoch 28 of 50 (99.18 % instead of 99.4 %).
+    """
+    start = max(state["best_epoch"], config.epochs // 2)
+    return state["best_epoch"] > 0 and state["epoch"] - start >= config.patience
 
 
 def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):

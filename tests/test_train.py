@@ -176,3 +176,13 @@ def test_train_help_is_instant_and_documents_resume():
     result = _cli("train", "--help", timeout=60)
     assert result.returncode == 0 and "resume" in result.stdout
     assert "--strategy" in result.stdout and "--out" in result.stdout
+
+
+def test_early_stopping_waits_for_the_second_half_of_the_schedule():
+    config = train_lib.TrainConfig(epochs=50, patience=10)
+    assert not train_lib._should_stop({"epoch": 28, "best_epoch": 18}, config)  # high learning rate still
+    assert not train_lib._should_stop({"epoch": 34, "best_epoch": 18}, config)
+    assert train_lib._should_stop({"epoch": 35, "best_epoch": 18}, config)
+    assert train_lib._should_stop({"epoch": 40, "best_epoch": 30}, config)
+    assert not train_lib._should_stop({"epoch": 39, "best_epoch": 30}, config)
+    assert not train_lib._should_stop({"epoch": 20, "best_epoch": 0}, config)  # nothing validated yet
