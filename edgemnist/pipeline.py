@@ -172,9 +172,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     firmware_result = None
     # The microcontroller gets the per-tensor int8 model: per-channel quantization parameters
     # (24 bytes per channel) take the default model past 32 KB of flash (35.5 KB vs 24 KB).
-    int8_path = next((path for path in (out / "tflite" / convert.variant_filename(v, export_config)
-                                        for v in ("int8_per_tensor", "int8")) if path.is_file()),
-                     out / "tflite" / convert.variant_filename("int8_per_tensor", export_config))
+    candidates = [out / "tflite" / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
+    int8_path = next((path for path in candidates if path.is_file()), candidates[0])
     if config.firmware and int8_path.is_file():
         from edgemnist import firmware
 
