@@ -24,3 +24,24 @@ def test_space_to_depth_stem_puts_each_2x2_block_in_4_channels():
 def test_unknown_stem_is_named():
     with pytest.raises(ValueError, match="'pixels'"):
         ModelConfig(stem="pixels")
+
+
+def test_precise_batchnorm_sets_the_moving_statistics_to_the_data_and_keeps_the_weights(mnist_train):
+    from edgemnist._tensorflow import keras
+    from edgemnist.data import to_model_input
+    from edgemnist.model import recalibrate_batchnorm
+
+    model = build_ds_cnn(ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1),
+                                     pool_after=(1,)))
+    images = to_model_input(mnist_train.images[:300])
+    bn = model.get_layer("stem_bn")
+    weights = [w.copy() for w in model.get_weights()]
+    bn.moving_mean.assign(np.full(8, 5.0, np.float32))  # stale statistics
+    assert recalibrate_batchnorm(model, images, batch_size=100) == 300
+    stem_out = keras().Model(model.input, model.get_layer("stem").output)(images).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), stem_out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == pytest.approx(0.9)  # restored
+    changed = [i for i, (a, b) in enumerate(zip(weights, model.get_weights())) if not np.array_equal(a, b)]
+    moving = {id(v) for layer in model.layers if "bn" in layer.name for v in (layer.moving_mean, layer.moving_variance)}
+    all_vars = model.weights
+    assert changed and all(id(all_vars[i]) in moving for i in changed)  # only moving statistics moved
