@@ -5,7 +5,15 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+from _tflite_variants import exported_variants
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tflite_models(tmp_path_factory, trained_model_path):
+    return exported_variants(tmp_path_factory, trained_model_path)
 
 
 def _load(name: str):
@@ -36,3 +44,13 @@ def test_bench_layers_stems(tmp_path):
                                            "space-to-depth + 1x1", "space-to-depth + 2x2"]
     assert all(r["ops"] == ["CONV_2D"] for r in rows[:3])
     assert all(r["ops"] == ["RESHAPE", "TRANSPOSE", "RESHAPE", "CONV_2D"] for r in rows[3:])
+
+
+def test_bench_overhead_splits_the_single_image_call(tflite_models, tmp_path):
+    out = tmp_path / "overhead.json"
+    assert _load("bench_overhead").main([str(tflite_models["int8"]), "--calls", "200", "--rounds", "2",
+                                         "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["us_per_call"]
+    assert set(rows) == {"invoke", "bare", "predict_floats", "predict_pixels", "quantize", "quantize_invoke"}
+    assert all(v > 0 for v in rows.values())
+    assert rows["quantize_invoke"] > rows["quantize"] and rows["predict_floats"] > rows["quantize"]
