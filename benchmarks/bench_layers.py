@@ -60,6 +60,7 @@ def stem_models():
     (2x2 pixel blocks into 4 channels, then a 1x1 or 2x2 convolution at stride 1).
     """
     from edgemnist._tensorflow import keras
+    from edgemnist.model import space_to_depth
 
     k = keras()
     layers = k.layers
@@ -70,9 +71,7 @@ def stem_models():
         out[f"stem {kernel}x{kernel} stride 2"] = k.Model(inputs, layers.ReLU(6.0)(x))
     for kernel in (1, 2):
         inputs = k.Input((28, 28, 1), name="image")
-        x = layers.Reshape((14, 2, 14, 2))(inputs)
-        x = layers.Reshape((14, 14, 4))(layers.Permute((1, 3, 2, 4))(x))
-        x = layers.Conv2D(24, kernel, padding="same", name="stem")(x)
+        x = layers.Conv2D(24, kernel, padding="same", name="stem")(space_to_depth(inputs))
         out[f"space-to-depth + {kernel}x{kernel}"] = k.Model(inputs, layers.ReLU(6.0)(x))
     return out
 

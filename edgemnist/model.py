@@ -89,6 +89,19 @@ def _conv_dw_pw(x, out_channels: int, dilation: int, name: str):
     return layers.ReLU(6.0, name=f"{name}_relu_pw")(x)
 
 
+def space_to_depth(x, prefix: str = "stem"):
+    """(H, W, C) -> (H/2, W/2, 4C): each 2x2 pixel block becomes channels 2*row + column.
+
+    Reshape, Permute, Reshape: plain Keras layers (named `<prefix>_blocks`, `<prefix>_permute`,
+    `<prefix>_space_to_depth`), so tfmot pruning and QAT, TFLite and TFLite Micro all take them.
+    """
+    layers = keras().layers
+    h, w, c = x.shape[1:]
+    x = layers.Reshape((h // 2, 2, w // 2, 2 * c), name=f"{prefix}_blocks")(x)
+    x = layers.Permute((1, 3, 2, 4), name=f"{prefix}_permute")(x)
+    return layers.Reshape((h // 2, w // 2, 4 * c), name=f"{prefix}_space_to_depth")(x)
+
+
 def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] = None):
     """The depthwise-separable dilated CNN.
 
@@ -104,12 +117,8 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
     layers = k.layers
     inputs = k.Input(INPUT_SHAPE, batch_size=batch_size, name="image")
     if config.stem == "space_to_depth":
-        h, w, c = INPUT_SHAPE
-        x = layers.Reshape((h // 2, 2, w // 2, 2 * c), name="stem_blocks")(inputs)
-        x = layers.Permute((1, 3, 2, 4), name="stem_permute")(x)
-        x = layers.Reshape((h // 2, w // 2, 4 * c), name="stem_space_to_depth")(x)
         x = layers.Conv2D(config.channels(config.stem_channels), int(config.stem_kernel), padding="same",
-                          use_bias=False, name="stem")(x)
+                          use_bias=False, name="stem")(space_to_depth(inputs))
     else:
         x = layers.Conv2D(config.channels(config.stem_channels), int(config.stem_kernel), strides=2, padding="same",
                           use_bias=False, name="stem")(inputs)
