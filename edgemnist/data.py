@@ -289,10 +289,27 @@ def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split
 # --------------------------------------------------------------------------- tf.data
 
 
-def make_dataset(split: Split, batch_size: int, *, shuffle: bool, augment: bool, seed: int):
+@dataclass(frozen=True)
+class Augmentation:
+    """Random geometry applied to each training image: rotation, shift and zoom."""
+
+    rotation: float = 8.0  # degrees, either way
+    shift: float = 2.0  # pixels, each axis, either way
+    zoom: float = 0.0  # fraction, either way (0.1: 90 % .. 110 %)
+
+    def __post_init__(self):
+        if not 0 <= self.rotation <= 45:
+            raise ValueError(f"rotation must be in [0, 45] degrees, got {self.rotation}")
+        if not 0 <= self.shift <= 8:
+            raise ValueError(f"shift must be in [0, 8] pixels, got {self.shift}")
+        if not 0 <= self.zoom < 0.5:
+            raise ValueError(f"zoom must be in [0, 0.5), got {self.zoom}")
+
+
+def make_dataset(split: Split, batch_size: int, *, shuffle: bool, augment, seed: int):
     """A tf.data pipeline of (image in [0, 1], label) batches.
 
-    Augmentation (random shifts of up to 2 pixels and rotations of up to 8 degrees) runs on
+    `augment` is False, True (the default `Augmentation`) or an `Augmentation`. It runs on
     whole batches, vectorised, so it does not starve the model on a 2-core machine.
     """
     from edgemnist._tensorflow import import_tensorflow, keras
@@ -302,15 +319,21 @@ def make_dataset(split: Split, batch_size: int, *, shuffle: bool, augment: bool,
     if shuffle:
         ds = ds.shuffle(min(len(split), 60000), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    if augment is True:
+        augment = Augmentation()
     if augment:
         layers = keras().layers
-        augmenter = keras().Sequential(
-            [
-                layers.RandomRotation(8 / 360, fill_mode="constant", seed=seed),
-                layers.RandomTranslation(2 / 28, 2 / 28, fill_mode="constant", seed=seed + 1),
-            ]
-        )
-        ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        steps = []
+        if augment.rotation:
+            steps.append(layers.RandomRotation(augment.rotation / 360, fill_mode="constant", seed=seed))
+        if augment.shift:
+            steps.append(layers.RandomTranslation(augment.shift / 28, augment.shift / 28, fill_mode="constant",
+                                                  seed=seed + 1))
+        if augment.zoom:
+            steps.append(layers.RandomZoom(augment.zoom, fill_mode="constant", seed=seed + 2))
+        if steps:
+            augmenter = keras().Sequential(steps)
+            ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -50,8 +50,13 @@ class TrainConfig:
     warmup_epochs: int = 1  # linear warm-up from learning_rate / 10
     min_learning_rate: float = 2e-5  # floor of the cosine decay
     weight_decay: float = 0.0  # L2 on kernels via AdamW-style decoupled decay (0 = Adam)
+    ema: float = 0.0  # momentum of an exponential moving average of the weights (0 = none)
     label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
-    augment: bool = True  # random shifts (<= 2 px) and rotations (<= 8 degrees)
+    augment: bool = True  # random rotations, shifts and zooms (below)
+    rotation: float = 8.0  # degrees, either way
+    shift: float = 2.0  # pixels, either way
+    zoom: float = 0.0  # fraction, either way
+    clean_epochs: int = 0  # the last N epochs train on the images as they are (no augmentation)
     val_fraction: float = 0.05  # held out from training for early stopping and model selection
     patience: int = 10  # epochs without validation improvement before stopping (counted from mid-schedule)
     seed: int = 0  # same seed, same data order and same weights (on CPU)
@@ -75,12 +80,21 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0 <= self.weight_decay < 1:
             raise ValueError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        data_lib.Augmentation(self.rotation, self.shift, self.zoom)  # checks their ranges
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 <= self.clean_epochs <= self.epochs:
+            raise ValueError(f"clean_epochs must be in [0, epochs={self.epochs}], got {self.clean_epochs}")
         if self.limit is not None and self.limit < 20:
             raise ValueError(f"limit must be >= 20 images, got {self.limit}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+
+    def augmentation(self):
+        """The data.Augmentation of this run, or None without augmentation."""
+        return data_lib.Augmentation(self.rotation, self.shift, self.zoom) if self.augment else None
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues (epochs may grow)."""
@@ -198,10 +212,11 @@ def _compile(model, config: TrainConfig, learning_rate: float):
     from edgemnist._tensorflow import keras
 
     k = keras()
+    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
     if config.weight_decay:
-        optimizer = k.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay)
+        optimizer = k.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **ema)
     else:
-        optimizer = k.optimizers.Adam(learning_rate)
+        optimizer = k.optimizers.Adam(learning_rate, **ema)
     loss = (
         k.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
         if config.label_smoothing
@@ -259,7 +274,7 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     train_split = data_lib.load_split("train", config.data_dir, limit=config.limit)
     test_split = data_lib.load_split("test", config.data_dir)
     fit_split, val_split = data_lib.train_val_split(train_split, config.val_fraction, config.seed)
-    train_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augment,
+    train_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augmentation(),
                                               seed=config.seed))
     val_ds = _one_hot(data_lib.make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed))
 
@@ -274,16 +289,26 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
             _say(verbose, f"{out}: resuming after epoch {state['epoch']} "
                           f"(best epoch {state['best_epoch']}: val accuracy {state['best_val_accuracy']:.4f})")
 
-    callback = _epoch_commit(folder, state, config)
-    if state["epoch"] < config.epochs and not _should_stop(state, config):
-        model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=state["epoch"],
-            epochs=config.epochs,
-            callbacks=[k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config)), callback],
-            verbose=verbose,
-        )
+    callback = _epoch_commit(folder, state, config, val_ds)
+    schedule = k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config))
+    # The last clean_epochs epochs see the images as they are, after the augmented ones.
+    clean_from = config.epochs - config.clean_epochs if config.augment else config.epochs
+    phases = [(train_ds, clean_from)]
+    if clean_from < config.epochs:
+        clean_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=False,
+                                                  seed=config.seed))
+        phases.append((clean_ds, config.epochs))
+    for dataset, until in phases:
+        if state["epoch"] >= until or _should_stop(state, config):
+            continue
+        if dataset is not train_ds:
+            _say(verbose, f"epochs {state['epoch'] + 1}-{until}: training images without augmentation")
+        model.fit(dataset, validation_data=val_ds, initial_epoch=state["epoch"], epochs=until,
+                  callbacks=[schedule, callback], verbose=verbose)
+        if config.ema:
+            # fit() ends by copying the weight averages into the model; go on from the raw weights,
+            # as a run resumed from the last checkpoint would.
+            model.set_weights(callback.raw_weights)
     if state.get("best_weights"):
         with np.load(folder.out / state["best_weights"], allow_pickle=False) as saved:
             model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
@@ -335,7 +360,18 @@ def _should_stop(state: dict, config: TrainConfig) -> bool:
     return state["best_epoch"] > 0 and state["epoch"] - start >= config.patience
 
 
-def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
+def _ema_weights(model) -> list:
+    """The model's weights with the optimizer's moving averages in place of the trainable ones."""
+    variables = model.trainable_variables
+    raw = [v.numpy() for v in variables]
+    model.optimizer.finalize_variable_values(variables)
+    averaged = model.get_weights()
+    for variable, value in zip(variables, raw):
+        variable.assign(value)
+    return averaged
+
+
+def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, val_ds=None):
     """A Keras callback that, after each epoch, keeps the best weights, commits the epoch and early-stops."""
     from edgemnist._tensorflow import keras
 
@@ -344,8 +380,17 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
             self.epoch_start = time.monotonic()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            val_acc, val_loss = float(logs.get("val_accuracy", 0.0)), float(logs.get("val_loss", math.inf))
+            logs = dict(logs or {})
+            weights = None
+            if config.ema and val_ds is not None:
+                # Validate (and keep as best) the averaged weights, not the raw ones Keras validated.
+                weights, raw = _ema_weights(self.model), self.model.get_weights()
+                self.model.set_weights(weights)
+                logs["ema_val_loss"], logs["ema_val_accuracy"] = self.model.evaluate(val_ds, verbose=0)
+                self.model.set_weights(raw)
+            val_key = "ema_val" if weights is not None else "val"
+            val_acc = float(logs.get(f"{val_key}_accuracy", 0.0))
+            val_loss = float(logs.get(f"{val_key}_loss", math.inf))
             state["epoch"] = epoch + 1
             state["wall_s"] += time.monotonic() - self.epoch_start
             row = {"epoch": epoch + 1, "learning_rate": f"{learning_rate_at(epoch, config):.6g}"}
@@ -360,10 +405,11 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig):
                 state["best_val_loss"], state["best_val_accuracy"], state["best_epoch"] = val_loss, val_acc, epoch + 1
                 best = f"checkpoints/best_epoch_{epoch + 1:03d}.weights.npz"
                 # Plain arrays, not a Keras .h5: loading .h5 into a multi-worker model fails in TF 2.21.
-                weights = self.model.get_weights()
+                weights = weights if weights is not None else self.model.get_weights()
                 atomic_write_with(folder.out / best, lambda tmp: _save_arrays(tmp, weights), suffix=".npz")
                 state["best_weights"] = best
             folder.write_epoch(self.model, state)
+            self.raw_weights = self.model.get_weights()
             if _should_stop(state, config):
                 print(f"early stopping: validation loss not improved for {config.patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
@@ -488,7 +534,18 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate, help=f"peak learning rate (default {d.learning_rate})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"early stopping patience in epochs (default {d.patience})")
-    p.add_argument("--no-augment", action="store_true", help="train without random shifts/rotations")
+    p.add_argument("--no-augment", action="store_true", help="train without random rotations/shifts/zooms")
+    p.add_argument("--rotation", type=float, default=d.rotation,
+                   help=f"augmentation: random rotation, degrees either way (default {d.rotation:g})")
+    p.add_argument("--shift", type=float, default=d.shift,
+                   help=f"augmentation: random shift, pixels either way (default {d.shift:g})")
+    p.add_argument("--zoom", type=float, default=d.zoom,
+                   help=f"augmentation: random zoom, fraction either way, 0.1 = 90-110 %% (default {d.zoom:g})")
+    p.add_argument("--clean-epochs", type=int, default=d.clean_epochs,
+                   help=f"the last N epochs train on the images without augmentation (default {d.clean_epochs})")
+    p.add_argument("--ema", type=float, default=d.ema,
+                   help="keep an exponential moving average of the weights with this momentum (e.g. 0.999) "
+                        f"and validate and keep the averaged weights (default {d.ema:g}: off)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
@@ -538,7 +595,9 @@ def _run_train(args) -> int:
         model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations),
                              stem_kernel=args.stem_kernel, stem=args.stem),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-        augment=not args.no_augment, seed=args.seed, limit=args.limit, strategy=args.strategy,
+        augment=not args.no_augment, rotation=args.rotation, shift=args.shift, zoom=args.zoom, ema=args.ema,
+        clean_epochs=args.clean_epochs,
+        seed=args.seed, limit=args.limit, strategy=args.strategy,
         data_dir=args.data_dir,
     )
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)

@@ -246,6 +246,22 @@ def test_augmented_pipeline_is_deterministic(mnist_test):
     assert not any(np.allclose(x1[0], o) for o in originals)
 
 
+def test_augmentation_settings(mnist_test):
+    subset = mnist_test.head(32)
+    originals = data.to_model_input(subset.images)
+    # no rotation, shift or zoom: the pipeline hands the images through untouched
+    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0), seed=0)))
+    np.testing.assert_array_equal(x.numpy(), originals)
+    # zoom alone changes the pixels but keeps the range
+    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0.2), seed=0)))
+    x = x.numpy()
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert sum(not np.allclose(a, b, atol=1e-3) for a, b in zip(x, originals)) >= 30
+    for bad in ({"rotation": -1}, {"shift": 9}, {"zoom": 0.5}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            data.Augmentation(**bad)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200))
 def test_idx_parser_fuzz_only_raises_data_error(blob):
