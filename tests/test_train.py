@@ -28,8 +28,12 @@ def _cli(*args, env=None, **kwargs):
 
 def test_one_epoch_beats_chance_by_far(tmp_path):
     config = train_lib.TrainConfig(epochs=1, warmup_epochs=0, limit=3000, batch_size=32, augment=False)
+    started = time.monotonic()
     summary = train_lib.train(config, tmp_path / "run", verbose=0)
+    elapsed = time.monotonic() - started
     assert summary["test_accuracy"] > 0.6, summary  # chance is 0.1
+    # the reported training time is the whole call (set-up, checkpoints, test evaluation), not just the epochs
+    assert 0.95 * elapsed - 0.2 <= summary["wall_s"] <= elapsed + 0.1, (summary["wall_s"], elapsed)
     assert summary["test_n"] == 10000 and summary["epochs_run"] == 1
     assert summary["params"] < 20000
     for name in ("model.keras", "summary.json", "train_log.csv", "train_state.json"):
@@ -119,6 +123,14 @@ def test_config_validation_names_the_value(field, value):
         train_lib.TrainConfig(**{field: value})
 
 
+def test_cli_shape_and_optimizer_settings_are_checked(tmp_path):
+    bad = _cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
+    assert bad.returncode == 2 and "must have one rate per block (2 blocks)" in bad.stderr, bad.stderr[-500:]
+    bad = _cli("train", "--out", str(tmp_path / "run"), "--weight-decay", "1.5", timeout=120)
+    assert bad.returncode == 2 and "weight_decay must be in [0, 1), got 1.5" in bad.stderr, bad.stderr[-500:]
+    assert not (tmp_path / "run" / "train_state.json").exists()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     out = tmp_path / "run"
@@ -134,7 +146,8 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     time.sleep(0.5)  # well into epoch 2
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = json.loads(state_path.read_text())["epoch"]
+    killed_state = json.loads(state_path.read_text())
+    killed_at = killed_state["epoch"]
     assert 1 <= killed_at < 3, "the run should have been killed mid-way"
     assert not (out / "model.keras").exists()
 
@@ -143,6 +156,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert f"resuming after epoch {killed_at}" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["epochs_run"] == 3 and summary["test_accuracy"] > 0.8
+    assert summary["wall_s"] > killed_state["wall_s"] > 0  # the killed run's committed time counts too
     log_rows = (out / "train_log.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log_rows[1:]] == ["1", "2", "3"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(
