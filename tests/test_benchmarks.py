@@ -54,3 +54,14 @@ def test_bench_overhead_splits_the_single_image_call(tflite_models, tmp_path):
     assert set(rows) == {"invoke", "bare", "predict_floats", "predict_pixels", "quantize", "quantize_invoke"}
     assert all(v > 0 for v in rows.values())
     assert rows["quantize_invoke"] > rows["quantize"] and rows["predict_floats"] > rows["quantize"]
+
+
+def test_bench_step_times_training_steps(tmp_path):
+    out = tmp_path / "step.json"
+    assert _load("bench_step").main(["--steps", "5", "--rounds", "1", "--repeats", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["seconds_per_100_steps"]) == {"augmented", "plain", "undilated"}
+    assert all(v > 0 for v in result["seconds_per_100_steps"].values())
+    assert set(result["depthwise_forward_backward_ms"]) == {"14x14x32", "7x7x48"}
+    for row in result["depthwise_forward_backward_ms"].values():
+        assert set(row) == {"dilated_depthwise", "grouped_conv2d", "zero_filled_5x5"} and min(row.values()) > 0
