@@ -384,8 +384,12 @@ def _ema_weights(model) -> list:
 EMA_BATCHNORM_IMAGES = 2000
 
 
-def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, val_ds=None, bn_images=None):
-    """A Keras callback that, after each epoch, keeps the best weights, commits the epoch and early-stops."""
+def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, val_ds, bn_images):
+    """A Keras callback that, after each epoch, keeps the best weights, commits the epoch and early-stops.
+
+    `clock()` gives the run's training seconds so far; with config.ema, the averaged weights get
+    BatchNorm statistics recomputed over `bn_images` and are validated on `val_ds`.
+    """
     from edgemnist._tensorflow import keras
     from edgemnist.model import recalibrate_batchnorm
 
@@ -393,16 +397,15 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, va
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             weights = None
-            if config.ema and val_ds is not None:
+            if config.ema:
                 # Validate (and keep as best) the averaged weights, not the raw ones Keras validated.
                 # The optimizer averages only the trainable weights: the BatchNorm statistics are the raw
                 # weights' and do not fit the averaged ones (measured on the default model: 20 % validation
                 # accuracy after epoch 1, and early stopping on a wandering loss), so recompute them first.
                 weights, raw = _ema_weights(self.model), self.model.get_weights()
                 self.model.set_weights(weights)
-                if bn_images is not None:
-                    recalibrate_batchnorm(self.model, bn_images, seed=config.seed + epoch)
-                    weights = self.model.get_weights()
+                recalibrate_batchnorm(self.model, bn_images, seed=config.seed + epoch)
+                weights = self.model.get_weights()
                 logs["ema_val_loss"], logs["ema_val_accuracy"] = self.model.evaluate(val_ds, verbose=0)
                 self.model.set_weights(raw)
             val_key = "ema_val" if weights is not None else "val"
