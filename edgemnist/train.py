@@ -56,6 +56,8 @@ class TrainConfig:
     rotation: float = 8.0  # degrees, either way
     shift: float = 2.0  # pixels, either way
     zoom: float = 0.0  # fraction, either way
+    elastic: float = 0.0  # elastic distortion: scale of the smoothed displacement field (0 = none)
+    elastic_sigma: float = 4.0  # elastic distortion: smoothness of the field, pixels
     clean_epochs: int = 0  # the last N epochs train on the images as they are (no augmentation)
     val_fraction: float = 0.05  # held out from training for early stopping and model selection
     patience: int = 10  # epochs without validation improvement before stopping (counted from mid-schedule)
@@ -82,7 +84,7 @@ class TrainConfig:
             raise ValueError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), got {self.ema}")
-        data_lib.Augmentation(self.rotation, self.shift, self.zoom)  # checks their ranges
+        self.augmentation_settings()  # checks their ranges
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 <= self.clean_epochs <= self.epochs:
@@ -94,7 +96,10 @@ class TrainConfig:
 
     def augmentation(self):
         """The data.Augmentation of this run, or None without augmentation."""
-        return data_lib.Augmentation(self.rotation, self.shift, self.zoom) if self.augment else None
+        return self.augmentation_settings() if self.augment else None
+
+    def augmentation_settings(self):
+        return data_lib.Augmentation(self.rotation, self.shift, self.zoom, self.elastic, self.elastic_sigma)
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues (epochs may grow)."""
@@ -561,6 +566,11 @@ def add_commands(subparsers) -> None:
                    help=f"augmentation: random shift, pixels either way (default {d.shift:g})")
     p.add_argument("--zoom", type=float, default=d.zoom,
                    help=f"augmentation: random zoom, fraction either way, 0.1 = 90-110 %% (default {d.zoom:g})")
+    p.add_argument("--elastic", type=float, default=d.elastic,
+                   help="augmentation: elastic distortion, scale of the smoothed random displacement field "
+                        f"(Simard et al. 2003 use 34, about 1.4 px RMS; default {d.elastic:g}: off)")
+    p.add_argument("--elastic-sigma", type=float, default=d.elastic_sigma,
+                   help=f"augmentation: smoothness of the elastic field, pixels (default {d.elastic_sigma:g})")
     p.add_argument("--clean-epochs", type=int, default=d.clean_epochs,
                    help=f"the last N epochs train on the images without augmentation (default {d.clean_epochs})")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
@@ -621,7 +631,7 @@ def _run_train(args) -> int:
                              block_channels=tuple(args.channels), stem_kernel=args.stem_kernel, stem=args.stem),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         augment=not args.no_augment, rotation=args.rotation, shift=args.shift, zoom=args.zoom, ema=args.ema,
-        weight_decay=args.weight_decay,
+        elastic=args.elastic, elastic_sigma=args.elastic_sigma, weight_decay=args.weight_decay,
         clean_epochs=args.clean_epochs,
         seed=args.seed, limit=args.limit, strategy=args.strategy,
         data_dir=args.data_dir,

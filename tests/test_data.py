@@ -284,3 +284,50 @@ def test_idx_parser_fuzz_mutated_real_header(position, value):
     except data.DataError:
         return
     assert array.size + 4 + 4 * array.ndim == len(mutated)  # parsed data accounts for every byte
+
+
+def test_bilinear_warp_samples_the_source_pixel():
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 28, 28, 1)).astype(np.float32)
+    zeros = np.zeros((3, 28, 28), np.float32)
+    # one pixel down: row r takes row r + 1, the last row comes from outside (0)
+    out = data.bilinear_warp(tf.constant(images), zeros + 1, zeros).numpy()
+    np.testing.assert_allclose(out[:, :-1], images[:, 1:], atol=1e-6)
+    np.testing.assert_array_equal(out[:, -1], 0)
+    # half a pixel left: the mean of a pixel and its left neighbour
+    out = data.bilinear_warp(tf.constant(images), zeros, zeros - 0.5).numpy()
+    np.testing.assert_allclose(out[:, :, 1:], (images[:, :, 1:] + images[:, :, :-1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 0], images[:, :, 0] / 2, atol=1e-6)
+    # far outside: all 0
+    assert data.bilinear_warp(tf.constant(images), zeros + 40, zeros).numpy().max() == 0
+
+
+def test_elastic_distortion(mnist_test):
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    subset = mnist_test.head(64)
+    originals = data.to_model_input(subset.images)
+    seed = tf.constant([3, 4], tf.int64)
+    np.testing.assert_array_equal(data.elastic_distort(tf.constant(originals), seed, 0.0, 4.0).numpy(), originals)
+    a = data.elastic_distort(tf.constant(originals), seed, 34.0, 4.0).numpy()
+    np.testing.assert_array_equal(a, data.elastic_distort(tf.constant(originals), seed, 34.0, 4.0).numpy())
+    assert not np.allclose(a, data.elastic_distort(tf.constant(originals), seed + 1, 34.0, 4.0).numpy())
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert sum(not np.allclose(x, o, atol=1e-3) for x, o in zip(a, originals)) == 64
+    # a smooth warp moves ink around but keeps roughly as much of it
+    ink_ratio = a.sum(axis=(1, 2, 3)) / originals.sum(axis=(1, 2, 3))
+    assert 0.4 < ink_ratio.min() and ink_ratio.max() < 2.0 and 0.9 < ink_ratio.mean() < 1.1
+    # in the pipeline: a fresh field every epoch, the same ones for the same seed
+    settings = data.Augmentation(0, 0, 0, elastic=34)
+    ds = data.make_dataset(subset, 32, shuffle=False, augment=settings, seed=0)
+    first, second = [x.numpy() for x, _ in ds], [x.numpy() for x, _ in ds]
+    again = [x.numpy() for x, _ in data.make_dataset(subset, 32, shuffle=False, augment=settings, seed=0)]
+    assert not np.allclose(first[0], second[0])
+    np.testing.assert_array_equal(first[0], again[0])
+    for bad in ({"elastic": -1}, {"elastic_sigma": 0.1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            data.Augmentation(**bad)

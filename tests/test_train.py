@@ -68,7 +68,7 @@ def test_weight_average_is_what_is_validated_and_kept(tmp_path):
     from edgemnist.model import load_keras_model
 
     config = train_lib.TrainConfig(model_config=TINY, epochs=2, limit=1000, warmup_epochs=0, batch_size=32,
-                                   ema=0.9, zoom=0.1)
+                                   ema=0.9, zoom=0.1, elastic=20)
     summary = train_lib.train(config, tmp_path, verbose=0)
     state = json.loads((tmp_path / "train_state.json").read_text())
     rows = state["log"]
@@ -117,7 +117,8 @@ def test_learning_rate_schedule():
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("learning_rate", 2.0), ("strategy", "tpu"),
                                           ("val_fraction", 1.0), ("model", "resnet"), ("ema", 1.0),
-                                          ("zoom", 0.7), ("rotation", 90)])
+                                          ("zoom", 0.7), ("rotation", 90), ("elastic", 150.0),
+                                          ("elastic_sigma", 0.1)])
 def test_config_validation_names_the_value(field, value):
     with pytest.raises(ValueError, match=str(value).replace(".", r"\.")):
         train_lib.TrainConfig(**{field: value})
