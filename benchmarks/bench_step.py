@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_step.py [--steps 100] [--json benchmarks/results/
 In one process, each setting trains `--steps` steps of batch 128 on real MNIST training
 images with Keras `fit` (Adam, op determinism on, as `edgemnist train` runs), after one
 untimed pass that builds the graph; best of `--rounds` rounds, in seconds per 100 steps:
-  augmented      the default: random rotations and shifts in the tf.data pipeline
+  augmented      the default: random rotations, shifts and elastic distortion in the tf.data pipeline
   plain          the same model on the images as they are
   undilated      the same model with every dilation rate 1 (no augmentation)
 The second table times one 3x3 depthwise convolution with dilation 2, forward and

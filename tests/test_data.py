@@ -249,11 +249,11 @@ def test_augmented_pipeline_is_deterministic(mnist_test):
 def test_augmentation_settings(mnist_test):
     subset = mnist_test.head(32)
     originals = data.to_model_input(subset.images)
-    # no rotation, shift or zoom: the pipeline hands the images through untouched
-    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0), seed=0)))
+    # no rotation, shift, zoom or elastic distortion: the pipeline hands the images through untouched
+    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0, 0), seed=0)))
     np.testing.assert_array_equal(x.numpy(), originals)
     # zoom alone changes the pixels but keeps the range
-    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0.2), seed=0)))
+    x, _ = next(iter(data.make_dataset(subset, 32, shuffle=False, augment=data.Augmentation(0, 0, 0.2, 0), seed=0)))
     x = x.numpy()
     assert 0.0 <= x.min() and x.max() <= 1.0
     assert sum(not np.allclose(a, b, atol=1e-3) for a, b in zip(x, originals)) >= 30
@@ -305,22 +305,61 @@ def test_bilinear_warp_samples_the_source_pixel():
     assert data.bilinear_warp(tf.constant(images), zeros + 40, zeros).numpy().max() == 0
 
 
+def test_geometric_transform_rotates_shifts_and_zooms_about_the_centre():
+    from edgemnist._tensorflow import import_tensorflow
+
+    tf = import_tensorflow()
+    images = np.random.default_rng(1).random((2, 28, 28, 1)).astype(np.float32)
+    zero, one = tf.zeros(2), tf.ones(2)
+    same = data.geometric_transform(tf.constant(images), zero, one, zero, zero).numpy()
+    np.testing.assert_allclose(same, images, atol=1e-6)
+    # a quarter turn is np.rot90 (either way round: the angle's range is symmetric)
+    turned = data.geometric_transform(tf.constant(images), zero + np.pi / 2, one, zero, zero).numpy()
+    assert any(np.allclose(turned, np.rot90(images, k, axes=(1, 2)), atol=1e-4) for k in (1, 3))
+    # a 3-pixel shift moves the content by 3 pixels; what comes in from outside is 0
+    moved = data.geometric_transform(tf.constant(images), zero, one, zero + 3, zero).numpy()
+    np.testing.assert_allclose(moved[:, 3:], images[:, :-3], atol=1e-5)
+    np.testing.assert_array_equal(moved[:, :3], 0)
+    # zoom 2x about the centre: the output's centre 2x2 pixels come from the input's centre
+    zoomed = data.geometric_transform(tf.constant(images), zero, one * 2, zero, zero).numpy()
+    centre = images[:, 13:15, 13:15]
+    assert centre.min() - 1e-6 <= zoomed[:, 13:15, 13:15].min() and zoomed[:, 13:15, 13:15].max() <= centre.max() + 1e-6
+    # an added displacement field is one more offset per pixel
+    field = tf.ones((2, 28, 28))
+    np.testing.assert_allclose(data.geometric_transform(tf.constant(images), zero, one, zero, zero, field, 0 * field),
+                               data.bilinear_warp(tf.constant(images), field, 0 * field), atol=1e-6)
+
+
+def test_smoothing_matrix_is_a_gaussian_convolution():
+    m = data._smoothing_matrix(28, 4.0)
+    np.testing.assert_allclose(m, m.T)
+    assert m[14].sum() == pytest.approx(1.0, abs=1e-5) and m[0].sum() < 0.6  # zeros outside the image
+    assert m[14, 14] > m[14, 18] > m[14, 22] > 0 and m[14, 27] == 0  # 3 sigma = 12 pixels
+
+
 def test_elastic_distortion(mnist_test):
     from edgemnist._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
     subset = mnist_test.head(64)
-    originals = data.to_model_input(subset.images)
+    originals = tf.constant(data.to_model_input(subset.images))
     seed = tf.constant([3, 4], tf.int64)
-    np.testing.assert_array_equal(data.elastic_distort(tf.constant(originals), seed, 0.0, 4.0).numpy(), originals)
-    a = data.elastic_distort(tf.constant(originals), seed, 34.0, 4.0).numpy()
-    np.testing.assert_array_equal(a, data.elastic_distort(tf.constant(originals), seed, 34.0, 4.0).numpy())
-    assert not np.allclose(a, data.elastic_distort(tf.constant(originals), seed + 1, 34.0, 4.0).numpy())
+    elastic = data.augmenter(data.Augmentation(0, 0, 0, elastic=34))
+    np.testing.assert_array_equal(data.augmenter(data.Augmentation(0, 0, 0, 0))(originals, seed).numpy(),
+                                  originals.numpy())
+    a = elastic(originals, seed).numpy()
+    np.testing.assert_array_equal(a, elastic(originals, seed).numpy())
+    assert not np.allclose(a, elastic(originals, seed + 1).numpy())
     assert 0.0 <= a.min() and a.max() <= 1.0
-    assert sum(not np.allclose(x, o, atol=1e-3) for x, o in zip(a, originals)) == 64
-    # a smooth warp moves ink around but keeps roughly as much of it
-    ink_ratio = a.sum(axis=(1, 2, 3)) / originals.sum(axis=(1, 2, 3))
+    assert sum(not np.allclose(x, o, atol=1e-3) for x, o in zip(a, originals.numpy())) == 64
+    # a smooth warp moves ink around but keeps about as much of it
+    ink_ratio = a.sum(axis=(1, 2, 3)) / originals.numpy().sum(axis=(1, 2, 3))
     assert 0.4 < ink_ratio.min() and ink_ratio.max() < 2.0 and 0.9 < ink_ratio.mean() < 1.1
+    # Simard et al.'s alpha 34, sigma 4: about 1.4 pixels RMS of displacement away from the border
+    noise = np.random.default_rng(0).uniform(-1, 1, (200, 28, 28))
+    m = data._smoothing_matrix(28, 4.0)
+    rms = np.sqrt(np.mean((34 * m @ noise @ m.T)[:, 8:20, 8:20] ** 2))
+    assert 1.2 < rms < 1.6, rms
     # in the pipeline: a fresh field every epoch, the same ones for the same seed
     settings = data.Augmentation(0, 0, 0, elastic=34)
     ds = data.make_dataset(subset, 32, shuffle=False, augment=settings, seed=0)
