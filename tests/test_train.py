@@ -54,6 +54,27 @@ def test_same_seed_same_weights(tmp_path):
         np.testing.assert_array_equal(w1, w2)
 
 
+def test_validation_sees_batchnorm_statistics_recomputed_on_clean_images(tmp_path):
+    from edgemnist import data
+    from edgemnist.model import load_keras_model, recalibrate_batchnorm
+
+    config = train_lib.TrainConfig(model_config=TINY, epochs=1, limit=600, warmup_epochs=0, elastic=20)
+    train_lib.train(config, tmp_path, verbose=0)
+    # the epoch's checkpoint is written after validation: it holds the statistics validation used
+    validated = load_keras_model(tmp_path / "checkpoints" / "epoch_001.keras")
+    fit_split, val_split = data.train_val_split(data.load_split("train", limit=600), config.val_fraction, config.seed)
+    recomputed = load_keras_model(tmp_path / "checkpoints" / "epoch_001.keras")
+    recomputed.get_layer("stem_bn").moving_mean.assign(np.zeros(8, np.float32))
+    recalibrate_batchnorm(recomputed, train_lib.batchnorm_sample(fit_split, config.seed), seed=config.seed)
+    for layer in validated.layers:
+        if "_bn" in layer.name:
+            np.testing.assert_allclose(layer.moving_mean.numpy(), recomputed.get_layer(layer.name).moving_mean.numpy(),
+                                       rtol=1e-4, atol=1e-6)
+    row = json.loads((tmp_path / "train_state.json").read_text())["log"][0]
+    predicted = validated.predict(data.to_model_input(val_split.images), verbose=0).argmax(axis=1)
+    assert float(row["val_accuracy"]) == pytest.approx(float((predicted == val_split.labels).mean()), abs=1e-6)
+
+
 def test_rerun_of_finished_run_does_nothing_and_other_settings_are_refused(tmp_path):
     config = train_lib.TrainConfig(model_config=TINY, epochs=1, limit=300, warmup_epochs=0)
     first = train_lib.train(config, tmp_path, verbose=0)
@@ -127,6 +148,8 @@ def test_config_validation_names_the_value(field, value):
 def test_cli_shape_and_optimizer_settings_are_checked(tmp_path):
     bad = _cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
     assert bad.returncode == 2 and "must have one rate per block (2 blocks)" in bad.stderr, bad.stderr[-500:]
+    bad = _cli("train", "--out", str(tmp_path / "run"), "--stem-channels", "0", timeout=120)
+    assert bad.returncode == 2 and "channel counts must be >= 1, got stem 0" in bad.stderr, bad.stderr[-500:]
     bad = _cli("train", "--out", str(tmp_path / "run"), "--weight-decay", "1.5", timeout=120)
     assert bad.returncode == 2 and "weight_decay must be in [0, 1), got 1.5" in bad.stderr, bad.stderr[-500:]
     assert not (tmp_path / "run" / "train_state.json").exists()
