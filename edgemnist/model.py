@@ -56,7 +56,8 @@ class ModelConfig:
         if len(self.block_channels) == 0:
             raise ValueError("block_channels must name at least one block")
         if any(int(c) < 1 for c in (self.stem_channels, *self.block_channels)):
-            raise ValueError(f"channel counts must be >= 1, got stem {self.stem_channels}, blocks {self.block_channels}")
+            raise ValueError(
+                f"channel counts must be >= 1, got stem {self.stem_channels}, blocks {self.block_channels}")
         if len(self.dilation_rates) != len(self.block_channels):
             raise ValueError(
                 f"dilation_rates {self.dilation_rates} must have one rate per block "

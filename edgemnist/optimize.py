@@ -43,7 +43,7 @@ class PruneConfig:
     batch_size: int = 128
     learning_rate: float = 1e-3  # fine-tuning, lower than training's peak
     ramp_fraction: float = 0.5  # sparsity reaches the target after this fraction of the steps; the rest recovers
-    augment: bool = False  # the training augmentation (shifts, rotations) during the fine-tune
+    augment: bool = False  # the training augmentation (rotations, shifts, elastic distortion) during the fine-tune
     cosine: bool = True  # learning rate decays from learning_rate to 0 (cosine) instead of staying constant
     # "uniform": every pruned kernel reaches target_sparsity. "erk": the same number of zeros
     # in all, spread by Erdos-Renyi-Kernel (Evci et al. 2020, RigL): a kernel keeps a share of

@@ -52,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 on kernels via AdamW-style decoupled decay (0 = Adam)
     ema: float = 0.0  # momentum of an exponential moving average of the weights (0 = none)
     label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
-    augment: bool = True  # random rotations, shifts and zooms (below)
+    augment: bool = True  # random rotations, shifts, zooms and elastic distortion (below)
     rotation: float = 8.0  # degrees, either way
     shift: float = 2.0  # pixels, either way
     zoom: float = 0.0  # fraction, either way
@@ -576,7 +576,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--lr", type=float, default=d.learning_rate, help=f"peak learning rate (default {d.learning_rate})")
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"early stopping patience in epochs (default {d.patience})")
-    p.add_argument("--no-augment", action="store_true", help="train without random rotations/shifts/zooms")
+    p.add_argument("--no-augment", action="store_true",
+                   help="train without random rotations/shifts/zooms/elastic distortion")
     p.add_argument("--rotation", type=float, default=d.rotation,
                    help=f"augmentation: random rotation, degrees either way (default {d.rotation:g})")
     p.add_argument("--shift", type=float, default=d.shift,
@@ -632,7 +633,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--head-epochs", type=int, default=f.head_epochs, help=f"head-only epochs (default {f.head_epochs})")
     p.add_argument("--epochs", type=int, default=f.epochs, help=f"all-layer epochs (default {f.epochs})")
     p.add_argument("--lr", type=float, default=f.learning_rate, help=f"head learning rate (default {f.learning_rate})")
-    p.add_argument("--augment", action="store_true", help="random shifts/rotations while fine-tuning")
+    p.add_argument("--augment", action="store_true",
+                   help="the training augmentation (rotations, shifts, elastic distortion) while fine-tuning")
     p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
     p.add_argument("--seed", type=int, default=f.seed)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
