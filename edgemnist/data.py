@@ -393,7 +393,7 @@ def augmenter(settings: "Augmentation"):
     tf = import_tensorflow()
     rotation = float(np.deg2rad(settings.rotation))
     shift, zoom, alpha = float(settings.shift), float(settings.zoom), float(settings.elastic)
-    smooth = _smoothing_matrix(28, float(settings.elastic_sigma))
+    smooth = _smoothing_matrix(IMAGE_SIZE, float(settings.elastic_sigma))
 
     def augment(images, seed):
         n = tf.shape(images)[0]
