@@ -99,6 +99,7 @@ class TrainConfig:
         return self.augmentation_settings() if self.augment else None
 
     def augmentation_settings(self):
+        """The data.Augmentation these settings describe, whether or not the run augments."""
         return data_lib.Augmentation(self.rotation, self.shift, self.zoom, self.elastic, self.elastic_sigma)
 
     def identity(self) -> dict:
