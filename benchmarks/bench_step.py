@@ -11,7 +11,10 @@ untimed pass that builds the graph; best of `--rounds` rounds, in seconds per 10
 The second table times one 3x3 depthwise convolution with dilation 2, forward and
 backward (batch 128, ms), as TensorFlow runs it (space-to-batch around a native depthwise
 convolution) and two formulations of the same arithmetic: a grouped Conv2D with dilation,
-and a 5x5 depthwise kernel with zeros between the taps. Prints tables and writes JSON.
+and a 5x5 depthwise kernel with zeros between the taps. TensorFlow's CPU kernels differ
+with the CPU's instruction set (some lack the dilated grouped Conv2D gradient): a form this
+machine cannot run is recorded as "unsupported" with TensorFlow's reason, and the others
+still run. Prints tables and writes JSON.
 """
 from __future__ import annotations
 
@@ -43,8 +46,12 @@ def fit_seconds_per_100(model_config, augment: bool, steps: int, rounds: int, ba
     return best * 100 / steps
 
 
-def depthwise_ms(height: int, channels: int, repeats: int) -> dict:
-    """Forward+backward ms of a dilated 3x3 depthwise convolution, three ways."""
+def depthwise_ms(height: int, channels: int, repeats: int) -> tuple:
+    """Forward+backward ms of a dilated 3x3 depthwise convolution, three ways.
+
+    Returns:
+        ({form: ms or None}, {form: why TensorFlow could not run it on this CPU}).
+    """
     from edgemnist._tensorflow import import_tensorflow
 
     tf = import_tensorflow()
@@ -60,7 +67,7 @@ def depthwise_ms(height: int, channels: int, repeats: int) -> dict:
         "grouped_conv2d": lambda t: tf.nn.conv2d(t, tf.reshape(kernel, (3, 3, 1, channels)), 1, "SAME", dilations=2),
         "zero_filled_5x5": lambda t: tf.nn.depthwise_conv2d(t, zero_filled_5x5(), [1, 1, 1, 1], "SAME"),
     }
-    out, reference = {}, None
+    out, unsupported, reference = {}, {}, None
     for name, form in forms.items():
         @tf.function
         def step(t, form=form):
@@ -69,7 +76,12 @@ def depthwise_ms(height: int, channels: int, repeats: int) -> dict:
                 loss = tf.reduce_sum(tf.square(form(t)))
             return tape.gradient(loss, [t, kernel])
 
-        grads = step(x)
+        try:
+            grads = step(x)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+            out[name] = None
+            unsupported[name] = exc.message.strip().splitlines()[0][:200]
+            continue
         if reference is None:
             reference = grads[0]
         elif float(tf.reduce_max(tf.abs(grads[0] - reference))) > 1e-3 * float(tf.reduce_max(tf.abs(reference))):
@@ -78,7 +90,7 @@ def depthwise_ms(height: int, channels: int, repeats: int) -> dict:
         for _ in range(repeats):
             step(x)
         out[name] = round((time.perf_counter() - start) / repeats * 1000, 2)
-    return out
+    return out, unsupported
 
 
 def main(argv=None) -> int:
@@ -104,12 +116,19 @@ def main(argv=None) -> int:
     for name, seconds in steps.items():
         steps[name] = round(seconds, 3)
         print(f"{name:<12}{seconds:>15.2f}")
-    layers = {f"{h}x{h}x{c}": depthwise_ms(h, c, args.repeats) for h, c in ((14, 32), (7, 48))}
+    layers, unsupported = {}, {}
+    for h, c in ((14, 32), (7, 48)):
+        layers[f"{h}x{h}x{c}"], why = depthwise_ms(h, c, args.repeats)
+        unsupported.update(why)
     print(f"\n{'depthwise 3x3, dilation 2':<28}" + "".join(f"{name:>20}" for name in next(iter(layers.values()))))
     for shape, row in layers.items():
-        print(f"{shape + ' fwd+bwd ms':<28}" + "".join(f"{v:>20.2f}" for v in row.values()))
+        print(f"{shape + ' fwd+bwd ms':<28}"
+              + "".join(f"{'unsupported':>20}" if v is None else f"{v:>20.2f}" for v in row.values()))
+    for name, why in unsupported.items():
+        print(f"{name}: unsupported on this CPU ({why})")
     result = {"seconds_per_100_steps": steps, "batch_size": 128, "steps": args.steps, "rounds": args.rounds,
-              "depthwise_forward_backward_ms": layers, "machine": machine_info(),
+              "depthwise_forward_backward_ms": layers,
+              "unsupported": unsupported, "machine": machine_info(),
               "command": "python benchmarks/bench_step.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     atomic_write_json(args.json, result)
     print(f"wrote {args.json}", file=sys.stderr)

@@ -63,5 +63,9 @@ def test_bench_step_times_training_steps(tmp_path):
     assert set(result["seconds_per_100_steps"]) == {"augmented", "plain", "undilated"}
     assert all(v > 0 for v in result["seconds_per_100_steps"].values())
     assert set(result["depthwise_forward_backward_ms"]) == {"14x14x32", "7x7x48"}
+    # Which forms run depends on this CPU's TensorFlow kernels: each is timed or recorded as unsupported.
     for row in result["depthwise_forward_backward_ms"].values():
-        assert set(row) == {"dilated_depthwise", "grouped_conv2d", "zero_filled_5x5"} and min(row.values()) > 0
+        assert set(row) == {"dilated_depthwise", "grouped_conv2d", "zero_filled_5x5"}
+        assert all((v is None) == (name in result["unsupported"]) for name, v in row.items())
+        assert all(v > 0 for v in row.values() if v is not None)
+    assert row["dilated_depthwise"] is not None  # what `edgemnist train` itself runs works everywhere
