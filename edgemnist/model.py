@@ -38,8 +38,8 @@ class ModelConfig:
     """
 
     stem_channels: int = 32  # 28x28 -> 14x14
-    # "space_to_depth": the image's 2x2 pixel blocks become 4 channels (Reshape, Permute,
-    # Reshape: plain Keras layers, so pruning, QAT, TFLite and TFLite Micro all take them),
+    # "space_to_depth": the image's 2x2 pixel blocks become 4 channels (4-D Reshapes and
+    # Permutes: plain Keras layers, so pruning, QAT, TFLite and every TFLite Micro kernel set take them),
     # then a stride-1 stem_kernel x stem_kernel convolution over 14x14x4; with stem_kernel 2
     # it sees 4x4 pixels at stride 2, in 6.5 us of int8 instead of 8.9 us for a 3x3 stride-2
     # convolution. "conv": a stem_kernel x stem_kernel convolution with stride 2 (a 2x2 one
@@ -95,14 +95,19 @@ def _conv_dw_pw(x, out_channels: int, dilation: int, name: str):
 def space_to_depth(x, prefix: str = "stem"):
     """(H, W, C) -> (H/2, W/2, 4C): each 2x2 pixel block becomes channels 2*row + column.
 
-    Reshape, Permute, Reshape: plain Keras layers (named `<prefix>_blocks`, `<prefix>_permute`,
-    `<prefix>_space_to_depth`), so tfmot pruning and QAT, TFLite and TFLite Micro all take them.
+    Two 4-D Reshape/Permute pairs (`<prefix>_columns`, `<prefix>_transpose`, `<prefix>_blocks`,
+    `<prefix>_space_to_depth`): pair the columns into channels, swap the spatial axes, pair
+    the rows, swap back. Plain Keras layers, so tfmot pruning and QAT, TFLite and TFLite Micro
+    all take them; every tensor stays 4-D because TFLite Micro's CMSIS-NN TRANSPOSE takes at
+    most 4 dimensions (a 5-D one returns success with a stale output). Data movement only: the
+    result is bit for bit the one-step 5-D rearrangement, so trained weights do not change.
     """
     layers = keras().layers
     h, w, c = x.shape[1:]
-    x = layers.Reshape((h // 2, 2, w // 2, 2 * c), name=f"{prefix}_blocks")(x)
-    x = layers.Permute((1, 3, 2, 4), name=f"{prefix}_permute")(x)
-    return layers.Reshape((h // 2, w // 2, 4 * c), name=f"{prefix}_space_to_depth")(x)
+    x = layers.Reshape((h, w // 2, 2 * c), name=f"{prefix}_columns")(x)  # [row, j, (col%2, c)]
+    x = layers.Permute((2, 1, 3), name=f"{prefix}_transpose")(x)  # [j, row, (col%2, c)]
+    x = layers.Reshape((w // 2, h // 2, 4 * c), name=f"{prefix}_blocks")(x)  # [j, i, (row%2, col%2, c)]
+    return layers.Permute((2, 1, 3), name=f"{prefix}_space_to_depth")(x)  # [i, j, (row%2, col%2, c)]
 
 
 def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] = None):

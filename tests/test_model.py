@@ -21,6 +21,15 @@ def test_space_to_depth_stem_puts_each_2x2_block_in_4_channels():
     assert model_summary(model)["macs"] > 0
 
 
+def test_space_to_depth_stem_keeps_every_tensor_4d():
+    # TFLite Micro's CMSIS-NN TRANSPOSE takes at most 4 dimensions (a 5-D one returned success
+    # with a stale output on Cortex-M), so no layer of the stem may produce a 5-D tensor.
+    model = build_ds_cnn(ModelConfig(stem="space_to_depth", stem_kernel=2))
+    stem_layers = [layer for layer in model.layers if layer.name.startswith("stem")]
+    assert [type(layer).__name__ for layer in stem_layers[:4]] == ["Reshape", "Permute", "Reshape", "Permute"]
+    assert all(len(layer.output_shape) <= 4 for layer in model.layers)
+
+
 def test_unknown_stem_is_named():
     with pytest.raises(ValueError, match="'pixels'"):
         ModelConfig(stem="pixels")
