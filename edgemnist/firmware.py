@@ -83,6 +83,71 @@ MICRO_OP_PROBLEMS = {
     "~88 % of MNIST test digits; it comes from a dilated convolution exported without a static batch size: "
     "export with batch size 1 so the convolution stays one native op",
 }
+
+
+@dataclass(frozen=True)
+class KernelLimit:
+    """What one TFLite Micro kernel accepts, read from its Prepare/Eval at the pinned TFLM commit."""
+
+    dtypes: tuple = ("int8", "int16", "float32")  # of the op's first input
+    max_rank: Optional[int] = None  # of the op's first input
+    why: str = ""  # what happens outside the limit
+
+
+_CONV_LIKE = KernelLimit(max_rank=4, why="the kernel takes 4-D NHWC tensors only")
+_REFERENCE_LIMITS = {
+    "CONV_2D": _CONV_LIKE, "DEPTHWISE_CONV_2D": _CONV_LIKE, "MAX_POOL_2D": _CONV_LIKE,
+    "AVERAGE_POOL_2D": _CONV_LIKE, "FULLY_CONNECTED": KernelLimit(), "SOFTMAX": KernelLimit(),
+    "TRANSPOSE": KernelLimit(max_rank=5, why="Prepare refuses more than 5 dimensions"),
+}
+# The kernel sets `edgemnist mcu` builds. CMSIS-NN replaces some reference kernels and keeps
+# the others, so its table is the reference one with its own kernels' limits on top.
+KERNEL_LIMITS = {
+    "reference": _REFERENCE_LIMITS,
+    "cmsis_nn": {
+        **_REFERENCE_LIMITS,
+        "TRANSPOSE": KernelLimit(
+            max_rank=4,
+            why="CMSIS-NN's int8 TRANSPOSE takes at most 4 dimensions; with more it logs "
+            "'size <= 4 was not true' and Invoke() still returns kTfLiteOk with a stale output"),
+    },
+}
+KERNEL_SETS = tuple(KERNEL_LIMITS)
+
+
+def kernel_set_problems(model: tflite_info.TFLiteModel) -> list:
+    """Ops that a TFLite Micro kernel set would refuse or run wrongly.
+
+    The table covers the kernels' documented type and rank limits; what it cannot see
+    (a kernel that is wrong inside its limits) is what `edgemnist mcu`'s emulated,
+    bit-exact run is for.
+
+    Returns:
+        [{"kernels", "op_index", "op", "input_dtype", "input_rank", "why"}], empty when every
+        kernel set runs the model.
+    """
+    problems = []
+    sub = model.main
+    for op in sub.operators:
+        if not op.inputs or op.inputs[0] < 0:
+            continue
+        tensor = sub.tensors[op.inputs[0]]
+        for kernels, limits in KERNEL_LIMITS.items():
+            limit = limits.get(op.op)
+            if limit is None:
+                continue
+            rank = len(tensor.shape)
+            if tensor.dtype not in limit.dtypes:
+                why = f"input type {tensor.dtype} is not one of {', '.join(limit.dtypes)}"
+            elif limit.max_rank is not None and rank > limit.max_rank:
+                why = f"{rank}-D input: {limit.why}"
+            else:
+                continue
+            problems.append({"kernels": kernels, "op_index": op.index, "op": op.op, "input_dtype": tensor.dtype,
+                             "input_rank": rank, "why": why})
+    return problems
+
+
 MIN_LITERT_AGREEMENT = 0.9  # argmax agreement on the embedded test digits below which generation fails
 
 _MICRO_HINT = "this command needs TFLite Micro for the host: pip install 'edgemnist[micro]' (tflite-micro)"
@@ -164,7 +229,8 @@ def micro_ops(model: tflite_info.TFLiteModel, path: str) -> list:
     """The distinct builtin ops of the model (sorted), each one TFLite Micro has.
 
     Raises:
-        ValueError: a float model, or an op TFLite Micro lacks (naming the file and the op).
+        ValueError: a float model, an op TFLite Micro lacks, or one that a kernel set
+            (`KERNEL_LIMITS`) would refuse or run wrongly (naming the file, the op and the kernels).
     """
     for kind, tensors in (("input", model.inputs), ("output", model.outputs)):
         for t in tensors:
@@ -188,6 +254,12 @@ def micro_ops(model: tflite_info.TFLiteModel, path: str) -> list:
             raise ValueError(f"{path}: op {op}: {MICRO_OP_PROBLEMS[op]}")
     if len(model.subgraphs) > 1 and not {"IF", "WHILE", "CALL_ONCE"} & set(ops):
         raise ValueError(f"{path}: {len(model.subgraphs)} subgraphs but no control-flow op; not a micro model")
+    problems = kernel_set_problems(model)
+    if problems:
+        p = problems[0]
+        more = f" ({len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"{path}: op {p['op_index']} {p['op']} would run wrongly with TFLite Micro's {p['kernels']} "
+                         f"kernels: {p['why']}{more}")
     return ops
 
 
@@ -467,10 +539,13 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
 """
 
 
-def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray) -> dict:
-    """`<stem>_test_digits.h` and `.cc`: real test digits, quantized, one image row per line."""
+def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray,
+                       expected: np.ndarray) -> dict:
+    """`<stem>_test_digits.h` and `.cc`: real test digits, quantized, one image row per line, with
+    the int8 scores TFLite Micro's reference kernels gave for each (`expected`, shape (N, classes))."""
     guard = _header_guard(stem, "TEST_DIGITS")
     n, size = len(digits), int(np.prod(digits.shape[1:]))
+    classes = int(expected.shape[1])
     header = f"""{_generated_note(model_name, sha)}
 #ifndef {guard}
 #define {guard}
@@ -483,6 +558,9 @@ constexpr int g_{stem}_num_test_digits = {n};
 constexpr int g_{stem}_test_digit_size = {size};
 extern const int8_t g_{stem}_test_digits[g_{stem}_num_test_digits][g_{stem}_test_digit_size];
 extern const uint8_t g_{stem}_test_labels[g_{stem}_num_test_digits];
+// The int8 output scores of each digit on TFLite Micro's reference kernels (host build, when
+// these files were generated): any other kernel set or target must reproduce them exactly.
+extern const int8_t g_{stem}_expected_scores[g_{stem}_num_test_digits][{classes}];
 
 #endif  // {guard}
 """
@@ -496,6 +574,8 @@ extern const uint8_t g_{stem}_test_labels[g_{stem}_num_test_digits];
         ]
         blocks.append(f"    {{  // digit {i}: a {int(label)}\n" + "\n".join(rows) + "\n    },")
     label_list = ", ".join(str(int(v)) for v in labels)
+    scores = "\n".join(f"    {{{', '.join(f'{int(v):4d}' for v in row)}}},  // digit {i}"
+                        for i, row in enumerate(expected))
     source = f"""{_generated_note(model_name, sha)}
 #include "{stem}_test_digits.h"
 
@@ -504,101 +584,70 @@ const int8_t g_{stem}_test_digits[g_{stem}_num_test_digits][g_{stem}_test_digit_
 }};
 
 const uint8_t g_{stem}_test_labels[g_{stem}_num_test_digits] = {{{label_list}}};
+
+const int8_t g_{stem}_expected_scores[g_{stem}_num_test_digits][{classes}] = {{
+{scores}
+}};
 """
     return {f"{stem}_test_digits.h": header, f"{stem}_test_digits.cc": source}
 
 
-def render_main(stem: str, model_name: str, sha: str) -> dict:
-    """An example for TFLite Micro: `main_functions.{h,cc}` (setup/loop) and `main.cc`."""
+TEMPLATES = Path(__file__).with_name("firmware_templates")
+CORTEX_M_DIR = "cortex_m"  # the folder's Cortex-M start-up, platform layer and linker script
+
+# TFLite Micro kernel source (tensorflow/lite/micro/kernels/<stem>.cc, or cmsis_nn/<stem>.cc)
+# of each op whose file is not simply the op's name in lower case.
+KERNEL_SOURCES = {
+    "AVERAGE_POOL_2D": "pooling", "MAX_POOL_2D": "pooling", "L2_POOL_2D": "l2_pool_2d",
+    "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "depthwise_conv", "TRANSPOSE_CONV": "transpose_conv",
+    "MEAN": "reduce", "SUM": "reduce", "REDUCE_MAX": "reduce", "REDUCE_MIN": "reduce",
+    "RELU": "activations", "RELU6": "activations", "MAXIMUM": "maximum_minimum", "MINIMUM": "maximum_minimum",
+    "PADV2": "pad", "ARG_MAX": "arg_min_max", "ARG_MIN": "arg_min_max", "SELECT_V2": "select",
+    "EQUAL": "comparisons", "NOT_EQUAL": "comparisons", "GREATER": "comparisons", "GREATER_EQUAL": "comparisons",
+    "LESS": "comparisons", "LESS_EQUAL": "comparisons", "LOGICAL_AND": "logical", "LOGICAL_OR": "logical",
+    "ABS": "elementwise", "SIN": "elementwise", "COS": "elementwise", "LOG": "elementwise", "SQRT": "elementwise",
+    "RSQRT": "elementwise", "SQUARE": "elementwise", "LOGICAL_NOT": "elementwise",
+    "L2_NORMALIZATION": "l2norm", "REVERSE_V2": "reverse", "SPACE_TO_BATCH_ND": "space_to_batch_nd",
+    "BATCH_TO_SPACE_ND": "batch_to_space_nd", "UNIDIRECTIONAL_SEQUENCE_LSTM": "unidirectional_sequence_lstm",
+}
+
+
+def kernel_sources(ops: list) -> list:
+    """The TFLite Micro kernel file stems (sorted, distinct) that the model's ops need."""
+    return sorted({KERNEL_SOURCES.get(op, op.lower()) for op in ops})
+
+
+def _template(name: str, **values) -> str:
+    from string import Template
+
+    return Template((TEMPLATES / name).read_text(encoding="utf-8")).substitute(**values)
+
+
+def render_main(stem: str, model_name: str, sha: str, classes: int) -> dict:
+    """An example for TFLite Micro: `main_functions.{h,cc}` (setup/RunTestDigits/loop) and `main.cc`.
+
+    The example checks every TfLiteStatus and compares every output score with the expected one.
+    """
     note = _generated_note(model_name, sha)
-    header = f"""{note}
-#ifndef EDGEMNIST_MAIN_FUNCTIONS_H_
-#define EDGEMNIST_MAIN_FUNCTIONS_H_
+    score_args = ", ".join(f"static_cast<int>(output->data.int8[{c}])" for c in range(classes))
+    return {name: _template(f"{name}.tmpl", note=note, stem=stem, score_format=" ".join(["%d"] * classes),
+                            score_args=score_args)
+            for name in ("main_functions.h", "main_functions.cc", "main.cc")}
 
-// Arduino-style entry points: setup() once, loop() repeatedly.
-void setup();
-void loop();
-// Runs every test digit and prints the predictions; returns how many were right (-1 on error).
-int RunTestDigits();
 
-#endif  // EDGEMNIST_MAIN_FUNCTIONS_H_
-"""
-    source = f"""{note}
-#include "main_functions.h"
-
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_log.h"
-#include "tensorflow/lite/micro/system_setup.h"
-#include "tensorflow/lite/schema/schema_generated.h"
-
-#include "{stem}_model_data.h"
-#include "{stem}_model_settings.h"
-#include "{stem}_test_digits.h"
-
-namespace {{
-const tflite::Model* model = nullptr;
-tflite::MicroInterpreter* interpreter = nullptr;
-alignas(16) uint8_t tensor_arena[{stem}::kTensorArenaSize];
-}}  // namespace
-
-void setup() {{
-  tflite::InitializeTarget();
-  model = tflite::GetModel(g_{stem}_model_data);
-  if (model->version() != TFLITE_SCHEMA_VERSION) {{
-    MicroPrintf("model schema version %d, expected %d", static_cast<int>(model->version()), TFLITE_SCHEMA_VERSION);
-    return;
-  }}
-  static {stem}::OpResolver resolver;
-  if ({stem}::RegisterOps(resolver) != kTfLiteOk) {{
-    MicroPrintf("registering ops failed");
-    return;
-  }}
-  static tflite::MicroInterpreter static_interpreter(model, resolver, tensor_arena, {stem}::kTensorArenaSize);
-  if (static_interpreter.AllocateTensors() != kTfLiteOk) {{
-    MicroPrintf("AllocateTensors() failed: kTensorArenaSize is too small for this target");
-    return;
-  }}
-  interpreter = &static_interpreter;
-  MicroPrintf("model %d bytes, arena %d bytes (%d used)", static_cast<int>(g_{stem}_model_data_size),
-              {stem}::kTensorArenaSize, static_cast<int>(interpreter->arena_used_bytes()));
-}}
-
-int RunTestDigits() {{
-  if (interpreter == nullptr) return -1;
-  TfLiteTensor* input = interpreter->input(0);
-  TfLiteTensor* output = interpreter->output(0);
-  int correct = 0;
-  for (int i = 0; i < g_{stem}_num_test_digits; ++i) {{
-    for (int j = 0; j < {stem}::kInputSize; ++j) input->data.int8[j] = g_{stem}_test_digits[i][j];
-    if (interpreter->Invoke() != kTfLiteOk) {{
-      MicroPrintf("Invoke() failed on digit %d", i);
-      return -1;
-    }}
-    int best = 0;
-    for (int c = 1; c < {stem}::kNumClasses; ++c) {{
-      if (output->data.int8[c] > output->data.int8[best]) best = c;
-    }}
-    const int label = g_{stem}_test_labels[i];
-    correct += (best == label);
-    MicroPrintf("digit %d: label %s, predicted %s (score %d)", i, {stem}::kClassLabels[label],
-                {stem}::kClassLabels[best], static_cast<int>(output->data.int8[best]));
-  }}
-  MicroPrintf("%d of %d test digits right", correct, g_{stem}_num_test_digits);
-  return correct;
-}}
-
-void loop() {{ RunTestDigits(); }}
-"""
-    main = f"""{note}
-// Host or bare-metal entry point: run the test digits once.
-#include "main_functions.h"
-
-int main(int argc, char* argv[]) {{
-  setup();
-  return RunTestDigits() < 0 ? 1 : 0;
-}}
-"""
-    return {"main_functions.h": header, "main_functions.cc": source, "main.cc": main}
+def render_cortex_m(stem: str, model_name: str, sha: str, ops: list) -> dict:
+    """The Cortex-M build: `Makefile`, `model_ops.mk` (the kernels to compile) and `cortex_m/`
+    (start-up code, semihosting platform layer, linker script, the bare-metal main)."""
+    files = {f"{CORTEX_M_DIR}/{path.name}": path.read_text(encoding="utf-8")
+             for path in sorted((TEMPLATES / CORTEX_M_DIR).iterdir())
+             if path.is_file() and path.name != "Makefile"}
+    files["Makefile"] = (TEMPLATES / CORTEX_M_DIR / "Makefile").read_text(encoding="utf-8")
+    files["model_ops.mk"] = (
+        f"# Generated by `edgemnist firmware` from {model_name} (sha256 {sha}). Do not edit.\n"
+        f"# TFLite Micro kernel sources for the model's ops ({', '.join(ops)}).\n"
+        f"MODEL_KERNELS := {' '.join(kernel_sources(ops))}\n"
+    )
+    return files
 
 
 def render_readme(stem: str, model_name: str, model: tflite_info.TFLiteModel, ops: list, arena: ArenaSize,
@@ -642,8 +691,23 @@ scratch memory of their own, which the margin is there for.
 - `{stem}_test_digits.cc/.h`: {n_digits} real MNIST test digits (the first of each class in
   the test split), already quantized, with their labels.
 - `main_functions.cc/.h`, `main.cc`: an example that loads the model, runs the test
-  digits and prints the predictions with `MicroPrintf`.
+  digits, prints the predictions with `MicroPrintf` and compares every int8 score with the
+  expected one (`g_{stem}_expected_scores`, from TFLite Micro's reference kernels on the
+  host); `main()` exits non-zero on any mismatch or failed TfLiteStatus.
+- `Makefile`, `model_ops.mk`, `cortex_m/`: a bare-metal build for Cortex-M4/M7/M55 with
+  arm-none-eabi-gcc (start-up code, semihosting output and exit, a linker script for
+  512 KiB flash / 256 KiB RAM, a main that counts instructions per inference and per op).
 - `{MANIFEST_NAME}`: sha256 and size of every file here.
+
+## Build and run on a Cortex-M
+
+    make TFLM=path/to/tflm_tree CPU=cortex-m4 KERNELS=cmsis_nn          # build/cortex-m4-cmsis_nn/firmware.elf
+    make TFLM=path/to/tflm_tree CPU=cortex-m4 KERNELS=cmsis_nn run      # under qemu-system-arm
+    edgemnist mcu . --tflm path/to/tflm_tree --cpu cortex-m4 --kernels cmsis_nn   # build, run, check, measure
+
+`path/to/tflm_tree` is the output of TFLite Micro's `create_tflm_tree.py` (with
+`OPTIMIZED_KERNEL_DIR=cmsis_nn` for the CMSIS-NN kernels). `edgemnist mcu` also checks every
+score against the host bit for bit and reports flash, RAM and instructions per inference.
 
 ## Use
 
@@ -682,6 +746,9 @@ def _manifest(files: dict, model_name: str, model: tflite_info.TFLiteModel, ops:
         "arena": arena.to_json(),
         "ops": ops,
         "resolver_size": len(ops),
+        "kernel_sources": kernel_sources(ops),
+        "kernel_sets_checked": list(KERNEL_SETS),
+        "expected_scores": f"TFLite Micro reference kernels (tflite-micro {version}, host build)",
         "input": {"shape": list(inp.shape), "dtype": inp.dtype, "scale": inp.scale, "zero_point": inp.zero_point},
         "output": {"shape": list(out.shape), "dtype": out.dtype, "scale": out.scale, "zero_point": out.zero_point},
         "test_digits": {"count": int(len(labels)), "labels": [int(v) for v in labels]},
@@ -710,6 +777,7 @@ def _write_folder(out: Path, files: dict, manifest: dict) -> None:
     old = None
     try:
         for name, text in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_text(text, encoding="utf-8", newline="\n")
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         for name in list(files) + [MANIFEST_NAME]:
@@ -775,8 +843,10 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     files = {}
     files.update(render_model_data(stem, model_name, data))
     files[f"{stem}_model_settings.h"] = render_settings(stem, model_name, model.sha256, model, ops, arena, version)
-    files.update(render_test_digits(stem, model_name, model.sha256, digits, labels))
-    files.update(render_main(stem, model_name, model.sha256))
+    expected = micro_predict(model_path, digits, arena.stated)
+    files.update(render_test_digits(stem, model_name, model.sha256, digits, labels, expected))
+    files.update(render_main(stem, model_name, model.sha256, int(expected.shape[1])))
+    files.update(render_cortex_m(stem, model_name, model.sha256, ops))
     files["README.md"] = render_readme(stem, model_name, model, ops, arena, len(labels), version,
                                        config.regenerate_command, check)
     manifest = _manifest(files, model_name, model, ops, arena, stem, labels, version)

@@ -36,3 +36,25 @@ def trained_model_path(tmp_path_factory):
     config = TrainConfig(epochs=2, warmup_epochs=0, limit=TRAIN_SUBSET, batch_size=32, augment=False)
     train(config, out, verbose=0)
     return out / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
+    """The session's trained model with BatchNorm statistics set from 2,000 training digits.
+
+    Two short epochs leave the moving averages far from the data and the model predicts one
+    class for everything; agreement between interpreters would then prove nothing.
+    """
+    from edgemnist._tensorflow import keras
+    from edgemnist.model import load_keras_model
+
+    model = load_keras_model(trained_model_path)
+    norms = [layer for layer in model.layers if isinstance(layer, keras().layers.BatchNormalization)]
+    for layer in norms:
+        layer.momentum = 0.0
+    model(data.to_model_input(mnist_train.images[:2000]), training=True)
+    for layer in norms:
+        layer.momentum = 0.99
+    path = tmp_path_factory.mktemp("firmware_model") / "calibrated.keras"
+    model.save(path)
+    return path

@@ -18,28 +18,6 @@ needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C+
 
 
 @pytest.fixture(scope="module")
-def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
-    """The session's trained model with BatchNorm statistics set from 2,000 training digits.
-
-    Two short epochs leave the moving averages far from the data and the model predicts one
-    class for everything; agreement between interpreters would then prove nothing.
-    """
-    from edgemnist._tensorflow import keras
-    from edgemnist.model import load_keras_model
-
-    model = load_keras_model(trained_model_path)
-    norms = [layer for layer in model.layers if isinstance(layer, keras().layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(data.to_model_input(mnist_train.images[:2000]), training=True)
-    for layer in norms:
-        layer.momentum = 0.99
-    path = tmp_path_factory.mktemp("firmware_model") / "calibrated.keras"
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def int8_path(calibrated_model_path, mnist_train, tmp_path_factory):
     folder = tmp_path_factory.mktemp("firmware_tflite")
     return export_tflite(calibrated_model_path, "int8", folder / "Digits-Net v1.tflite", mnist_train)
@@ -62,11 +40,13 @@ def test_c_identifier():
 def test_writes_the_expected_files(assets, int8_path):
     out, manifest = assets
     stem = "digits_net_v1"
+    cortex_m = {f"cortex_m/{p.name}" for p in (firmware.TEMPLATES / "cortex_m").iterdir() if p.name != "Makefile"}
     expected = {f"{stem}_model_data.cc", f"{stem}_model_data.h", f"{stem}_model_settings.h",
                 f"{stem}_test_digits.cc", f"{stem}_test_digits.h", "main_functions.cc", "main_functions.h",
-                "main.cc", "README.md"}
+                "main.cc", "README.md", "Makefile", "model_ops.mk"} | cortex_m
+    assert {"cortex_m/startup.c", "cortex_m/cortex_m.ld", "cortex_m/main_cortex_m.cc"} <= cortex_m
     assert set(manifest["files"]) == expected
-    assert {p.name for p in out.iterdir()} == expected | {firmware.MANIFEST_NAME}
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected | {firmware.MANIFEST_NAME}
     from edgemnist.artifacts import sha256_file
 
     for name, entry in manifest["files"].items():
