@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "edgemnist.bench",
     "edgemnist.report",
     "edgemnist.firmware",
+    "edgemnist.mcu",
     "edgemnist.pipeline",
     "edgemnist.verify",
 )

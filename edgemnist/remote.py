@@ -552,11 +552,13 @@ def compare_devices(paths: Sequence[str | os.PathLike]) -> dict:
     runs were checked to agree).
 
     Args:
-        paths: JSON files written by `edgemnist bench --json` / `eval --json` (one object or a list).
+        paths: JSON files written by `edgemnist bench --json` / `eval --json` / `mcu --json`
+            (one object or a list). An mcu result is the device "<cpu> <kernels> (QEMU)".
 
     Returns:
         {"devices": [...], "variants": [...], "cells": {device: {variant: {"p50_us",
-        "throughput_ips", "accuracy", "threads", "backend", "emulated"}}}, "sources": [...]}.
+        "throughput_ips", "accuracy", "threads", "backend", "emulated"} or, for mcu results,
+        {"instructions", "bit_exact", "flash_bytes", "ram_bytes", "emulated"}}}, "sources": [...]}.
 
     Raises:
         FileNotFoundError: a file is missing. ValueError: a file is not a result.
@@ -565,6 +567,13 @@ def compare_devices(paths: Sequence[str | os.PathLike]) -> dict:
     accuracy_any: dict[str, float] = {}
     for path in map(Path, paths):
         for result in _load_results(path):
+            if "instructions" in result and "kernels" in result:  # `edgemnist mcu --json`
+                variant = Path(str(result["model"]["name"])).stem
+                cell = cells.setdefault(f"{result['cpu']} {result['kernels']} (QEMU)", {}).setdefault(variant, {})
+                cell.update(instructions=result["instructions"]["per_inference_mean"], emulated=True,
+                            bit_exact=result["ok"], flash_bytes=result["memory"]["flash_bytes"],
+                            ram_bytes=result["memory"]["ram_bytes"])
+                continue
             variant = Path(str(result["model"])).stem
             if "latency_us" in result:
                 cell = cells.setdefault(device_label(result), {}).setdefault(variant, {})
@@ -595,15 +604,24 @@ def format_device_tables(table: dict) -> str:
     def fmt(value, kind):
         if value is None:
             return "-"
-        return {"accuracy": f"{100 * value:.2f} %", "p50_us": f"{value:,.1f}", "throughput_ips": f"{value:,.0f}"}[kind]
+        if kind == "bit_exact":
+            return "yes" if value else "NO"
+        return {"accuracy": f"{100 * value:.2f} %", "p50_us": f"{value:,.1f}", "throughput_ips": f"{value:,.0f}",
+                "instructions": f"{value:,}"}[kind]
 
     blocks = []
-    for kind, title in (("accuracy", "accuracy"), ("p50_us", "p50 latency (us, 1 image)"),
-                        ("throughput_ips", "throughput (images/s, batched)")):
+    kinds = [("accuracy", "accuracy"), ("p50_us", "p50 latency (us, 1 image)"),
+             ("throughput_ips", "throughput (images/s, batched)")]
+    if any("instructions" in cell for row in table["cells"].values() for cell in row.values()):
+        kinds += [("instructions", "instructions per inference (Cortex-M under QEMU: counts, not timings)"),
+                  ("bit_exact", "every int8 score bit-exact with the host (Cortex-M under QEMU)")]
+    for kind, title in kinds:
         lines = [f"{title}", "", "| device | " + " | ".join(table["variants"]) + " |",
                  "|---|" + "---|" * len(table["variants"])]
         for device in table["devices"]:
             row = table["cells"][device]
+            if not any(kind in cell for cell in row.values()) and kind != "accuracy":
+                continue
             emulated = any(c.get("emulated") for c in row.values())
             name = device + (" (EMULATED: not a board's speed)" if emulated and kind != "accuracy" else "")
             lines.append(f"| {name} | " + " | ".join(fmt(row.get(v, {}).get(kind), kind) for v in table["variants"]) + " |")
@@ -624,7 +642,8 @@ def plot_devices(table: dict, out_png: str | os.PathLike) -> Path:
 
     from edgemnist.artifacts import atomic_write_with
 
-    variants, devices = table["variants"], table["devices"]
+    variants = table["variants"]
+    devices = [d for d in table["devices"] if any(c.get("p50_us") for c in table["cells"][d].values())]
     width = 0.8 / max(len(devices), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) + 2), 4))
     for i, device in enumerate(devices):

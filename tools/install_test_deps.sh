@@ -4,11 +4,15 @@
 #   openssh-server         a throwaway sshd on 127.0.0.1 for `bench --remote` tests
 #   qemu-user-static       the emulated aarch64 Python of tools/arm64_sandbox.sh
 #   g++                    compiles the generated TFLite Micro C arrays back to bytes
+#   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make
+#                          cross-compile the firmware for Cortex-M (`edgemnist mcu`)
+#   qemu-system-arm xz-utils  run it on emulated Cortex-M4/M7/M55 boards; unpack a TFLM tree archive
 # Tests that need one of these skip with a reason when it is missing.
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ >/dev/null
+$SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ \
+  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make qemu-system-arm xz-utils >/dev/null
 echo "test packages installed"
