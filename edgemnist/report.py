@@ -5,7 +5,8 @@ Usage: edgemnist compare runs/default/tflite/*.tflite --out runs/default/report 
 Every variant is evaluated on the same test images and timed in the same run (latency
 rounds interleaved across variants, so a busy machine slows them all alike). "agreement"
 is the fraction of test images on which a variant predicts the same class as the float
-reference. report.json keys (stable; documented in the README):
+reference. report.json keys (stable; documented in the README); each variant's "path" is
+relative to the folder holding report.json, so the run folder can move:
 
     {"variants": [{"name", "path", "bytes", "gzip_bytes", "accuracy", "agreement",
                    "latency_us": {"p50", "p90", "p99", "mean", "std"}, "backend", "threads"}],
@@ -199,7 +200,7 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
         content = path.read_bytes()
         variants.append({
             "name": name,
-            "path": str(path),
+            "path": Path(os.path.relpath(path.resolve(), Path(out_dir).resolve())).as_posix(),
             "bytes": len(content),
             "gzip_bytes": gzip_size(content),
             "accuracy": float(np.mean(pred == split.labels)),

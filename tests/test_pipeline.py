@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,8 @@ def test_quick_pipeline_end_to_end_then_rerun_skips(tmp_path):
     for variant in report["variants"]:
         assert set(variant) == VARIANT_KEYS
         assert set(variant["latency_us"]) == {"p50", "p90", "p99", "mean", "std"}
-        tflite_info.validate(variant["path"])  # every exported model is whole
+        assert not Path(variant["path"]).is_absolute()
+        tflite_info.validate(out / "report" / variant["path"])  # relative to report.json; every model is whole
     by_name = {v["name"]: v for v in report["variants"]}
     assert by_name["int8"]["accuracy"] > 0.8 and by_name["int8"]["agreement"] > 0.9
     assert report["model"]["params"] == summary["train"]["params"]

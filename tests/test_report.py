@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,13 @@ def test_variants_are_named_by_their_manifest_and_measured(compared, variants):
     assert 0 < int8_row["gzip_bytes"] < int8_row["bytes"] * 1.1
     for row, variant in zip(report["variants"], ("float32", "int8")):
         assert row["accuracy"] == pytest.approx(evaluate(variants[variant], EvalConfig(limit=300))["accuracy"])
+
+
+def test_report_paths_are_relative_to_the_report_folder(compared, variants):
+    out, report = compared
+    for row, variant in zip(report["variants"], ("float32", "int8")):
+        assert not Path(row["path"]).is_absolute()
+        assert (out / row["path"]).resolve() == variants[variant].resolve()
 
 
 def test_agreement_counts_matching_predictions(compared, variants, mnist_test):
