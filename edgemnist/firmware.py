@@ -708,6 +708,9 @@ scratch memory of their own, which the margin is there for.
 `path/to/tflm_tree` is the output of TFLite Micro's `create_tflm_tree.py` (with
 `OPTIMIZED_KERNEL_DIR=cmsis_nn` for the CMSIS-NN kernels). `edgemnist mcu` also checks every
 score against the host bit for bit and reports flash, RAM and instructions per inference.
+`cortex_m/platform.c` prints and exits through semihosting (QEMU, or a board under a
+debugger); on a board without one, send `edgemnist_write` to a UART and replace
+`edgemnist_exit`. Instruction counts are exact under QEMU's `-icount shift=0` only.
 
 ## Use
 

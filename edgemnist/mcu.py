@@ -17,10 +17,12 @@ known length. QEMU does not model cycles: these are instruction counts, not timi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,8 +139,6 @@ def verify_folder(folder: Path) -> dict:
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{folder}: not a firmware folder (no {firmware.MANIFEST_NAME}); "
                                 "write one with `edgemnist firmware MODEL --out DIR`")
-    import json
-
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         files = manifest["files"]
@@ -491,8 +491,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_mcu(args) -> int:
-    import sys
-
     from edgemnist.cli import print_json
 
     config = McuConfig(cpu=args.cpu, kernels=args.kernels, tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs,

@@ -69,3 +69,20 @@ def test_bench_step_times_training_steps(tmp_path):
         assert all((v is None) == (name in result["unsupported"]) for name, v in row.items())
         assert all(v > 0 for v in row.values() if v is not None)
     assert row["dilated_depthwise"] is not None  # what `edgemnist train` itself runs works everywhere
+
+
+def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
+    from test_mcu import needs_mcu  # skips without the Arm toolchain, QEMU or a TFLM tree
+
+    if needs_mcu.args[0]:
+        pytest.skip(needs_mcu.kwargs["reason"])
+    out = tmp_path / "mcu.json"
+    assert _load("bench_mcu").main([str(tflite_models["int8"]), "--cpus", "cortex-m4", "--kernels", "cmsis_nn",
+                                    "--digits-per-class", "1", "--work-dir", str(tmp_path / "work"),
+                                    "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["variant"] == "model_int8" and row["cpu"] == "cortex-m4" and row["kernels"] == "cmsis_nn"
+    assert row["bit_exact"] and row["digits"] == 10 and row["instructions_per_inference"] > 0
+    assert len(row["top_ops"]) == 3 and row["flash_bytes"] > row["model_bytes"] > 0
+    assert result["targets"] == {}  # targets are read off the default variant only

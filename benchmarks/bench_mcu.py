@@ -1,0 +1,141 @@
+"""Every firmware-capable int8 variant on emulated Cortex-M4, M7 and M55, with TFLite Micro's reference and CMSIS-NN kernels.
+
+Usage: python benchmarks/bench_mcu.py runs/bench-export/tflite --tflm DIR [--digits-per-class 10] [--json benchmarks/results/mcu.json]
+
+For each int8 .tflite (given, or found in a folder) that `edgemnist firmware` accepts: writes
+its firmware folder with `--digits-per-class` real test digits per class, then for every core
+(`--cpus`) and kernel set (`--kernels`) runs `edgemnist mcu` (cross-compile, QEMU, bit-exact
+check against the host): correct/total on the embedded digits, bit-exact yes/no, flash, RAM,
+arena (stated and used), instructions per inference and the three most expensive ops.
+Compiled TFLite Micro objects are shared between folders (one cache per core and kernel set).
+Targets for the default model (int8_per_tensor) on Cortex-M4 with CMSIS-NN: bit-exact,
+<= 4.0 M instructions per inference, <= 160 KB flash, <= 48 KB RAM. Prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+INSTRUCTIONS_TARGET = 4_000_000
+FLASH_TARGET = 160 * 1024
+RAM_TARGET = 48 * 1024
+DEFAULT_VARIANT = "model_int8_per_tensor"
+
+
+def find_models(paths: list) -> list:
+    """.tflite files named, or inside the named folders, with an int8 input."""
+    from edgemnist.runtime import tflite_info
+
+    found = []
+    for p in map(Path, paths):
+        for c in (sorted(p.glob("*.tflite")) if p.is_dir() else [p]):
+            try:
+                model = tflite_info.read_model(c)
+            except (tflite_info.TFLiteFormatError, OSError) as exc:
+                print(f"skipping {c}: {exc}", file=sys.stderr)
+                continue
+            if model.inputs and model.inputs[0].dtype == "int8" and model.outputs[0].dtype == "int8":
+                found.append(c)
+    return found
+
+
+def row_from_report(variant: str, report: dict) -> dict:
+    mem, ins = report["memory"], report["instructions"]
+    return {
+        "variant": variant, "cpu": report["cpu"], "kernels": report["kernels"], "correct": report["correct"],
+        "digits": report["digits"], "bit_exact": report["ok"],
+        "litert_builtin": report["bit_exact"]["litert_builtin"],
+        "flash_bytes": mem["flash_bytes"], "ram_bytes": mem["ram_bytes"], "arena_bytes": mem["arena_bytes"],
+        "arena_used_bytes": mem["arena_used_bytes"], "stack_bytes": mem["stack_bytes"],
+        "model_bytes": mem["model_bytes"], "test_digit_bytes": mem["test_digit_bytes"],
+        "instructions_per_inference": ins["per_inference_mean"],
+        "estimate_ms_at_80mhz": ins["estimate_ms_at_80mhz"],
+        "top_ops": [{"index": o["index"], "op": o["op"], "instructions": o["instructions_per_inference"]}
+                    for o in sorted(ins["per_op"], key=lambda o: -o["instructions_per_inference"])[:3]],
+        "per_op": ins["per_op"], "build_seconds": report["build_seconds"], "run_seconds": report["run_seconds"],
+    }
+
+
+def format_table(rows: list) -> str:
+    lines = [f"{'variant':<26}{'cpu':<12}{'kernels':<11}{'right':>8}{'exact':>7}{'flash':>9}{'RAM':>8}"
+             f"{'arena':>8}{'used':>8}{'instr/inf':>12}  top ops (instructions)"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['variant']:<26}{r.get('cpu', ''):<12}{r.get('kernels', ''):<11}  {r['error']}")
+            continue
+        top = ", ".join(f"#{o['index']} {o['op']} {o['instructions'] / 1e6:.2f}M" for o in r["top_ops"])
+        lines.append(f"{r['variant']:<26}{r['cpu']:<12}{r['kernels']:<11}{r['correct']:>4}/{r['digits']:<3}"
+                     f"{'yes' if r['bit_exact'] else 'NO':>7}{r['flash_bytes']:>9,}{r['ram_bytes']:>8,}"
+                     f"{r['arena_bytes']:>8,}{r['arena_used_bytes']:>8,}{r['instructions_per_inference']:>12,}  {top}")
+    return "\n".join(lines)
+
+
+def targets(rows: list) -> dict:
+    """The default model on Cortex-M4 with CMSIS-NN against the issue's targets."""
+    row = next((r for r in rows if r["variant"] == DEFAULT_VARIANT and r.get("cpu") == "cortex-m4"
+                and r.get("kernels") == "cmsis_nn" and "error" not in r), None)
+    if row is None:
+        return {}
+    return {"row": f"{DEFAULT_VARIANT} cortex-m4 cmsis_nn",
+            "bit_exact": row["bit_exact"],
+            "instructions": {"value": row["instructions_per_inference"], "target": INSTRUCTIONS_TARGET,
+                             "meets": row["instructions_per_inference"] <= INSTRUCTIONS_TARGET},
+            "flash": {"value": row["flash_bytes"], "target": FLASH_TARGET, "meets": row["flash_bytes"] <= FLASH_TARGET},
+            "ram": {"value": row["ram_bytes"], "target": RAM_TARGET, "meets": row["ram_bytes"] <= RAM_TARGET}}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", help=".tflite files or folders of them")
+    parser.add_argument("--tflm", default=None, help="folder holding tree_reference/ and tree_cmsis_nn/ "
+                        "(create_tflm_tree.py outputs; default $EDGEMNIST_TFLM)")
+    parser.add_argument("--cpus", default="cortex-m4,cortex-m7,cortex-m55", help="comma-separated cores")
+    parser.add_argument("--kernels", default="reference,cmsis_nn", help="comma-separated kernel sets")
+    parser.add_argument("--digits-per-class", type=int, default=10, help="embedded test digits per class (default 10)")
+    parser.add_argument("--work-dir", default="runs/bench-mcu", help="firmware folders and builds (default %(default)s)")
+    parser.add_argument("--timeout", type=float, default=1800, help="QEMU seconds per run (default %(default)s)")
+    parser.add_argument("--json", default="benchmarks/results/mcu.json", help="where to write the JSON")
+    args = parser.parse_args(argv)
+
+    from edgemnist import firmware, mcu
+    from edgemnist.artifacts import atomic_write_json
+    from edgemnist.bench import machine_info
+
+    models = find_models(args.paths)
+    if not models:
+        print("no int8 .tflite found in " + ", ".join(args.paths), file=sys.stderr)
+        return 2
+    cpus, kernel_sets = args.cpus.split(","), args.kernels.split(",")
+    rows, total = [], len(models) * len(cpus) * len(kernel_sets)
+    for path in models:
+        variant = path.stem
+        folder = Path(args.work_dir) / variant
+        try:
+            firmware.generate(path, folder, firmware.FirmwareConfig(digits_per_class=args.digits_per_class, name="mnist"))
+        except ValueError as exc:
+            rows.append({"variant": variant, "error": f"not for TFLite Micro: {exc}"})
+            print(rows[-1]["error"], file=sys.stderr)
+            continue
+        for cpu in cpus:
+            for kernels in kernel_sets:
+                print(f"[{len(rows) + 1}/{total}] {variant} on {cpu} with {kernels} ...", file=sys.stderr, flush=True)
+                config = mcu.McuConfig(cpu=cpu, kernels=kernels, tflm=args.tflm, timeout_s=args.timeout,
+                                       build_dir=str(folder / "build" / f"{cpu}-{kernels}"))
+                try:
+                    rows.append(row_from_report(variant, mcu.run_mcu(folder, config)))
+                except mcu.FirmwareRunError as exc:
+                    rows.append({"variant": variant, "cpu": cpu, "kernels": kernels, "error": str(exc)})
+    print(format_table(rows))
+    result = {"rows": rows, "targets": targets(rows), "digits_per_class": args.digits_per_class,
+              "tflite_micro_version": firmware.micro_version(), "machine": machine_info(),
+              "command": "python benchmarks/bench_mcu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "note": "instruction counts under qemu-system-arm -icount shift=0, not cycles; "
+                      "estimate_ms_at_80mhz assumes 1 instruction per cycle"}
+    atomic_write_json(args.json, result)
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
