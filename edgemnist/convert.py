@@ -6,7 +6,7 @@ One table (`VARIANTS`) names each variant, the file it writes, what it needs (th
 model, a pruned or QAT model, or the float32 .tflite) and which quantizer makes it; one
 small function per quantizer does the real work. Every .tflite is exported from a
 static-batch-1 copy of the model, so dilated convolutions stay one native op (no
-SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND; see PLATFORM_NOTES.md).
+SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, whose int8 form TFLite Micro runs wrongly).
 
 Files: `<stem>_<variant>.tflite` and its manifest `<stem>_<variant>.tflite.json` (written
 after the .tflite, both atomically). Exports are deterministic: the same source model

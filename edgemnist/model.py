@@ -199,7 +199,7 @@ def with_batch_size(model, batch_size: Optional[int] = 1):
     """A copy of `model` (same weights) whose input has a static batch size.
 
     TFLite export uses batch 1: the converter then lowers dilated convolutions to one native
-    op (see PLATFORM_NOTES.md), which TFLite Micro runs correctly.
+    op rather than SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND, which TFLite Micro runs wrongly in int8.
     """
     k = keras()
     config = model.get_config()

@@ -16,7 +16,7 @@
 #
 # Settings (environment):
 #   LITERT_VERSION  ai-edge-litert for aarch64 (default 1.4.0: 2.3.0's aarch64 wheel
-#                   segfaults inside Interpreter() under qemu-user 7.2; see PLATFORM_NOTES)
+#                   segfaults inside Interpreter() under qemu-user 7.2)
 #   NUMPY_VERSION   numpy for aarch64 (default 2.2.6)
 #   PYTHON          the host Python whose pip downloads the wheels (default: the repo's
 #                   .venv/bin/python when present, else python3)
