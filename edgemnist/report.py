@@ -328,6 +328,29 @@ def _save(fig, path: Path) -> None:
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), suffix=".png")
 
 
+def accuracy_vs_size_figure(variants: Sequence[dict], n: int):
+    """Accuracy against file size, one marker per variant, named in a legend beside the axes.
+
+    Variants often sit on top of each other (same size, accuracies 0.01 pp apart), so the
+    names are not written at the points, where they would overlap: each variant gets its
+    own colour and marker, and the legend lists it with its size and accuracy.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>p"
+    for i, v in enumerate(variants):
+        kib, acc = v["bytes"] / 1024, v["accuracy"] * 100
+        ax.scatter(kib, acc, s=46, color=colors[i % len(colors)], marker=markers[i % len(markers)],
+                   edgecolors="black", linewidths=0.4, label=f"{v['name']} ({kib:.1f} KiB, {acc:.2f} %)")
+    ax.set_xlabel("file size (KiB)")
+    ax.set_ylabel(f"test accuracy (%), n={n:,}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    return fig
+
+
 def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: list, ref: int,
                 int8: Optional[int]) -> dict:
     """Writes the PNG plots; returns {plot key: file name} of those written (empty without matplotlib)."""
@@ -343,14 +366,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
     variants = report["variants"]
     names = [v["name"] for v in variants]
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for v in variants:
-        ax.scatter(v["bytes"] / 1024, v["accuracy"] * 100, s=40)
-        ax.annotate(v["name"], (v["bytes"] / 1024, v["accuracy"] * 100), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("file size (KiB)")
-    ax.set_ylabel(f"test accuracy (%), n={report['dataset']['n']:,}")
-    ax.grid(alpha=0.3)
+    fig = accuracy_vs_size_figure(variants, report["dataset"]["n"])
     _save(fig, out_dir / PLOT_FILES["accuracy_vs_size"])
     plt.close(fig)
     written["accuracy_vs_size"] = PLOT_FILES["accuracy_vs_size"]

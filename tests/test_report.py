@@ -189,3 +189,25 @@ def test_compare_result_json_from_several_machines(variants, tmp_path, capsys):
     assert (tmp_path / "devices" / "devices.png").read_bytes()[:8] == PNG_MAGIC
     assert cli.main(["compare", str(files[0]), str(variants["int8"]), "--out", str(tmp_path / "x")]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_accuracy_vs_size_labels_never_overlap():
+    # Variants that sit on one point (same size, accuracies 0.01 pp apart) used to get labels
+    # printed over each other; each is now named once, in a legend laid out line by line.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from edgemnist.report import accuracy_vs_size_figure
+
+    variants = [{"name": f"variant_{i}", "bytes": 35_000 + (i % 3) * 8, "accuracy": 0.9953 + (i % 2) * 1e-4}
+                for i in range(12)]
+    fig = accuracy_vs_size_figure(variants, 10_000)
+    ax = fig.axes[0]
+    assert not ax.texts  # nothing written at the points
+    legend = ax.get_legend()
+    assert [t.get_text().split(" ")[0] for t in legend.get_texts()] == [v["name"] for v in variants]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in legend.get_texts()]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for box in boxes)  # beside the axes
