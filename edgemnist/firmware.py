@@ -372,10 +372,11 @@ def micro_predict(path: str | os.PathLike, model_input: np.ndarray, arena_size: 
     return np.stack(outputs)
 
 
-def litert_raw_outputs(path: str | os.PathLike, model_input: np.ndarray, xnnpack: bool = False) -> np.ndarray:
+def litert_raw_outputs(model, model_input: np.ndarray, xnnpack: bool = False) -> np.ndarray:
     """Raw int8 outputs (N, classes) of LiteRT for already-quantized inputs.
 
     Args:
+        model: a .tflite path, or the model's bytes.
         xnnpack: False runs LiteRT's builtin kernels (the ones TFLite Micro derives from,
             bit-exact with it here); True the default XNNPACK delegate, which rounds
             differently and is what `Runner` uses on a Pi.
@@ -387,7 +388,8 @@ def litert_raw_outputs(path: str | os.PathLike, model_input: np.ndarray, xnnpack
 
         raise MissingExtraError(f"comparing with LiteRT needs ai-edge-litert: pip install ai-edge-litert ({exc})") from None
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=os.fspath(path), experimental_op_resolver_type=resolver)
+    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}
+    interpreter = Interpreter(**source, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
     in_index = interpreter.get_input_details()[0]["index"]
     out_index = interpreter.get_output_details()[0]["index"]
@@ -399,8 +401,13 @@ def litert_raw_outputs(path: str | os.PathLike, model_input: np.ndarray, xnnpack
     return np.stack(outputs)
 
 
-def compare_with_litert(path: str | os.PathLike, model_input: np.ndarray, arena_size: int) -> dict:
+def compare_with_litert(path: str | os.PathLike, model_input: np.ndarray, arena_size: int,
+                        micro: Optional[np.ndarray] = None) -> dict:
     """TFLite Micro against LiteRT (builtin kernels, and the default XNNPACK delegate) on the same int8 inputs.
+
+    Args:
+        micro: TFLite Micro's outputs for `model_input` when the caller already has them
+            (`micro_predict`); run here otherwise.
 
     Returns:
         {"digits", "litert_version", "builtin": {...}, "xnnpack": {...}}, each comparison with
@@ -408,7 +415,7 @@ def compare_with_litert(path: str | os.PathLike, model_input: np.ndarray, arena_
     """
     from importlib import metadata
 
-    micro = micro_predict(path, model_input, arena_size).astype(np.int32)
+    micro = (micro_predict(path, model_input, arena_size) if micro is None else micro).astype(np.int32)
     result = {"digits": int(len(model_input)), "litert_version": metadata.version("ai-edge-litert")}
     for key, xnnpack in (("builtin", False), ("xnnpack", True)):
         reference = litert_raw_outputs(path, model_input, xnnpack).astype(np.int32)
@@ -836,7 +843,8 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     inp = model.inputs[0]
     images, labels = select_test_digits(config.digits_per_class, config.data_dir)
     digits = quantize_images(images, inp.scale, inp.zero_point).reshape((len(images),) + tuple(inp.shape[1:]))
-    check = compare_with_litert(model_path, digits, arena.stated)
+    expected = micro_predict(model_path, digits, arena.stated)
+    check = compare_with_litert(model_path, digits, arena.stated, micro=expected)
     if check["builtin"]["argmax_agreement"] < MIN_LITERT_AGREEMENT:
         raise ValueError(
             f"{model_path}: TFLite Micro and LiteRT agree on only {check['builtin']['argmax_agreement']:.0%} "
@@ -846,7 +854,6 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     files = {}
     files.update(render_model_data(stem, model_name, data))
     files[f"{stem}_model_settings.h"] = render_settings(stem, model_name, model.sha256, model, ops, arena, version)
-    expected = micro_predict(model_path, digits, arena.stated)
     files.update(render_test_digits(stem, model_name, model.sha256, digits, labels, expected))
     files.update(render_main(stem, model_name, model.sha256, int(expected.shape[1])))
     files.update(render_cortex_m(stem, model_name, model.sha256, ops))

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import firmware
+from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import sha256_bytes
 
 # Core -> (QEMU machine, QEMU cpu). mps2-an386 is a Cortex-M4 board, mps2-an500 a Cortex-M7 one,
@@ -327,24 +328,6 @@ def run_firmware(elf: Path, config: McuConfig, tools: dict) -> dict:
             "command": " ".join(cmd)}
 
 
-def litert_builtin_scores(model: bytes, digits: np.ndarray) -> Optional[np.ndarray]:
-    """LiteRT's builtin-kernel int8 scores for the digits, or None without ai-edge-litert."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError:
-        return None
-    interpreter = Interpreter(model_content=model,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    scores = []
-    for x in digits:
-        interpreter.set_tensor(inp, x[None])
-        interpreter.invoke()
-        scores.append(np.array(interpreter.get_tensor(out)).reshape(-1))
-    return np.stack(scores).astype(np.int8)
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -375,7 +358,10 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
         raise FirmwareRunError(f"{built['elf']}: the firmware stopped before reporting all {n} digits "
                                f"(exit status {ran['returncode']}): {_tail(ran['output'])}")
     scores = np.array([parsed["digits"][i]["scores"] for i in range(n)], np.int8)
-    litert = litert_builtin_scores(model, digits)
+    try:
+        litert = firmware.litert_raw_outputs(model, digits).astype(np.int8)
+    except MissingExtraError:  # no ai-edge-litert here: reported as not checked
+        litert = None
     labels = manifest["test_digits"]["labels"]
     predicted = scores.argmax(axis=1)
     instructions = np.array([parsed["invokes"][i] for i in sorted(parsed["invokes"])], np.int64)
