@@ -12,7 +12,6 @@ TensorFlow (imported only there); without a GPU, `--device gpu` says so and skip
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
+from edgemnist.machine import cpu_model, machine_info
 from edgemnist.runtime import BACKENDS, Runner
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
@@ -60,32 +60,6 @@ def latency_percentiles(samples_us) -> dict:
         "p50": round(float(p50), 2), "p90": round(float(p90), 2), "p99": round(float(p99), 2),
         "mean": round(float(a.mean()), 2), "std": round(float(a.std()), 2),
         "min": round(float(a.min()), 2), "max": round(float(a.max()), 2),
-    }
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name where the OS says it, else platform.processor() or the machine."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Hardware", "Model") and value.strip():
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    """The machine a measurement ran on: {"cpu", "cores", "machine", "system", "python", "numpy", "hostname"}."""
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "system": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "hostname": platform.node(),
     }
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from edgemnist import firmware
 from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import sha256_bytes
+from edgemnist.machine import usable_cores
 
 # Core -> (QEMU machine, QEMU cpu). mps2-an386 is a Cortex-M4 board, mps2-an500 a Cortex-M7 one,
 # mps3-an547 the Corstone-300 subsystem with a Cortex-M55.
@@ -70,7 +71,7 @@ class McuConfig:
     kernels: str = "cmsis_nn"  # "reference" or "cmsis_nn": TFLite Micro's kernel set
     tflm: Optional[str] = None  # a create_tflm_tree.py tree, or a folder holding tree_<kernels>/ (default $EDGEMNIST_TFLM)
     timeout_s: float = 300.0  # QEMU wall-clock limit; a firmware that runs longer counts as hung
-    jobs: int = max(1, os.cpu_count() or 1)  # parallel compiler processes
+    jobs: int = max(1, usable_cores() or 1)  # parallel compiler processes
     build_dir: Optional[str] = None  # default: <folder>/build/<cpu>-<kernels>
     cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default $EDGEMNIST_CACHE or ~/.cache/edgemnist)
 

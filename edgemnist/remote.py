@@ -15,6 +15,7 @@ need fixing); a benchmark that fails on the device raises `RemoteRunError` (exit
 """
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import os
@@ -28,6 +29,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
+
+from edgemnist import machine
+from edgemnist.machine import describe_device  # noqa: F401 - edgemnist.remote.describe_device, as before
 
 # Options of the local `bench` command that do not travel to the device: they are about
 # where the result goes here, or about the SSH connection itself.
@@ -43,131 +47,6 @@ _SSH_UNREACHABLE = re.compile(
     r"banner exchange", re.IGNORECASE)
 _SSH_AUTH = re.compile(r"permission denied|too many authentication failures|"
                        r"no more authentication methods", re.IGNORECASE)
-
-# Runs on the device with nothing but the Python standard library (3.6+): describes the
-# machine, says what is importable and makes the working folder. One JSON line on stdout.
-# describe_device() runs the same code here, so local and remote results carry equal tags.
-DEVICE_PROBE = r'''
-import json, os, platform, sys, tempfile
-
-def read_text(path):
-    try:
-        with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "replace").strip("\x00 \n") or None
-    except OSError:
-        return None
-
-def cpu_model():
-    fields = {}
-    for line in (read_text("/proc/cpuinfo") or "").splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    for key in ("model name", "Model", "Hardware", "Processor", "cpu model"):
-        if fields.get(key):
-            return fields[key]
-    return platform.processor() or platform.machine()
-
-def version_of(dist, module):
-    try:
-        from importlib import metadata
-        return metadata.version(dist)
-    except Exception:
-        return getattr(module, "__version__", None) if module is not None else None
-
-def backend():
-    import importlib
-    # Named as edgemnist.runtime names its backends, tried in the same order.
-    for name, dist in (("ai_edge_litert", "ai-edge-litert"), ("tflite_runtime", "tflite-runtime")):
-        try:
-            importlib.import_module(name + ".interpreter")
-        except Exception:
-            continue
-        return {"name": name, "version": version_of(dist, None)}
-    import importlib.util
-    if importlib.util.find_spec("tensorflow") is not None:  # not imported: far too slow for a probe
-        return {"name": "tf.lite", "version": version_of("tensorflow", None)}
-    return None
-
-def package_version(name):
-    try:
-        module = __import__(name)
-    except Exception:
-        return None
-    return getattr(module, "__version__", None) or version_of(name, None) or "unknown"
-
-def source_digest(name):
-    # sha256 over a pure-Python package's .py files (relative path and bytes, sorted):
-    # equal digests mean the device would run exactly the code this machine runs.
-    import hashlib
-    try:
-        root = os.path.dirname(__import__(name).__file__)
-    except Exception:
-        return None
-    files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        files += [os.path.join(folder, n) for n in names if n.endswith(".py")]
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: os.path.relpath(p, root).replace(os.sep, "/")):
-        digest.update(os.path.relpath(path, root).replace(os.sep, "/").encode() + b"\0")
-        with open(path, "rb") as fh:
-            digest.update(fh.read() + b"\0")
-    return digest.hexdigest()
-
-def x86_host_under_arm():
-    # qemu-user passes the host's /proc/cpuinfo through: an Arm Python reading an x86 CPU
-    # description is being emulated, and its timings say nothing about a board.
-    text = read_text("/proc/cpuinfo") or ""
-    arm = platform.machine().lower() in ("aarch64", "arm64") or platform.machine().lower().startswith("arm")
-    return arm and ("GenuineIntel" in text or "AuthenticAMD" in text or "\nflags" in text)
-
-def describe(make_workdir=False):
-    emulated = x86_host_under_arm()
-    name = read_text("/proc/device-tree/model") or cpu_model()
-    if emulated:
-        name = "emulated %s (qemu-user on %s)" % (platform.machine(), cpu_model())
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "device": name,
-        "cpu": cpu_model(),
-        "machine": platform.machine(),
-        "emulated": emulated,
-        "cores": cores,
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "python_executable": sys.executable,
-        "numpy": package_version("numpy"),
-        "backend": backend(),
-        "edgemnist": package_version("edgemnist"),
-        "edgemnist_digest": source_digest("edgemnist"),
-        "workdir": tempfile.mkdtemp(prefix="edgemnist-remote-") if make_workdir else None,
-    }
-
-if __name__ == "__main__":
-    print(json.dumps(describe(make_workdir="--mkdtemp" in sys.argv)))
-'''
-
-
-def describe_device() -> dict:
-    """Describes this machine as a remote result's "remote" tag describes its device.
-
-    Returns:
-        device (on a Raspberry Pi /proc/device-tree/model, else the CPU model; "emulated ..."
-        under qemu-user), cpu, machine, emulated, cores, os, python, python_executable,
-        numpy, backend ({"name", "version"} or None), edgemnist (version or None) and
-        edgemnist_digest (sha256 of its .py files or None).
-    """
-    device = _probe_functions()["describe"]()
-    device.pop("workdir")
-    return device
-
-
-def _probe_functions() -> dict:
-    """The probe's functions, run here instead of on a device."""
-    namespace = {"__name__": "edgemnist_device_probe"}
-    exec(compile(DEVICE_PROBE, "<edgemnist device probe>", "exec"), namespace)  # noqa: S102 - our own constant
-    return namespace
-
 
 class RemoteSetupError(ValueError):
     """The device cannot be used as given (unreachable, key refused, no Python or interpreter)."""
@@ -363,7 +242,7 @@ def bench_remote(config: RemoteConfig, model_path: str | os.PathLike, bench_args
     workdir = device.pop("workdir")
     try:
         # The device's own edgemnist runs only when it is exactly this code; else ours travels.
-        same_code = device.get("edgemnist_digest") == _probe_functions()["source_digest"]("edgemnist")
+        same_code = device.get("edgemnist_digest") == machine.source_digest("edgemnist")
         runtime_source = "installed" if same_code else "copied"
         with tempfile.TemporaryDirectory(prefix="edgemnist-remote-") as staging:
             sources = [str(model_path)]
@@ -407,13 +286,16 @@ def describe_result_device(result: dict) -> str:
 
 
 def probe_device(config: RemoteConfig, make_workdir: bool = False) -> dict:
-    """Describes the device as describe_device() does, plus "workdir" (made there when asked).
+    """Describes the device as `machine.describe_device` does, with "workdir" made there when asked.
+
+    The device runs edgemnist/machine.py itself: its source goes to the device's Python on
+    stdin, so the probe needs no edgemnist installed there.
 
     Raises:
         RemoteSetupError: unreachable, key refused, Python missing, or no numpy/interpreter.
     """
     argv = config.ssh_command(" ".join(shlex.quote(a) for a in [config.python, "-", *(["--mkdtemp"] if make_workdir else [])]))
-    completed = _run(argv, config, _STEP_TIMEOUT_S, "probe", stdin=DEVICE_PROBE, check=False)
+    completed = _run(argv, config, _STEP_TIMEOUT_S, "probe", stdin=inspect.getsource(machine), check=False)
     if completed.returncode in (126, 127):
         raise RemoteSetupError(
             f"{config.destination}: Python not found on the device: {config.python!r} "
@@ -515,150 +397,3 @@ def _package_zip(path: Path) -> Path:
                 zf.write(file, rel.as_posix())
     path.write_bytes(buffer.getvalue())
     return path
-
-
-# --------------------------------------------------------------------------- several devices, one table
-
-
-def device_label(result: dict) -> str:
-    """The device a bench/eval result was measured on: the remote device name, else CPU [arch]."""
-    if isinstance(result.get("remote"), dict) and result["remote"].get("device"):
-        return str(result["remote"]["device"])
-    machine = result.get("machine") or {}
-    if isinstance(machine, dict) and machine.get("cpu"):
-        return f"{machine['cpu']} [{machine.get('machine', '?')}]"
-    return "unknown device"
-
-
-def _load_results(path: Path) -> list[dict]:
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such result file") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError(f"{path}: not a JSON result file ({exc})") from None
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(item, dict) and "model" in item for item in items):
-        raise ValueError(f"{path}: expected `edgemnist bench --json` or `eval --json` output (objects with a 'model' key)")
-    return items
-
-
-def compare_devices(paths: Sequence[str | os.PathLike]) -> dict:
-    """Gathers bench and eval JSON results from several machines into device x variant tables.
-
-    A variant is the model file's stem (e.g. model_int8); a device is `device_label`. Bench
-    results give p50 latency and throughput, eval results accuracy (an eval result without a
-    machine tag counts for every device that benchmarked that variant: the x86 and aarch64
-    runs were checked to agree).
-
-    Args:
-        paths: JSON files written by `edgemnist bench --json` / `eval --json` / `mcu --json`
-            (one object or a list). An mcu result is the device "<cpu> <kernels> (QEMU)".
-
-    Returns:
-        {"devices": [...], "variants": [...], "cells": {device: {variant: {"p50_us",
-        "throughput_ips", "accuracy", "threads", "backend", "emulated"} or, for mcu results,
-        {"instructions", "bit_exact", "flash_bytes", "ram_bytes", "emulated"}}}, "sources": [...]}.
-
-    Raises:
-        FileNotFoundError: a file is missing. ValueError: a file is not a result.
-    """
-    cells: dict[str, dict[str, dict]] = {}
-    accuracy_any: dict[str, float] = {}
-    for path in map(Path, paths):
-        for result in _load_results(path):
-            if "instructions" in result and "kernels" in result:  # `edgemnist mcu --json`
-                variant = Path(str(result["model"]["name"])).stem
-                cell = cells.setdefault(f"{result['cpu']} {result['kernels']} (QEMU)", {}).setdefault(variant, {})
-                cell.update(instructions=result["instructions"]["per_inference_mean"], emulated=True,
-                            bit_exact=result["ok"], flash_bytes=result["memory"]["flash_bytes"],
-                            ram_bytes=result["memory"]["ram_bytes"])
-                continue
-            variant = Path(str(result["model"])).stem
-            if "latency_us" in result:
-                cell = cells.setdefault(device_label(result), {}).setdefault(variant, {})
-                cell.update(
-                    p50_us=result["latency_us"].get("p50"),
-                    throughput_ips=(result.get("throughput") or {}).get("images_per_second"),
-                    threads=result.get("threads"),
-                    backend=f"{result.get('backend')} {result.get('backend_version')}",
-                    emulated=bool((result.get("remote") or {}).get("emulated")),
-                )
-            elif "accuracy" in result:
-                if result.get("remote") or result.get("machine"):
-                    cells.setdefault(device_label(result), {}).setdefault(variant, {})["accuracy"] = result["accuracy"]
-                else:
-                    accuracy_any[variant] = result["accuracy"]
-            else:
-                raise ValueError(f"{path}: result for {result['model']} has neither latency_us nor accuracy")
-    for row in cells.values():
-        for variant, cell in row.items():
-            if "accuracy" not in cell and variant in accuracy_any:
-                cell["accuracy"] = accuracy_any[variant]
-    variants = sorted({v for row in cells.values() for v in row} | set(accuracy_any))
-    return {"devices": sorted(cells), "variants": variants, "cells": cells, "sources": [str(p) for p in paths]}
-
-
-def format_device_tables(table: dict) -> str:
-    """Markdown tables (accuracy, p50 latency, throughput), one row per device, one column per variant."""
-    def fmt(value, kind):
-        if value is None:
-            return "-"
-        if kind == "bit_exact":
-            return "yes" if value else "NO"
-        return {"accuracy": f"{100 * value:.2f} %", "p50_us": f"{value:,.1f}", "throughput_ips": f"{value:,.0f}",
-                "instructions": f"{value:,}"}[kind]
-
-    blocks = []
-    kinds = [("accuracy", "accuracy"), ("p50_us", "p50 latency (us, 1 image)"),
-             ("throughput_ips", "throughput (images/s, batched)")]
-    if any("instructions" in cell for row in table["cells"].values() for cell in row.values()):
-        kinds += [("instructions", "instructions per inference (Cortex-M under QEMU: counts, not timings)"),
-                  ("bit_exact", "every int8 score bit-exact with the host (Cortex-M under QEMU)")]
-    for kind, title in kinds:
-        lines = [f"{title}", "", "| device | " + " | ".join(table["variants"]) + " |",
-                 "|---|" + "---|" * len(table["variants"])]
-        for device in table["devices"]:
-            row = table["cells"][device]
-            if not any(kind in cell for cell in row.values()) and kind != "accuracy":
-                continue
-            emulated = any(c.get("emulated") for c in row.values())
-            name = device + (" (EMULATED: not a board's speed)" if emulated and kind != "accuracy" else "")
-            lines.append(f"| {name} | " + " | ".join(fmt(row.get(v, {}).get(kind), kind) for v in table["variants"]) + " |")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def plot_devices(table: dict, out_png: str | os.PathLike) -> Path:
-    """Writes a grouped bar chart of p50 latency per variant and device (log scale) as PNG.
-
-    Raises:
-        ImportError: matplotlib is not installed (pip install 'edgemnist[plots]').
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgemnist.artifacts import atomic_write_with
-
-    variants = table["variants"]
-    devices = [d for d in table["devices"] if any(c.get("p50_us") for c in table["cells"][d].values())]
-    width = 0.8 / max(len(devices), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) + 2), 4))
-    for i, device in enumerate(devices):
-        row = table["cells"][device]
-        values = [row.get(v, {}).get("p50_us") or 0 for v in variants]
-        emulated = any(c.get("emulated") for c in row.values())
-        ax.bar([x + i * width for x in range(len(variants))], values, width,
-               label=device + (" (emulated)" if emulated and "emulated" not in device else ""),
-               hatch="//" if emulated else None)
-    ax.set_xticks([x + width * (len(devices) - 1) / 2 for x in range(len(variants))], variants)
-    ax.set_yscale("log")
-    ax.set_ylabel("p50 latency per image (us, log)")
-    ax.set_title("edgemnist bench: variants x devices")
-    ax.legend(fontsize=7)
-    path = atomic_write_with(out_png, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"),
-                             suffix=".png")
-    plt.close(fig)
-    return Path(path)

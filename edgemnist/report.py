@@ -29,8 +29,9 @@ import numpy as np
 
 from edgemnist import data
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size
-from edgemnist.bench import timed_invokes, latency_percentiles, machine_info
+from edgemnist.bench import latency_percentiles, timed_invokes
 from edgemnist.evaluate import check_digit_classifier, confusion_matrix
+from edgemnist.machine import machine_info
 from edgemnist.runtime import BACKENDS, Runner
 
 log = logging.getLogger(__name__)
@@ -324,7 +325,8 @@ def markdown_report(report: dict, plots: dict, reference_name: str) -> str:
 # --------------------------------------------------------------------------- plots
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path) -> None:
+    """Writes a matplotlib figure to `path` as PNG, atomically (every plot of compare's reports)."""
     atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), suffix=".png")
 
 
@@ -367,7 +369,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
     names = [v["name"] for v in variants]
 
     fig = accuracy_vs_size_figure(variants, report["dataset"]["n"])
-    _save(fig, out_dir / PLOT_FILES["accuracy_vs_size"])
+    save_png(fig, out_dir / PLOT_FILES["accuracy_vs_size"])
     plt.close(fig)
     written["accuracy_vs_size"] = PLOT_FILES["accuracy_vs_size"]
 
@@ -384,7 +386,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
     ax.invert_yaxis()
     ax.set_xlabel(f"single-image latency (us), {variants[0]['backend']}, {variants[0]['threads']} thread(s)")
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, out_dir / PLOT_FILES["latency"])
+    save_png(fig, out_dir / PLOT_FILES["latency"])
     plt.close(fig)
     written["latency"] = PLOT_FILES["latency"]
 
@@ -405,7 +407,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
         ax.set_ylabel("true")
         ax.set_xticks(range(10))
         ax.set_yticks(range(10))
-    _save(fig, out_dir / PLOT_FILES["confusion"])
+    save_png(fig, out_dir / PLOT_FILES["confusion"])
     plt.close(fig)
     written["confusion"] = PLOT_FILES["confusion"]
 
@@ -422,7 +424,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
     fig.suptitle(f"{len(differ)} of {len(split):,} test digits where {names[ref]} and {names[int8]} disagree"
                  + (f" (first {len(shown)} shown)" if len(differ) > len(shown) else "")
                  + "; caption: index, label, float vs int8", fontsize=9)
-    _save(fig, out_dir / PLOT_FILES["disagreements"])
+    save_png(fig, out_dir / PLOT_FILES["disagreements"])
     plt.close(fig)
     written["disagreements"] = PLOT_FILES["disagreements"]
     return written
@@ -483,20 +485,20 @@ def _run_compare(args) -> int:
 
 def _run_compare_devices(args) -> int:
     """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
-    from edgemnist import remote
+    from edgemnist import report_devices
     from edgemnist.cli import print_json
 
-    table = remote.compare_devices(args.models)
+    table = report_devices.compare_devices(args.models)
     out = Path(args.out)
     atomic_write_json(out / "devices.json", table)
     if not args.no_plots:
         try:
-            remote.plot_devices(table, out / "devices.png")
+            report_devices.plot_devices(table, out / "devices.png")
         except ImportError:
             log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
     if args.json:
         print_json(table)
     else:
-        print(remote.format_device_tables(table))
+        print(report_devices.format_device_tables(table))
         print(f"wrote {out / 'devices.json'}")
     return 0

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemnist import __version__, remote
-from edgemnist.remote import RemoteConfig, RemoteRunError, RemoteSetupError
+from edgemnist import __version__, remote, report_devices
+from edgemnist.remote import RemoteConfig, RemoteSetupError
 
 SSHD = "/usr/sbin/sshd"
 FAILURE_BOUND_S = 60  # a failing remote command must give up well within this
@@ -186,13 +186,13 @@ def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite, tmp_path
     # Both results in one device x variant table (and a plot).
     (tmp_path / "local.json").write_text(local.stdout)
     (tmp_path / "remote.json").write_text(run.stdout)
-    table = remote.compare_devices([tmp_path / "local.json", tmp_path / "remote.json"])
+    table = report_devices.compare_devices([tmp_path / "local.json", tmp_path / "remote.json"])
     assert table["variants"] == [tiny_tflite.stem] and len(table["devices"]) == 2
     p50s = sorted(table["cells"][d][tiny_tflite.stem]["p50_us"] for d in table["devices"])
     assert p50s == sorted([local_result["latency_us"]["p50"], result["latency_us"]["p50"]])
-    text = remote.format_device_tables(table)
+    text = report_devices.format_device_tables(table)
     assert all(d in text for d in table["devices"]) and "p50 latency" in text
-    assert remote.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report_devices.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
@@ -227,14 +227,3 @@ def test_package_zip_is_the_device_install(tmp_path):
     assert "edgemnist/cli.py" in names and "edgemnist/remote.py" in names
     assert "edgemnist/datasets/mnist/t10k-images-idx3-ubyte.gz" in names
     assert not any(n.startswith("edgemnist/datasets/mnist/train-") for n in names)
-
-
-def test_compare_devices_rejects_files_that_are_not_results(tmp_path):
-    (tmp_path / "x.json").write_text('{"hello": 1}')
-    with pytest.raises(ValueError, match="x.json: expected `edgemnist bench --json`"):
-        remote.compare_devices([tmp_path / "x.json"])
-    (tmp_path / "y.json").write_text("not json")
-    with pytest.raises(ValueError, match="y.json: not a JSON result file"):
-        remote.compare_devices([tmp_path / "y.json"])
-    with pytest.raises(FileNotFoundError, match="no such result file"):
-        remote.compare_devices([tmp_path / "missing.json"])
