@@ -16,9 +16,11 @@ import importlib
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Optional, Sequence
 
-from edgemnist import __version__
+from edgemnist import __version__, console
 from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import OutputError
 
@@ -83,11 +85,48 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Main job: edgemnist pipeline --out runs/default. Every command takes --help.",
     )
     parser.add_argument("--version", action="version", version=f"edgemnist {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="let TensorFlow, the TFLite converter, AI Edge Quantizer and LiteRT print their own "
+                        "output (by default it goes to a log: <out>/logs/<command>.log, shown if the command fails)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(subparsers)
     _add_info(subparsers)
     return parser
+
+
+# Commands whose --out folder keeps the native-output log (logs/<command>.log); the others
+# log to a temporary file that is kept, and named, only when the command fails. `firmware`
+# is not listed: its folder is an artifact checked file by file against its manifest.
+LOG_IN_OUT = ("train", "finetune", "optimize", "export", "compare", "pipeline")
+
+
+def _native_log(args) -> tuple[Path, bool]:
+    """(where the command's native output goes, whether the file is temporary)."""
+    out = getattr(args, "out", None)
+    if args.command in LOG_IN_OUT and out:
+        return Path(out) / "logs" / f"{args.command}.log", False
+    handle, path = tempfile.mkstemp(prefix=f"edgemnist-{args.command}-", suffix=".log")
+    os.close(handle)
+    return Path(path), True
+
+
+def _run(args) -> int:
+    """Runs the command's handler with native output captured (console.native_output_to)."""
+    if args.verbose:
+        os.environ[console.VERBOSE_ENV] = "1"  # also for the stages and child processes it starts
+    if console.verbose():
+        return int(args.func(args) or 0)
+    log_path, temporary = _native_log(args)
+    failed = True
+    try:
+        with console.native_output_to(log_path):
+            status = int(args.func(args) or 0)
+        failed = status != 0
+        return status
+    finally:
+        if temporary and (not failed or not log_path.stat().st_size):
+            log_path.unlink(missing_ok=True)
 
 
 def _fail(status: int, message: str) -> int:
@@ -102,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        return _run(args)
     except KeyboardInterrupt:
         return _fail(130, "interrupted")
     except MissingExtraError as exc:

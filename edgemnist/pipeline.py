@@ -69,8 +69,9 @@ def _fingerprint(settings: dict, inputs: list) -> str:
 class _Stages:
     """Runs stages, skipping those whose fingerprint and outputs are unchanged since the last run."""
 
-    def __init__(self, out: Path, log: Callable[[str], None]):
-        self.out, self.log = out, log
+    def __init__(self, out: Path, log: Callable[[str], None], stages: tuple = STAGES):
+        self.out, self.log, self.stages = out, log, stages
+        self.started = time.monotonic()
         self.path = out / STATE_FILE
         try:
             self.state = json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -81,16 +82,31 @@ class _Stages:
     def _intact(self, record: dict) -> bool:
         return all(Path(p).is_file() and sha256_file(p) == digest for p, digest in record["outputs"].items())
 
+    def _where(self, name: str) -> str:
+        """`stage 3 of 5, 47 s into the pipeline`."""
+        return (f"stage {self.stages.index(name) + 1} of {len(self.stages)}, "
+                f"{time.monotonic() - self.started:.0f} s into the pipeline")
+
+    def progress(self, name: str) -> Callable[[str], None]:
+        """A line printer for the stage's own progress (export: each variant as it is written)."""
+        return lambda line: self.log(f"[{name}] {line.strip()}")
+
     def run(self, name: str, settings: dict, inputs: list, work: Callable[[], tuple]) -> dict:
-        """`work()` returns (result dict, list of output files); both are recorded."""
+        """`work()` returns (result dict, list of output files); both are recorded.
+
+        Native output of the libraries the stage calls goes to logs/<name>.log in the run folder.
+        """
+        from edgemnist import console
+
         fingerprint = _fingerprint(settings, inputs)
         record = self.state["stages"].get(name)
         if record and record["fingerprint"] == fingerprint and self._intact(record):
-            self.log(f"[{name}] unchanged since the last run, skipped")
+            self.log(f"[{name}] unchanged since the last run, skipped ({self._where(name)})")
             return record["result"]
-        self.log(f"[{name}] running")
+        self.log(f"[{name}] running ({self._where(name)})")
         started = time.monotonic()
-        result, outputs = work()
+        with console.native_output_to(self.out / "logs" / f"{name}.log"):
+            result, outputs = work()
         self.state["stages"][name] = {
             "fingerprint": fingerprint,
             "seconds": round(time.monotonic() - started, 1),
@@ -98,7 +114,7 @@ class _Stages:
             "outputs": {str(p): sha256_file(p) for p in outputs},
         }
         atomic_write_json(self.path, self.state)  # the stage is committed only now
-        self.log(f"[{name}] done in {self.state['stages'][name]['seconds']:.0f} s")
+        self.log(f"[{name}] done in {self.state['stages'][name]['seconds']:.0f} s ({self._where(name)})")
         return result
 
 
@@ -109,7 +125,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out, log)
+    stages = _Stages(out, log, STAGES if config.firmware else STAGES[:-1])
     quick = config.quick
     verbose = 2 if not quick else 0
     train_limit = _QUICK_TRAIN_IMAGES if quick else None
@@ -150,7 +166,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     export_config = convert.ExportConfig(data_dir=config.data_dir)
 
     def do_export():
-        result = convert.export_all(sources, out / "tflite", config=export_config, quantizer=config.quantizer)
+        result = convert.export_all(sources, out / "tflite", config=export_config, quantizer=config.quantizer,
+                                    progress=stages.progress("export"))
         files = [Path(m["path"]) for m in result["variants"].values()]
         return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
 
