@@ -291,7 +291,7 @@ def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split
 
 @dataclass(frozen=True)
 class Augmentation:
-    """Random geometry applied to each training image: rotation, shift, zoom and elastic distortion.
+    """Random geometry applied to each training image: rotation, shift and elastic distortion.
 
     The elastic distortion is Simard et al.'s (2003): a random displacement field, uniform in
     [-1, 1] per pixel and axis, smoothed by a Gaussian of `elastic_sigma` pixels and scaled by
@@ -300,7 +300,6 @@ class Augmentation:
 
     rotation: float = 8.0  # degrees, either way
     shift: float = 2.0  # pixels, each axis, either way
-    zoom: float = 0.0  # fraction, either way (0.1: 90 % .. 110 %)
     elastic: float = 20.0  # scale alpha of the smoothed displacement field (0 = none): ~0.8 px RMS
     elastic_sigma: float = 4.0  # smoothness of that field: Gaussian standard deviation, pixels
 
@@ -309,8 +308,6 @@ class Augmentation:
             raise ValueError(f"rotation must be in [0, 45] degrees, got {self.rotation}")
         if not 0 <= self.shift <= 8:
             raise ValueError(f"shift must be in [0, 8] pixels, got {self.shift}")
-        if not 0 <= self.zoom < 0.5:
-            raise ValueError(f"zoom must be in [0, 0.5), got {self.zoom}")
         if not 0 <= self.elastic <= 100:
             raise ValueError(f"elastic must be in [0, 100], got {self.elastic}")
         if not 0.5 <= self.elastic_sigma <= 10:
@@ -357,23 +354,23 @@ def _bilinear_warp(tf, images, dy, dx):
     return top * (1 - wy) + bottom * wy
 
 
-def geometric_transform(images, angle, scale, shift_y, shift_x, field_y=None, field_x=None):
-    """Rotate by `angle` (radians), zoom by `scale` and shift (pixels) each image about its centre,
+def geometric_transform(images, angle, shift_y, shift_x, field_y=None, field_x=None):
+    """Rotate by `angle` (radians) and shift (pixels) each image about its centre,
     then displace each pixel by (field_y, field_x): one bilinear resampling, zeros from outside.
 
     The per-image parameters are (N,) tensors, the fields (N, H, W) or None.
     """
     from edgemnist._tensorflow import import_tensorflow
 
-    return _geometric_transform(import_tensorflow(), images, angle, scale, shift_y, shift_x, field_y, field_x)
+    return _geometric_transform(import_tensorflow(), images, angle, shift_y, shift_x, field_y, field_x)
 
 
-def _geometric_transform(tf, images, angle, scale, shift_y, shift_x, field_y=None, field_x=None):
+def _geometric_transform(tf, images, angle, shift_y, shift_x, field_y=None, field_x=None):
     h, w = images.shape[1], images.shape[2]
     rows, cols = np.meshgrid(np.arange(h, dtype=np.float32) - (h - 1) / 2,
                              np.arange(w, dtype=np.float32) - (w - 1) / 2, indexing="ij")
-    # output pixel p (relative to the centre) shows the input at R(angle) p / scale - shift
-    cos, sin = (tf.reshape(f(angle) / scale, [-1, 1, 1]) for f in (tf.cos, tf.sin))
+    # output pixel p (relative to the centre) shows the input at R(angle) p - shift
+    cos, sin = (tf.reshape(f(angle), [-1, 1, 1]) for f in (tf.cos, tf.sin))
     src_y = cos * rows - sin * cols - tf.reshape(shift_y, [-1, 1, 1])
     src_x = sin * rows + cos * cols - tf.reshape(shift_x, [-1, 1, 1])
     dy, dx = src_y - rows, src_x - cols
@@ -392,25 +389,26 @@ def augmenter(settings: "Augmentation"):
 
     tf = import_tensorflow()
     rotation = float(np.deg2rad(settings.rotation))
-    shift, zoom, alpha = float(settings.shift), float(settings.zoom), float(settings.elastic)
+    shift, alpha = float(settings.shift), float(settings.elastic)
     smooth = _smoothing_matrix(IMAGE_SIZE, float(settings.elastic_sigma))
 
     def augment(images, seed):
         n = tf.shape(images)[0]
+        # Five streams, one per random quantity; stream 1 drew a zoom factor, an augmentation since
+        # removed. It stays reserved so that a seed keeps giving the same rotations, shifts and fields.
         seeds = tf.random.experimental.stateless_split(seed, num=5)
 
         def uniform(i, shape, bound):
             return tf.random.stateless_uniform(shape, seed=seeds[i], minval=-bound, maxval=bound)
 
         angle = uniform(0, [n], rotation)
-        scale = 1.0 + uniform(1, [n], zoom)
         shift_y, shift_x = uniform(2, [n], shift), uniform(3, [n], shift)
         field_y = field_x = None
         if alpha:
             noise = uniform(4, tf.stack([n, 2, images.shape[1], images.shape[2]]), 1.0)
             field = alpha * tf.matmul(tf.matmul(smooth, noise), smooth, transpose_b=True)
             field_y, field_x = field[:, 0], field[:, 1]
-        return _geometric_transform(tf, images, angle, scale, shift_y, shift_x, field_y, field_x)
+        return _geometric_transform(tf, images, angle, shift_y, shift_x, field_y, field_x)
 
     return augment
 
@@ -431,7 +429,7 @@ def make_dataset(split: Split, batch_size: int, *, shuffle: bool, augment, seed:
     ds = ds.batch(batch_size)
     if augment is True:
         augment = Augmentation()
-    if augment and (augment.rotation or augment.shift or augment.zoom or augment.elastic):
+    if augment and (augment.rotation or augment.shift or augment.elastic):
         # one stateless seed per batch, drawn afresh each epoch: deterministic for a given seed
         seeds = tf.data.Dataset.random(seed=seed + 3, rerandomize_each_iteration=True).batch(2)
         warp = augmenter(augment)

@@ -49,16 +49,12 @@ class TrainConfig:
     learning_rate: float = 4e-3  # peak, reached after warm-up, then cosine decay
     warmup_epochs: int = 1  # linear warm-up from learning_rate / 10
     min_learning_rate: float = 2e-5  # floor of the cosine decay
-    weight_decay: float = 0.0  # L2 on kernels via AdamW-style decoupled decay (0 = Adam)
-    ema: float = 0.0  # momentum of an exponential moving average of the weights (0 = none)
     label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
-    augment: bool = True  # random rotations, shifts, zooms and elastic distortion (below)
+    augment: bool = True  # random rotations, shifts and elastic distortion (below)
     rotation: float = 8.0  # degrees, either way
     shift: float = 2.0  # pixels, either way
-    zoom: float = 0.0  # fraction, either way
     elastic: float = 20.0  # elastic distortion: scale of the smoothed displacement field (0 = none)
     elastic_sigma: float = 4.0  # elastic distortion: smoothness of the field, pixels
-    clean_epochs: int = 0  # the last N epochs train on the images as they are (no augmentation)
     val_fraction: float = 0.05  # held out from training for early stopping and model selection
     patience: int = 10  # epochs without validation improvement before stopping (counted from mid-schedule)
     seed: int = 0  # same seed, same data order and same weights (on CPU)
@@ -80,15 +76,9 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.weight_decay < 1:
-            raise ValueError(f"weight_decay must be in [0, 1), got {self.weight_decay}")
-        if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1), got {self.ema}")
         self.augmentation_settings()  # checks their ranges
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if not 0 <= self.clean_epochs <= self.epochs:
-            raise ValueError(f"clean_epochs must be in [0, epochs={self.epochs}], got {self.clean_epochs}")
         if self.limit is not None and self.limit < 20:
             raise ValueError(f"limit must be >= 20 images, got {self.limit}")
         if self.strategy not in STRATEGIES:
@@ -100,7 +90,8 @@ class TrainConfig:
 
     def augmentation_settings(self):
         """The data.Augmentation these settings describe, whether or not the run augments."""
-        return data_lib.Augmentation(self.rotation, self.shift, self.zoom, self.elastic, self.elastic_sigma)
+        return data_lib.Augmentation(rotation=self.rotation, shift=self.shift, elastic=self.elastic,
+                                     elastic_sigma=self.elastic_sigma)
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues (epochs may grow)."""
@@ -109,6 +100,20 @@ class TrainConfig:
         d.pop("patience")
         d["model_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["model_config"].items()}
         return json.loads(json.dumps(d))
+
+
+# Settings of retired experiments (docs/experiments.md) at the values that turned them off. Run
+# folders written before their removal record them; such a run is the run these settings describe.
+_RETIRED_SETTINGS = {"ema": 0.0, "weight_decay": 0.0, "zoom": 0.0, "clean_epochs": 0}
+
+
+def _recorded_identity(state: dict):
+    """The settings a run folder's state records, less the retired settings it had turned off."""
+    recorded = state.get("config")
+    if not isinstance(recorded, dict):
+        return recorded
+    return {key: value for key, value in recorded.items()
+            if key not in _RETIRED_SETTINGS or value != _RETIRED_SETTINGS[key]}
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:
@@ -218,17 +223,8 @@ def _compile(model, config: TrainConfig, learning_rate: float):
     from edgemnist._tensorflow import keras
 
     k = keras()
-    ema = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
-    if config.weight_decay:
-        optimizer = k.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **ema)
-    else:
-        optimizer = k.optimizers.Adam(learning_rate, **ema)
-    loss = (
-        k.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
-        if config.label_smoothing
-        else k.losses.CategoricalCrossentropy()
-    )
-    model.compile(optimizer, loss, metrics=["accuracy"])
+    loss = k.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    model.compile(k.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
 
 
 def _one_hot(ds):
@@ -266,11 +262,13 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     folder.out.mkdir(parents=True, exist_ok=True)
 
     state = None if restart else folder.read_state()
-    if state is not None and state.get("config") != config.identity():
+    if state is not None and _recorded_identity(state) != config.identity():
         raise ValueError(
             f"{folder.state_path}: this folder holds a run with other settings; "
             "use another --out, or --restart to discard it"
         )
+    if state is not None:
+        state["config"] = config.identity()  # what a resumed run records drops the retired settings
     if state is not None and state.get("finished") and state["epoch"] >= config.epochs and (out / "summary.json").is_file():
         _say(verbose, f"{out}: already trained ({state['epoch']} epochs); nothing to do")
         return json.loads((out / "summary.json").read_text())
@@ -302,26 +300,11 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
             _say(verbose, f"{out}: resuming after epoch {state['epoch']} "
                           f"(best epoch {state['best_epoch']}: val accuracy {state['best_val_accuracy']:.4f})")
 
-    callback = _epoch_commit(folder, state, config, clock, val_ds, batchnorm_sample(fit_split, config.seed))
+    callback = _epoch_commit(folder, state, config, clock, batchnorm_sample(fit_split, config.seed))
     schedule = k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config))
-    # The last clean_epochs epochs see the images as they are, after the augmented ones.
-    clean_from = config.epochs - config.clean_epochs if config.augment else config.epochs
-    phases = [(train_ds, clean_from)]
-    if clean_from < config.epochs:
-        clean_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=False,
-                                                  seed=config.seed))
-        phases.append((clean_ds, config.epochs))
-    for dataset, until in phases:
-        if state["epoch"] >= until or _should_stop(state, config):
-            continue
-        if dataset is not train_ds:
-            _say(verbose, f"epochs {state['epoch'] + 1}-{until}: training images without augmentation")
-        model.fit(dataset, validation_data=val_ds, initial_epoch=state["epoch"], epochs=until,
+    if state["epoch"] < config.epochs and not _should_stop(state, config):
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=state["epoch"], epochs=config.epochs,
                   callbacks=[schedule, callback], verbose=verbose)
-        if config.ema:
-            # fit() ends by copying the weight averages into the model; go on from the raw weights,
-            # as a run resumed from the last checkpoint would.
-            model.set_weights(callback.raw_weights)
     if state.get("best_weights"):
         with np.load(folder.out / state["best_weights"], allow_pickle=False) as saved:
             model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
@@ -371,17 +354,6 @@ def _should_stop(state: dict, config: TrainConfig) -> bool:
     return state["best_epoch"] > 0 and state["epoch"] - start >= config.patience
 
 
-def _ema_weights(model) -> list:
-    """The model's weights with the optimizer's moving averages in place of the trainable ones."""
-    variables = model.trainable_variables
-    raw = [v.numpy() for v in variables]
-    model.optimizer.finalize_variable_values(variables)
-    averaged = model.get_weights()
-    for variable, value in zip(variables, raw):
-        variable.assign(value)
-    return averaged
-
-
 # Training images the BatchNorm statistics are recomputed over before each validation.
 VALIDATION_BATCHNORM_IMAGES = 2000
 
@@ -392,13 +364,12 @@ def batchnorm_sample(fit_split, seed: int) -> np.ndarray:
     return data_lib.to_model_input(fit_split.images[np.sort(pick)])
 
 
-def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, val_ds, bn_images):
+def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, bn_images):
     """A Keras callback that, after each epoch, keeps the best weights, commits the epoch and early-stops.
 
     `clock()` gives the run's training seconds so far. Validation sees the model as the run
     would keep it: BatchNorm statistics recomputed over `bn_images` (un-augmented training
-    images) first, as the final model's are over all of them. With config.ema the averaged
-    weights are validated the same way, on `val_ds`.
+    images) first, as the final model's are over all of them.
     """
     from edgemnist._tensorflow import keras
     from edgemnist.model import recalibrate_batchnorm
@@ -419,21 +390,8 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, va
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            weights = None
-            if config.ema:
-                # Validate (and keep as best) the averaged weights, not the raw ones Keras validated.
-                # The optimizer averages only the trainable weights: the BatchNorm statistics are the raw
-                # weights' and do not fit the averaged ones (measured on the default model: 20 % validation
-                # accuracy after epoch 1, and early stopping on a wandering loss), so recompute them first.
-                weights, raw = _ema_weights(self.model), self.model.get_weights()
-                self.model.set_weights(weights)
-                recalibrate_batchnorm(self.model, bn_images, seed=config.seed + epoch)
-                weights = self.model.get_weights()
-                logs["ema_val_loss"], logs["ema_val_accuracy"] = self.model.evaluate(val_ds, verbose=0)
-                self.model.set_weights(raw)
-            val_key = "ema_val" if weights is not None else "val"
-            val_acc = float(logs.get(f"{val_key}_accuracy", 0.0))
-            val_loss = float(logs.get(f"{val_key}_loss", math.inf))
+            val_acc = float(logs.get("val_accuracy", 0.0))
+            val_loss = float(logs.get("val_loss", math.inf))
             state["epoch"] = epoch + 1
             state["wall_s"] = clock()
             row = {"epoch": epoch + 1, "learning_rate": f"{learning_rate_at(epoch, config):.6g}"}
@@ -448,11 +406,10 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, va
                 state["best_val_loss"], state["best_val_accuracy"], state["best_epoch"] = val_loss, val_acc, epoch + 1
                 best = f"checkpoints/best_epoch_{epoch + 1:03d}.weights.npz"
                 # Plain arrays, not a Keras .h5: loading .h5 into a multi-worker model fails in TF 2.21.
-                weights = weights if weights is not None else self.model.get_weights()
+                weights = self.model.get_weights()
                 atomic_write_with(folder.out / best, lambda tmp: _save_arrays(tmp, weights), suffix=".npz")
                 state["best_weights"] = best
             folder.write_epoch(self.model, state)
-            self.raw_weights = self.model.get_weights()
             if _should_stop(state, config):
                 print(f"early stopping: validation loss not improved for {config.patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
@@ -578,25 +535,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--patience", type=int, default=d.patience,
                    help=f"early stopping patience in epochs (default {d.patience})")
     p.add_argument("--no-augment", action="store_true",
-                   help="train without random rotations/shifts/zooms/elastic distortion")
+                   help="train without random rotations/shifts/elastic distortion")
     p.add_argument("--rotation", type=float, default=d.rotation,
                    help=f"augmentation: random rotation, degrees either way (default {d.rotation:g})")
     p.add_argument("--shift", type=float, default=d.shift,
                    help=f"augmentation: random shift, pixels either way (default {d.shift:g})")
-    p.add_argument("--zoom", type=float, default=d.zoom,
-                   help=f"augmentation: random zoom, fraction either way, 0.1 = 90-110 %% (default {d.zoom:g})")
     p.add_argument("--elastic", type=float, default=d.elastic,
                    help="augmentation: elastic distortion, scale of the smoothed random displacement field "
                         f"(default {d.elastic:g}: about 0.8 px RMS; Simard et al. 2003 use 34; 0 = off)")
     p.add_argument("--elastic-sigma", type=float, default=d.elastic_sigma,
                    help=f"augmentation: smoothness of the elastic field, pixels (default {d.elastic_sigma:g})")
-    p.add_argument("--clean-epochs", type=int, default=d.clean_epochs,
-                   help=f"the last N epochs train on the images without augmentation (default {d.clean_epochs})")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay,
-                   help=f"decoupled weight decay (AdamW; 0 = plain Adam, default {d.weight_decay:g})")
-    p.add_argument("--ema", type=float, default=d.ema,
-                   help="keep an exponential moving average of the weights with this momentum (e.g. 0.999) "
-                        f"and validate and keep the averaged weights (default {d.ema:g}: off)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
@@ -653,9 +601,8 @@ def _run_train(args) -> int:
                              block_channels=tuple(args.channels), stem_kernel=args.stem_kernel, stem=args.stem,
                              stem_channels=args.stem_channels),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
-        augment=not args.no_augment, rotation=args.rotation, shift=args.shift, zoom=args.zoom, ema=args.ema,
-        elastic=args.elastic, elastic_sigma=args.elastic_sigma, weight_decay=args.weight_decay,
-        clean_epochs=args.clean_epochs,
+        augment=not args.no_augment, rotation=args.rotation, shift=args.shift,
+        elastic=args.elastic, elastic_sigma=args.elastic_sigma,
         seed=args.seed, limit=args.limit, strategy=args.strategy,
         data_dir=args.data_dir,
     )

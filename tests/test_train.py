@@ -85,47 +85,20 @@ def test_rerun_of_finished_run_does_nothing_and_other_settings_are_refused(tmp_p
         train_lib.train(train_lib.TrainConfig(model_config=TINY, epochs=1, limit=400), tmp_path, verbose=0)
 
 
-def test_weight_average_is_what_is_validated_and_kept(tmp_path):
-    from edgemnist.model import load_keras_model
-
-    config = train_lib.TrainConfig(model_config=TINY, epochs=2, limit=1000, warmup_epochs=0, batch_size=32,
-                                   ema=0.9, zoom=0.1, elastic=20)
-    summary = train_lib.train(config, tmp_path, verbose=0)
-    state = json.loads((tmp_path / "train_state.json").read_text())
-    rows = state["log"]
-    assert all("ema_val_loss" in row for row in rows)
-    best = rows[summary["best_epoch"] - 1]
-    # the best epoch is chosen by the averaged weights' validation loss ...
-    assert float(best["ema_val_loss"]) == pytest.approx(min(float(row["ema_val_loss"]) for row in rows), rel=1e-5)
-    assert summary["best_val_loss"] == pytest.approx(float(best["ema_val_loss"]), rel=1e-5)
-    # ... and those averaged weights are what model.keras holds (BatchNorm statistics aside)
-    with np.load(tmp_path / state["best_weights"]) as saved:
-        kept = [saved[f"w{i}"] for i in range(len(saved.files))]
-    model = load_keras_model(tmp_path / "model.keras")
-    names = [w.name for w in model.weights]
-    for name, got, want in zip(names, model.get_weights(), kept):
-        if "moving_" not in name:
-            np.testing.assert_array_equal(got, want)
-
-
-def test_clean_epochs_train_on_the_images_as_they_are(tmp_path):
-    from edgemnist.model import load_keras_model
-
-    base = dict(model_config=TINY, epochs=2, limit=600, warmup_epochs=0, batch_size=32)
-    runs = {
-        "clean_tail": train_lib.TrainConfig(**base, clean_epochs=2),  # augmentation on, but every epoch clean
-        "no_augment": train_lib.TrainConfig(**base, augment=False),
-        "augmented": train_lib.TrainConfig(**base),
-    }
-    weights = {}
-    for name, config in runs.items():
-        train_lib.train(config, tmp_path / name, verbose=0)
-        weights[name] = load_keras_model(tmp_path / name / "model.keras").get_weights()
-    for a, b in zip(weights["clean_tail"], weights["no_augment"]):
-        np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(weights["clean_tail"], weights["augmented"]))
-    with pytest.raises(ValueError, match="clean_epochs"):
-        train_lib.TrainConfig(epochs=3, clean_epochs=4)
+def test_run_folder_from_before_the_retired_settings_is_the_same_run(tmp_path):
+    # train_state.json of a run from before --ema, --weight-decay, --zoom and --clean-epochs were
+    # retired records them at their off values: rerunning its command still finds the finished run.
+    config = train_lib.TrainConfig(model_config=TINY, epochs=1, limit=300, warmup_epochs=0)
+    first = train_lib.train(config, tmp_path, verbose=0)
+    state_path = tmp_path / "train_state.json"
+    state = json.loads(state_path.read_text())
+    state["config"].update(ema=0.0, weight_decay=0.0, zoom=0.0, clean_epochs=0)
+    state_path.write_text(json.dumps(state))
+    assert train_lib.train(config, tmp_path, verbose=0) == first
+    state["config"]["ema"] = 0.999  # a run that averaged its weights is another run
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        train_lib.train(config, tmp_path, verbose=0)
 
 
 def test_learning_rate_schedule():
@@ -137,21 +110,21 @@ def test_learning_rate_schedule():
 
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("learning_rate", 2.0), ("strategy", "tpu"),
-                                          ("val_fraction", 1.0), ("model", "resnet"), ("ema", 1.0),
-                                          ("zoom", 0.7), ("rotation", 90), ("elastic", 150.0),
-                                          ("elastic_sigma", 0.1)])
+                                          ("val_fraction", 1.0), ("model", "resnet"), ("rotation", 90),
+                                          ("elastic", 150.0), ("elastic_sigma", 0.1)])
 def test_config_validation_names_the_value(field, value):
     with pytest.raises(ValueError, match=str(value).replace(".", r"\.")):
         train_lib.TrainConfig(**{field: value})
 
 
-def test_cli_shape_and_optimizer_settings_are_checked(tmp_path):
+def test_cli_shape_settings_are_checked_and_retired_flags_are_gone(tmp_path):
     bad = _cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
     assert bad.returncode == 2 and "must have one rate per block (2 blocks)" in bad.stderr, bad.stderr[-500:]
     bad = _cli("train", "--out", str(tmp_path / "run"), "--stem-channels", "0", timeout=120)
     assert bad.returncode == 2 and "channel counts must be >= 1, got stem 0" in bad.stderr, bad.stderr[-500:]
-    bad = _cli("train", "--out", str(tmp_path / "run"), "--weight-decay", "1.5", timeout=120)
-    assert bad.returncode == 2 and "weight_decay must be in [0, 1), got 1.5" in bad.stderr, bad.stderr[-500:]
+    for retired in ("--ema", "--weight-decay", "--zoom", "--clean-epochs"):
+        bad = _cli("train", "--out", str(tmp_path / "run"), retired, "1", timeout=120)
+        assert bad.returncode == 2 and f"unrecognized arguments: {retired} 1" in bad.stderr, bad.stderr[-500:]
     assert not (tmp_path / "run" / "train_state.json").exists()
 
 
