@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -58,3 +61,30 @@ def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
     path = tmp_path_factory.mktemp("firmware_model") / "calibrated.keras"
     model.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def quick_pipeline(tmp_path_factory):
+    """One `python -m edgemnist pipeline --out run --quick --json` (every quantizer) per session.
+
+    Returns (folder it ran in, CompletedProcess). `--out` is relative, as a user types it, so a
+    copy of the folder is a run folder of its own. Tests that change the run work on a copy.
+    """
+    base = tmp_path_factory.mktemp("quick_pipeline")
+    env = {k: v for k, v in os.environ.items() if k != "EDGEMNIST_VERBOSE"}
+    result = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--out", "run", "--quick", "--json"],
+                            cwd=base, capture_output=True, text=True, timeout=1200, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return Path(base), result
+
+
+@pytest.fixture(scope="session")
+def tflite_variants(tmp_path_factory, trained_model_path):
+    """{"float32": Path, "int8": Path}: exports of the session's trained model, manifests beside them."""
+    from edgemnist.convert import ExportConfig, export_variant
+
+    folder = tmp_path_factory.mktemp("tflite_variants")
+    paths = {v: folder / f"model_{v}.tflite" for v in ("float32", "int8")}
+    for variant, path in paths.items():
+        export_variant(trained_model_path, variant, path, ExportConfig(representative_size=200))
+    return paths

@@ -3,6 +3,7 @@ unchanged stages."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,19 +17,20 @@ REPORT_KEYS = {"variants", "model", "dataset", "machine"}
 VARIANT_KEYS = {"name", "path", "bytes", "gzip_bytes", "accuracy", "agreement", "latency_us", "backend", "threads"}
 
 
+STAGE_PREFIXES = tuple(f"[{stage}] " for stage in pipeline.STAGES)
+
+
 @pytest.mark.slow
-def test_quick_pipeline_end_to_end_then_rerun_skips(tmp_path):
-    out = tmp_path / "run"
-    result = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
-                             "--quantizer", "tflite", "--json"], capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)
+def test_quick_pipeline_end_to_end(quick_pipeline):
+    base, result = quick_pipeline
+    out = base / "run"
+    summary = json.loads(result.stdout)  # stdout holds only the result
     assert summary["quick"] is True and summary["train"]["test_accuracy"] > 0.8
 
     report = json.loads((out / "report" / "report.json").read_text())
     assert set(report) == REPORT_KEYS
     names = {v["name"] for v in report["variants"]}
-    assert {"float32", "int8", "qat_int8", "pruned_int8", "pruned_qat_int8"} <= names
+    assert {"float32", "int8", "qat_int8", "pruned_int8", "pruned_qat_int8", "aie_int8"} <= names
     for variant in report["variants"]:
         assert set(variant) == VARIANT_KEYS
         assert set(variant["latency_us"]) == {"p50", "p90", "p99", "mean", "std"}
@@ -42,11 +44,32 @@ def test_quick_pipeline_end_to_end_then_rerun_skips(tmp_path):
 
     state = json.loads((out / pipeline.STATE_FILE).read_text())
     assert set(state["stages"]) == set(pipeline.STAGES)
+    exported = state["stages"]["export"]["result"]["variants"]
+    assert len(exported) == 12 and all(v["seconds"] > 0 for v in exported.values())
 
+
+@pytest.mark.slow
+def test_quick_pipeline_console_shows_only_edgemnist(quick_pipeline):
+    """Native output of TensorFlow, the converter, AI Edge Quantizer and LiteRT goes to logs/, not the console."""
+    base, result = quick_pipeline
+    foreign = [line for line in result.stderr.splitlines() if not line.startswith(STAGE_PREFIXES)]
+    assert foreign == [], "\n".join(foreign[:20])
+    for i, stage in enumerate(pipeline.STAGES, start=1):
+        assert f"[{stage}] running (stage {i} of {len(pipeline.STAGES)}, " in result.stderr
+    assert "[export] 12/12 " in result.stderr  # each variant as it is written
+    logs = base / "run" / "logs"
+    assert {p.name for p in logs.iterdir()} >= {f"{stage}.log" for stage in pipeline.STAGES}
+    assert "fully_quantize" in (logs / "export.log").read_text()  # the converter's printf: kept, not lost
+
+
+@pytest.mark.slow
+def test_rerun_skips_unchanged_stages_and_redoes_damaged_ones(quick_pipeline, tmp_path):
+    shutil.copytree(quick_pipeline[0] / "run", tmp_path / "run")  # a moved run folder is still a run folder
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "edgemnist", "pipeline", "--out", "run", "--quick"]
     # Nothing changed: every stage is skipped and nothing is rewritten.
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.tflite")}
-    rerun = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
-                            "--quantizer", "tflite"], capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for stage in pipeline.STAGES:
         assert f"[{stage}] unchanged since the last run, skipped" in rerun.stderr
@@ -55,8 +78,7 @@ def test_quick_pipeline_end_to_end_then_rerun_skips(tmp_path):
     # A damaged output makes its stage (and only the stages after it that depend on it) run again.
     damaged = out / "firmware" / "firmware_manifest.json"
     damaged.write_text("{}")
-    third = subprocess.run([sys.executable, "-m", "edgemnist.cli", "pipeline", "--out", str(out), "--quick",
-                            "--quantizer", "tflite"], capture_output=True, text=True, timeout=300)
+    third = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "[firmware] running" in third.stderr and "[export] unchanged since the last run, skipped" in third.stderr
     assert json.loads(damaged.read_text())["flash_bytes"] > 0
