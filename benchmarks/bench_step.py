@@ -27,14 +27,14 @@ from dataclasses import replace
 def fit_seconds_per_100(model_config, augment: bool, steps: int, rounds: int, batch_size: int = 128) -> float:
     from edgemnist import data
     from edgemnist._tensorflow import import_tensorflow, keras
+    from edgemnist.augment import make_dataset
     from edgemnist.model import build_model
-    from edgemnist.train import _one_hot
 
     tf, k = import_tensorflow(), keras()
     k.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
     split = data.load_split("train", limit=steps * batch_size)
-    ds = _one_hot(data.make_dataset(split, batch_size, shuffle=True, augment=augment, seed=0))
+    ds = make_dataset(split, batch_size, shuffle=True, augment=augment, seed=0, one_hot=True)
     model = build_model("ds_cnn", model_config)
     model.compile(k.optimizers.Adam(1e-3), "categorical_crossentropy", metrics=["accuracy"])
     model.fit(ds, epochs=1, verbose=0)  # builds the graph

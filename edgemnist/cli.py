@@ -26,7 +26,7 @@ from edgemnist.artifacts import OutputError
 
 # Stage modules that contribute sub-commands, in the order --help lists them.
 COMMAND_MODULES = (
-    "edgemnist.data",
+    "edgemnist.download",
     "edgemnist.train",
     "edgemnist.optimize",
     "edgemnist.convert",

@@ -30,6 +30,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgemnist import augment
 from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
 from edgemnist.model import MODELS, STEMS, ModelConfig
@@ -85,13 +86,13 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
 
     def augmentation(self):
-        """The data.Augmentation of this run, or None without augmentation."""
+        """The augment.Augmentation of this run, or None without augmentation."""
         return self.augmentation_settings() if self.augment else None
 
     def augmentation_settings(self):
-        """The data.Augmentation these settings describe, whether or not the run augments."""
-        return data_lib.Augmentation(rotation=self.rotation, shift=self.shift, elastic=self.elastic,
-                                     elastic_sigma=self.elastic_sigma)
+        """The augment.Augmentation these settings describe, whether or not the run augments."""
+        return augment.Augmentation(rotation=self.rotation, shift=self.shift, elastic=self.elastic,
+                                    elastic_sigma=self.elastic_sigma)
 
     def identity(self) -> dict:
         """The settings a resumed run must share with the run it continues (epochs may grow)."""
@@ -227,13 +228,6 @@ def _compile(model, config: TrainConfig, learning_rate: float):
     model.compile(k.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
 
 
-def _one_hot(ds):
-    from edgemnist._tensorflow import import_tensorflow
-
-    tf = import_tensorflow()
-    return ds.map(lambda x, y: (x, tf.one_hot(y, data_lib.NUM_CLASSES)))
-
-
 def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, verbose: int = 1) -> dict:
     """Trains (or resumes) a run in `out` and returns its summary.
 
@@ -285,9 +279,9 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     train_split = data_lib.load_split("train", config.data_dir, limit=config.limit)
     test_split = data_lib.load_split("test", config.data_dir)
     fit_split, val_split = data_lib.train_val_split(train_split, config.val_fraction, config.seed)
-    train_ds = _one_hot(data_lib.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augmentation(),
-                                              seed=config.seed))
-    val_ds = _one_hot(data_lib.make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed))
+    train_ds = augment.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augmentation(),
+                                    seed=config.seed, one_hot=True)
+    val_ds = augment.make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed, one_hot=True)
 
     with strategy.scope():
         if state is None:
@@ -311,7 +305,7 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     _say(verbose, f"recomputing BatchNorm statistics over the {len(fit_split)} training images")
     bn_images = recalibrate_batchnorm(model, data_lib.to_model_input(fit_split.images), seed=config.seed)
     test_loss, test_acc = model.evaluate(
-        _one_hot(data_lib.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0)), verbose=0
+        augment.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True), verbose=0
     )
     info = model_summary(model)
     state["finished"] = True
@@ -469,9 +463,9 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
         raise ValueError(f"{model_path}: no layer named {missing[0]!r} to use as the head")
     train_split = data_lib.load_split("train", data_dir, limit=config.limit)
     test_split = data_lib.load_split("test", data_dir)
-    train_ds = _one_hot(data_lib.make_dataset(train_split, config.batch_size, shuffle=True, augment=config.augment,
-                                              seed=config.seed))
-    test_ds = _one_hot(data_lib.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0))
+    train_ds = augment.make_dataset(train_split, config.batch_size, shuffle=True, augment=config.augment,
+                                    seed=config.seed, one_hot=True)
+    test_ds = augment.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True)
 
     def accuracy() -> float:
         model.compile(k.optimizers.Adam(), "categorical_crossentropy", metrics=["accuracy"])

@@ -1,0 +1,218 @@
+"""Verified data: download a data set's IDX files into a cache, check a data folder's digests.
+
+Usage: edgemnist data download fashion-mnist      edgemnist data check [--data-dir DIR]
+
+Digests are of the decompressed IDX files (SHA256SUMS.uncompressed beside them), so a
+recompressed copy verifies and a corrupt one is refused with the file named.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from edgemnist.data import (SPLITS, DataError, find_idx, load_split, packaged_data_dir, read_decompressed,
+                            resolve_data_dir)
+
+
+@dataclass(frozen=True)
+class RemoteDataset:
+    """A data set edgemnist can download: where from and the digests of its decompressed files."""
+
+    name: str
+    base_url: str
+    sha256_uncompressed: dict  # basename -> hex digest of the decompressed IDX file
+
+
+def _read_sums(path: Path) -> dict:
+    sums = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name.lstrip("*")] = digest
+    return sums
+
+
+def remote_datasets() -> dict[str, RemoteDataset]:
+    """The data sets `edgemnist data download` knows, by name."""
+    return {
+        "mnist": RemoteDataset(
+            "mnist",
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            _read_sums(packaged_data_dir() / "SHA256SUMS.uncompressed"),
+        ),
+        "fashion-mnist": RemoteDataset(
+            "fashion-mnist",
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            {
+                "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+                "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+                "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+                "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+            },
+        ),
+    }
+
+
+def default_cache_dir() -> Path:
+    """$EDGEMNIST_CACHE, else $XDG_CACHE_HOME/edgemnist, else ~/.cache/edgemnist."""
+    if os.environ.get("EDGEMNIST_CACHE"):
+        return Path(os.environ["EDGEMNIST_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "edgemnist"
+
+
+def download_dataset(
+    name: str,
+    url: Optional[str] = None,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: float = 60.0,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Path:
+    """Downloads a data set's four IDX .gz files into the cache and verifies them.
+
+    Each file is fetched to a temporary name, its decompressed sha256 is checked against the
+    known digest, and only then renamed into place, so the cache never holds a bad file.
+    Files already present and valid are not fetched again.
+
+    Args:
+        name: a key of `remote_datasets()`.
+        url: base URL overriding the data set's default (e.g. a mirror or a local server).
+        cache_dir: where data sets live; default `default_cache_dir()`.
+        timeout: seconds per request.
+        progress: called with one line per file.
+
+    Returns:
+        The folder holding the verified files, usable as `--data-dir`.
+
+    Raises:
+        ValueError: unknown name. DataError: a download failed or a digest did not match.
+    """
+    datasets = remote_datasets()
+    if name not in datasets:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(datasets))}")
+    spec = datasets[name]
+    base = (url or spec.base_url).rstrip("/") + "/"
+    dest = Path(cache_dir or default_cache_dir()) / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for basename, digest in sorted(spec.sha256_uncompressed.items()):
+        target = dest / f"{basename}.gz"
+        if target.is_file() and _uncompressed_sha256(target) == digest:
+            continue
+        source = base + f"{basename}.gz"
+        if progress:
+            progress(f"downloading {source}")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{basename}.", suffix=".part", dir=dest)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(source, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            got = _uncompressed_sha256(tmp, shown_as=source)
+            if got != digest:
+                raise DataError(f"{source}: sha256 of the decompressed file is {got}, expected {digest}")
+            os.replace(tmp, target)
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise DataError(f"{source}: download failed ({reason})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _uncompressed_sha256(path: Path, shown_as: Optional[str] = None) -> str:
+    data = read_decompressed(path) if shown_as is None else _decompress_named(path, shown_as)
+    return hashlib.sha256(data).hexdigest()
+
+
+def _decompress_named(path: Path, shown_as: str) -> bytes:
+    try:
+        return read_decompressed(path)
+    except DataError as exc:
+        raise DataError(str(exc).replace(str(path), shown_as)) from None
+
+
+def verify_data_dir(data_dir: str | os.PathLike | None = None) -> dict:
+    """Loads both splits and checks IDX files against a SHA256SUMS.uncompressed beside them.
+
+    Returns:
+        {"data_dir", "train", "test", "digests": "verified"|"no SHA256SUMS.uncompressed"}.
+    """
+    folder = resolve_data_dir(data_dir)
+    report = {"data_dir": str(folder)}
+    for split in SPLITS:
+        report[split] = len(load_split(split, folder))
+    sums_file = folder / "SHA256SUMS.uncompressed"
+    if sums_file.is_file():
+        for basename, digest in _read_sums(sums_file).items():
+            found = find_idx(folder, basename)
+            if found is None:
+                raise FileNotFoundError(f"{folder}: {basename} is listed in {sums_file.name} but missing")
+            got = _uncompressed_sha256(found)
+            if got != digest:
+                raise DataError(f"{found}: sha256 of the decompressed file is {got}, expected {digest}")
+        report["digests"] = "verified"
+    else:
+        report["digests"] = "no SHA256SUMS.uncompressed"
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist data check` and `edgemnist data download`."""
+    p = subparsers.add_parser("data", help="check a data folder or download a data set into the cache")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = sub.add_parser(
+        "check",
+        help="load both splits and verify digests",
+        description="Load the train and test splits of a data folder (IDX files or PNG class folders) and "
+        "check IDX files against a SHA256SUMS.uncompressed beside them.",
+    )
+    check.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(func=_run_check)
+    dl = sub.add_parser(
+        "download",
+        help="download a data set into the cache, verifying digests",
+        description="Download a data set's IDX files into the cache ($EDGEMNIST_CACHE, else "
+        "~/.cache/edgemnist) and verify the sha256 of each decompressed file. Prints the folder "
+        "to pass as --data-dir.",
+    )
+    dl.add_argument("name", choices=sorted(remote_datasets()), help="which data set")
+    dl.add_argument("--url", help="base URL to fetch the .gz files from (a mirror or a local server)")
+    dl.add_argument("--cache-dir", help="cache folder (default: $EDGEMNIST_CACHE or ~/.cache/edgemnist)")
+    dl.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    dl.add_argument("--json", action="store_true", help="print one JSON object")
+    dl.set_defaults(func=_run_download)
+
+
+def _run_check(args) -> int:
+    from edgemnist.cli import print_json
+
+    report = verify_data_dir(args.data_dir)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"{report['data_dir']}: {report['train']} train, {report['test']} test images; "
+              f"digests: {report['digests']}")
+    return 0
+
+
+def _run_download(args) -> int:
+    from edgemnist.cli import print_json
+
+    folder = download_dataset(args.name, args.url, args.cache_dir, args.timeout,
+                              progress=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print_json({"name": args.name, "data_dir": str(folder)})
+    else:
+        print(folder)
+    return 0
