@@ -11,6 +11,7 @@ syntax of Python 3.6 (the oldest Python a board may bring).
 """
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -72,7 +73,6 @@ def interpreter_backend():
         except Exception:  # noqa: BLE001 - any failure to import means this backend is unusable
             continue
         return {"name": name, "version": _distribution_version(distribution)}
-    import importlib.util
     if importlib.util.find_spec("tensorflow") is not None:
         return {"name": "tf.lite", "version": _distribution_version("tensorflow")}
     return None
