@@ -9,18 +9,18 @@ import sys
 import numpy as np
 import pytest
 
+from _helpers import export_variant
 from edgemnist import data, firmware
 from edgemnist.runtime import tflite_info
 
-from test_tflite_info import export_tflite
 
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C++ compiler (g++)")
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_model_path, mnist_train, tmp_path_factory):
+def int8_path(calibrated_model_path, tmp_path_factory):
     folder = tmp_path_factory.mktemp("firmware_tflite")
-    return export_tflite(calibrated_model_path, "int8", folder / "Digits-Net v1.tflite", mnist_train)
+    return export_variant(calibrated_model_path, "int8", folder / "Digits-Net v1.tflite")
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +212,8 @@ def test_refuses_to_replace_a_folder_it_did_not_write(int8_path, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_float_model_is_refused(calibrated_model_path, mnist_train, tmp_path):
-    float_path = export_tflite(calibrated_model_path, "float32", tmp_path / "float.tflite", mnist_train)
+def test_float_model_is_refused(calibrated_model_path, tmp_path):
+    float_path = export_variant(calibrated_model_path, "float32", tmp_path / "float.tflite")
     with pytest.raises(ValueError, match=r"float\.tflite.*float32.*int8"):
         firmware.generate(float_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _helpers import cli_command, repack
 from _tflite_mutations import OUTCOMES, mutate, run_model
 from _tflite_variants import exported_variants
 from edgemnist import cli, data
@@ -46,17 +47,6 @@ def images(mnist_test):
     return data.to_model_input(mnist_test.images[:8])
 
 
-def _repack(buf: bytes, edit) -> bytes:
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    edit(model)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
 def _constant_as_input(model) -> None:
     """The graph input becomes a 4-D weight tensor: valid structure, and LiteRT 2.3 segfaults
     when the runtime writes the input (the weights are read-only)."""
@@ -75,8 +65,8 @@ HOSTILE = {
     "empty": lambda f32, i8: b"",
     "wrong-identifier": lambda f32, i8: i8[:4] + b"TFL2" + i8[8:],
     "offset-outside": lambda f32, i8: (len(i8) + 64).to_bytes(4, "little") + i8[4:],
-    "absurd-tensor-size": lambda f32, i8: _repack(i8, _absurd_shape),
-    "crashes-litert": lambda f32, i8: _repack(f32, _constant_as_input),
+    "absurd-tensor-size": lambda f32, i8: repack(i8, _absurd_shape),
+    "crashes-litert": lambda f32, i8: repack(f32, _constant_as_input),
 }
 
 
@@ -143,20 +133,6 @@ def test_preflight_turns_the_native_crash_into_a_value_error(hostile):
     shutil.copy(hostile["crashes-litert"], same_bytes)
     with pytest.raises(ValueError, match=r"^\S*renamed.tflite: the interpreter crashed"):  # names this file
         Runner(same_bytes)
-
-
-def test_trusted_models_skip_the_preflight(variants, monkeypatch):
-    path = variants["int8"]
-    fresh = path.parent / "trusted_copy.tflite"
-    fresh.write_bytes(path.read_bytes() + b"")  # same content: only the first untrusted load pays
-    first = Runner(fresh, num_threads=2)
-    assert Runner(fresh, num_threads=2).preflight_seconds is None  # cached by content
-    assert Runner(fresh, trusted=True).preflight_seconds is None
-    monkeypatch.setenv("EDGEMNIST_TRUST_MODELS", "1")
-    assert Runner(fresh, num_threads=3).preflight_seconds is None
-    monkeypatch.delenv("EDGEMNIST_TRUST_MODELS")
-    assert Runner(fresh, num_threads=3).preflight_seconds > 0
-    assert first.preflight_seconds is None or first.preflight_seconds > 0
 
 
 @pytest.mark.slow
@@ -267,10 +243,6 @@ def test_bad_data_dir_exits_2_naming_the_file(variants, tmp_path, capsys, comman
 # --------------------------------------------------------------------------- interruptions
 
 
-def _command(*args) -> list:
-    return [sys.executable, "-m", "edgemnist.cli", *map(str, args)]
-
-
 def _env() -> dict:
     return dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 
@@ -352,7 +324,7 @@ KILL_WINDOWS = {"train": (1.0, 8.0), "optimize": (2.0, 20.0), "export": (2.0, 40
 @pytest.mark.slow
 def test_pipeline_killed_in_every_stage_then_rerun(tmp_path):
     out = tmp_path / "run"
-    cmd = _command("pipeline", "--out", out, "--quick", "--quantizer", "tflite")
+    cmd = cli_command("pipeline", "--out", out, "--quick", "--quantizer", "tflite")
     rng = random.Random(7)  # seeded: the same moments in every CI run
     outcomes = {}
     for stage, (lo, hi) in KILL_WINDOWS.items():
@@ -373,7 +345,7 @@ def test_pipeline_killed_in_every_stage_then_rerun(tmp_path):
 def test_export_killed_then_rerun(trained_model_path, tmp_path):
     """The standalone `edgemnist export` command: killed while converting, run again."""
     out = tmp_path / "export"
-    cmd = _command("export", "--from", trained_model_path, "--out", out, "--variants", "float32,int8",
+    cmd = cli_command("export", "--from", trained_model_path, "--out", out, "--variants", "float32,int8",
                    "--representative-size", 50)
     killed = _kill_at(cmd, random.Random(11).uniform(4.0, 12.0))
     _assert_nothing_damaged(out)
@@ -448,11 +420,11 @@ def existing_outputs(tmp_path, variants):
 
 def _writing_commands(outputs: dict, model: Path, variants: dict) -> dict:
     return {
-        "export": _command("export", "--from", model, "--out", outputs["export"], "--variants", "float32,int8",
+        "export": cli_command("export", "--from", model, "--out", outputs["export"], "--variants", "float32,int8",
                            "--representative-size", 50),
-        "compare": _command("compare", variants["float32"], variants["int8"], "--out", outputs["compare"],
+        "compare": cli_command("compare", variants["float32"], variants["int8"], "--out", outputs["compare"],
                             "--limit", 50, "--runs", 5, "--warmup", 0),
-        "firmware": _command("firmware", variants["int8"], "--out", outputs["firmware"]),
+        "firmware": cli_command("firmware", variants["int8"], "--out", outputs["firmware"]),
     }
 
 

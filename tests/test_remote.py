@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _helpers import free_port, run_cli
 from edgemnist import __version__, remote, report_devices
 from edgemnist.remote import RemoteConfig, RemoteSetupError
 
@@ -34,12 +35,6 @@ def _ensure_sshd() -> None:
             pytest.skip(f"apt-get install openssh-server failed: {done.stderr.strip().splitlines()[-1:]}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _keygen(path: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, timeout=30)
     return path
@@ -52,7 +47,7 @@ def sshd(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sshd")
     host_key, user_key, other_key = _keygen(tmp / "host_key"), _keygen(tmp / "user_key"), _keygen(tmp / "other_key")
     (tmp / "authorized_keys").write_text(Path(f"{user_key}.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = tmp / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {tmp / 'sshd.pid'}\n"
@@ -120,7 +115,7 @@ def test_probe_describes_the_device(sshd):
 @pytest.mark.parametrize("case", ["closed_port", "wrong_key", "missing_python"])
 def test_setup_failures_are_one_clear_error_in_bounded_time(sshd, tiny_tflite, case):
     if case == "closed_port":
-        config, expected = _config(sshd, port=_free_port()), "cannot connect"
+        config, expected = _config(sshd, port=free_port()), "cannot connect"
     elif case == "wrong_key":
         config, expected = _config(sshd, identity=sshd["other_key"]), "SSH login refused"
     else:
@@ -152,11 +147,6 @@ def test_bad_options_are_rejected_before_connecting(sshd):
         _config(sshd, port=70000)
 
 
-def _run_cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgemnist.cli", *argv], capture_output=True, text=True,
-                          timeout=FAILURE_BOUND_S * 5)
-
-
 def _remote_argv(sshd, *extra: str) -> list[str]:
     argv = ["--remote", sshd["destination"], "--port", str(sshd["port"]), "--identity", sshd["user_key"]]
     for option in sshd["options"]:
@@ -167,11 +157,11 @@ def _remote_argv(sshd, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite, tmp_path):
     quick = ("--runs", "100", "--warmup", "10", "--throughput-images", "256")
-    local = _run_cli("bench", str(tiny_tflite), "--json", *quick)
+    local = run_cli("bench", str(tiny_tflite), "--json", *quick)
     assert local.returncode == 0, local.stderr
     local_result = json.loads(local.stdout)
 
-    run = _run_cli("bench", str(tiny_tflite), "--json", *quick,
+    run = run_cli("bench", str(tiny_tflite), "--json", *quick,
                    *_remote_argv(sshd, "--remote-python", sys.executable))
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
@@ -213,7 +203,7 @@ def test_remote_bench_copies_edgemnist_when_the_device_lacks_it(sshd, tiny_tflit
 
 @pytest.mark.slow
 def test_cli_failure_is_one_line_and_exit_2(sshd, tiny_tflite):
-    run = _run_cli("bench", str(tiny_tflite), "--json", *_remote_argv(sshd, "--remote-python", "/nonexistent/python"))
+    run = run_cli("bench", str(tiny_tflite), "--json", *_remote_argv(sshd, "--remote-python", "/nonexistent/python"))
     assert run.returncode == 2
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()

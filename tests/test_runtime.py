@@ -13,7 +13,7 @@ import pytest
 
 from _tflite_variants import exported_variants
 from edgemnist import data
-from edgemnist.runtime import BACKENDS, BackendNotFoundError, Runner, check_tflite_file, load_backend
+from edgemnist.runtime import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,36 +61,6 @@ def _bare_loop_scores(path, images):
 # --------------------------------------------------------------------------- backends
 
 
-def test_default_backend_is_litert_with_version():
-    backend = load_backend()
-    assert backend.name == "ai_edge_litert"
-    assert backend.version[0].isdigit()
-    assert backend.describe() == f"ai_edge_litert {backend.version}"
-
-
-def test_unknown_backend_is_a_value_error():
-    with pytest.raises(ValueError, match="unknown backend 'litert'"):
-        load_backend("litert")
-
-
-def test_no_backend_installed_names_all_three(monkeypatch):
-    # A None entry in sys.modules makes `import` raise ImportError, as on a machine without them.
-    for module in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime",
-                   "tflite_runtime.interpreter", "tensorflow"):
-        monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(BackendNotFoundError) as info:
-        load_backend()
-    message = str(info.value)
-    assert all(name in message for name in BACKENDS)
-    assert isinstance(info.value, ImportError)
-
-
-def test_forced_backend_that_is_missing(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
-    with pytest.raises(BackendNotFoundError, match="tflite_runtime"):
-        load_backend("tflite_runtime")
-
-
 def test_forced_tf_lite_backend_gives_the_same_int8_predictions(variants, images):
     litert = Runner(variants["int8"]).predict(images[:50])
     tf_lite = Runner(variants["int8"], backend="tf.lite")
@@ -123,7 +93,7 @@ def test_not_a_tflite(tmp_path):
     with pytest.raises(ValueError, match=str(fake)):
         Runner(fake)
     with pytest.raises(ValueError, match="not a file"):
-        check_tflite_file(tmp_path)
+        Runner(tmp_path)
 
 
 def test_truncated_tflite(tmp_path, variants):
@@ -213,17 +183,34 @@ def test_uint8_pixels_score_as_pixel_over_255(variants, mnist_test, variant):
     np.testing.assert_array_equal(runner.predict(pixels), runner.predict(floats))
 
 
+def _fast_and_reference(runner, images):
+    fast = np.stack([runner.predict_one(image) for image in images])
+    return fast, np.stack([runner.predict_one_reference(image) for image in images])
+
+
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_single_image_path_matches_the_public_interpreter_api(variants, images, variant):
-    """predict_one writes into the interpreter's own buffers; set_tensor/get_tensor agree with it."""
+def test_fast_single_image_path_equals_the_plain_reference_path(variants, images, variant):
+    """predict_one (the interpreter's own buffers, look-up tables, magic-number rounding) gives
+    exactly the scores of set_tensor / invoke / get_tensor with textbook quantization."""
     runner = Runner(variants[variant])
-    floats_public, pixels_public = runner._single_call(direct=False)
-    fast = np.stack([runner.predict_one(image) for image in images[:50]])
-    np.testing.assert_array_equal(fast, np.stack([floats_public(image) for image in images[:50]]))
-    pixels = np.round(images[:5] * 255).astype(np.uint8)
-    np.testing.assert_array_equal(np.stack([runner.predict_one(p) for p in pixels]),
-                                  np.stack([pixels_public(p) for p in pixels]))
-    np.testing.assert_array_equal(np.stack([runner.predict_one(image) for image in images[:50]]), fast)
+    fast, reference = _fast_and_reference(runner, images)
+    np.testing.assert_array_equal(fast, reference)
+    assert fast.dtype == reference.dtype == np.float32
+    pixels = np.round(images[:50] * 255).astype(np.uint8)
+    pixels[0].flat[:256] = np.arange(256)  # every pixel value once
+    np.testing.assert_array_equal(*_fast_and_reference(runner, pixels))
+    np.testing.assert_array_equal(np.stack([runner.predict_one(image) for image in images]), fast)  # no stale state
+
+
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_without_direct_buffer_views_the_public_api_path_gives_the_same_scores(variants, images, variant,
+                                                                                monkeypatch):
+    """Where the backend offers no views of its buffers, predict_one goes through set_tensor/get_tensor."""
+    expected = Runner(variants[variant]).predict_one_reference
+    monkeypatch.setattr(Runner, "_tensor_views", lambda self: None)
+    runner = Runner(variants[variant])
+    np.testing.assert_array_equal(np.stack([runner.predict_one(image) for image in images[:50]]),
+                                  np.stack([expected(image) for image in images[:50]]))
 
 
 def test_negative_zero_is_in_range(variants, images):

@@ -2,68 +2,26 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _helpers import repack, run_cli
+from _tflite_variants import exported_variants
 from edgemnist.runtime import tflite_info
 from edgemnist.runtime.tflite_info import TFLiteFormatError
 
 
-def _convert_inline(keras_path, variant, out_path, mnist_train):
-    """Batch-1 TFLite conversion, used when edgemnist.convert is not available."""
-    from edgemnist import data
-    from edgemnist._tensorflow import import_tensorflow
-    from edgemnist.model import load_keras_model, with_batch_size
-
-    tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_keras_model(with_batch_size(load_keras_model(keras_path), 1))
-    if variant == "int8":
-        images = data.to_model_input(mnist_train.images[:100])
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([images[i : i + 1]] for i in range(len(images)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    out_path.write_bytes(converter.convert())
-
-
-def export_tflite(keras_path, variant, out_path, mnist_train):
-    """Exports `variant` ("int8" or "float32") with edgemnist.convert, or inline if it is missing."""
-    try:
-        from edgemnist import convert
-    except ImportError:
-        _convert_inline(keras_path, variant, out_path, mnist_train)
-        return out_path
-    convert.export_variant(keras_path, variant, out_path, convert.ExportConfig(representative_size=100))
-    return out_path
-
-
-@pytest.fixture(scope="module")
-def tflite_models(trained_model_path, mnist_train, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tflite_info")
-    return {v: export_tflite(trained_model_path, v, folder / f"model_{v}.tflite", mnist_train) for v in ("int8", "float32")}
+@pytest.fixture(scope="session")
+def tflite_models(tmp_path_factory, trained_model_path):
+    return exported_variants(tmp_path_factory, trained_model_path)
 
 
 @pytest.fixture(scope="module")
 def int8_bytes(tflite_models):
     return tflite_models["int8"].read_bytes()
-
-
-def _repack(buf: bytes, edit) -> bytes:
-    """Unpacks a model with the schema's object API, applies `edit(model)`, packs it again."""
-    flatbuffers = pytest.importorskip("flatbuffers")
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    edit(model)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
 
 
 @pytest.mark.parametrize("variant", ["int8", "float32"])
@@ -89,6 +47,42 @@ def test_reader_agrees_with_litert(tflite_models, variant):
     assert [t.name for t in model.inputs] == [d["name"] for d in interpreter.get_input_details()]
     assert [t.name for t in model.outputs] == [d["name"] for d in interpreter.get_output_details()]
     assert "SPACE_TO_BATCH_ND" not in model.ops  # batch-1 export keeps dilation native
+
+
+@pytest.mark.parametrize("variant", ["int8", "float32"])
+def test_io_tensors_describe_what_litert_reports(tflite_models, variant):
+    """The one description of inputs and outputs (export manifests, `info`) equals LiteRT's details:
+    scale and zero point only for a per-tensor quantized tensor."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_models[variant]))
+
+    def from_litert(details):
+        rows = []
+        for d in details:
+            q = d["quantization_parameters"]
+            rows.append({"name": d["name"], "shape": [int(s) for s in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                         "scale": float(q["scales"][0]) if len(q["scales"]) == 1 else None,
+                         "zero_point": int(q["zero_points"][0]) if len(q["zero_points"]) == 1 else None})
+        return rows
+
+    io = tflite_info.io_tensors(tflite_models[variant])
+    assert io == {"inputs": from_litert(interpreter.get_input_details()),
+                  "outputs": from_litert(interpreter.get_output_details())}
+    assert (io["inputs"][0]["scale"] is None) == (variant == "float32")
+    described = tflite_info.describe(tflite_models[variant])
+    assert (described["inputs"], described["outputs"]) == (io["inputs"], io["outputs"])
+
+
+def test_check_tflite_file_names_what_is_wrong(tflite_models, tmp_path):
+    assert tflite_info.check_tflite_file(tflite_models["int8"]) == tflite_models["int8"]
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        tflite_info.check_tflite_file(tmp_path / "absent.tflite")
+    with pytest.raises(ValueError, match="not a file"):
+        tflite_info.check_tflite_file(tmp_path)
+    (tmp_path / "fake.tflite").write_bytes(b"not a flatbuffer" * 8)
+    with pytest.raises(TFLiteFormatError, match="fake.tflite"):
+        tflite_info.check_tflite_file(tmp_path / "fake.tflite")
 
 
 def test_quantization_helpers(tflite_models):
@@ -120,10 +114,7 @@ def test_describe_accounts_for_every_byte(tflite_models):
 
 
 def test_info_cli(tflite_models):
-    result = subprocess.run(
-        [sys.executable, "-m", "edgemnist.cli", "info", str(tflite_models["int8"]), "--json"],
-        capture_output=True, text=True, timeout=120,
-    )
+    result = run_cli("info", tflite_models["int8"], "--json", timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["ops"] == tflite_info.read_model(tflite_models["int8"]).ops
 
@@ -131,9 +122,7 @@ def test_info_cli(tflite_models):
 def test_info_cli_rejects_bad_file_with_one_line(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x10\x00\x00\x00NOPE" + bytes(64))
-    result = subprocess.run(
-        [sys.executable, "-m", "edgemnist.cli", "info", str(bad)], capture_output=True, text=True, timeout=120
-    )
+    result = run_cli("info", bad, timeout=120)
     assert result.returncode == 2
     assert "bad.tflite" in result.stderr and "TFL3" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -203,10 +192,10 @@ def _set_weight_shape(model):
     ids=["opcode-index", "buffer-index", "absurd-shape", "tensor-index", "weights-vs-shape"],
 )
 def test_structural_faults_are_named(int8_bytes, edit, message):
-    repacked_ok = _repack(int8_bytes, lambda m: None)
+    repacked_ok = repack(int8_bytes, lambda m: None)
     assert tflite_info.validate(repacked_ok).ops == tflite_info.read_model(int8_bytes).ops
     with pytest.raises(TFLiteFormatError, match=message):
-        tflite_info.validate(_repack(int8_bytes, edit), name="edited.tflite")
+        tflite_info.validate(repack(int8_bytes, edit), name="edited.tflite")
 
 
 def _shared_table_bomb(n: int) -> bytes:

@@ -3,14 +3,11 @@
 Usage: from edgemnist.runtime import Runner; scores = Runner("m.tflite").predict(images)
 
 Needs only numpy and an interpreter package (ai-edge-litert, else tflite-runtime, else
-TensorFlow's tf.lite as the last resort).
+TensorFlow's tf.lite as the last resort). The modules: `backend` finds the interpreter
+package, `tflite_info` reads and checks .tflite files, `preflight` (with its child program
+`preflight_child`) runs an untrusted file once in a child process, `interpreter` holds
+`Runner`.
 """
-from edgemnist.runtime.interpreter import (  # noqa: F401
-    BACKENDS,
-    Backend,
-    BackendNotFoundError,
-    TensorSpec,
-    Runner,
-    check_tflite_file,
-    load_backend,
-)
+from edgemnist.runtime.backend import BACKENDS, Backend, BackendNotFoundError, load_backend  # noqa: F401
+from edgemnist.runtime.interpreter import Runner, TensorSpec  # noqa: F401
+from edgemnist.runtime.tflite_info import check_tflite_file  # noqa: F401

@@ -1,74 +1,35 @@
-"""Load and run a .tflite classifier with LiteRT, tflite-runtime or tf.lite, without TensorFlow.
+"""Run a .tflite image classifier without TensorFlow: `Runner`, float images in, float scores out.
 
 Usage: from edgemnist.runtime import Runner; Runner("model_int8.tflite").predict(images)
 
 Inputs are float32 images in [0, 1] (the one input convention of edgemnist), or uint8
 pixels, read as pixel / 255; an int8, uint8 or int16 model gets them quantized with its
 own input scale and zero point, and its outputs come back dequantized with its own output
-parameters. The single-image path (`predict_one`) is kept to a few numpy calls with
-pre-allocated buffers, so it costs little more than a bare `interpreter.invoke()` loop
-(benchmarks/bench_runtime.py).
+parameters.
 
-This module imports only numpy and an interpreter package. `tf.lite` is tried last and
-only when neither ai-edge-litert nor tflite-runtime is installed.
+The single-image path (`predict_one`) is kept to a few numpy calls with pre-allocated
+buffers, written straight into the interpreter's own tensors, so it costs little more than
+a bare `interpreter.invoke()` loop (benchmarks/bench_runtime.py). Beside it,
+`predict_one_reference` is the plain path it must agree with bit for bit: quantize,
+set_tensor, invoke, get_tensor, dequantize.
 
-Untrusted models: a structurally valid .tflite (checked by `tflite_info.validate`) can still
-crash a native interpreter (e.g. a constant tensor named as the graph input segfaults
-LiteRT 2.3 on `set_tensor`). So before a Runner loads a file it is loaded and run once in
-a child process (`preflight`): a crash or hang there becomes a ValueError naming the file.
-It runs once per file content, backend and thread count in a process (~0.3 s here).
-`Runner(..., trusted=True)` or `EDGEMNIST_TRUST_MODELS=1` skips it for files you made.
+The interpreter package comes from `backend.load_backend`. A file not marked trusted is
+first loaded and run in a child process (`preflight`), so that a native crash becomes a
+ValueError naming the file.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
-import shlex
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-# Interpreter packages in the order they are tried.
-BACKENDS = ("ai_edge_litert", "tflite_runtime", "tf.lite")
-_INSTALL_HINT = (
-    "pip install ai-edge-litert (LiteRT, recommended), or tflite-runtime, or tensorflow (tf.lite)"
-)
-# Skip the child-process check of a model file when this environment variable is "1".
-TRUST_ENV = "EDGEMNIST_TRUST_MODELS"
-# A command that starts this Python for the preflight's child (default: sys.executable), e.g.
-# an emulator launcher where sys.executable is a binary the host cannot run directly.
-PYTHON_ENV = "EDGEMNIST_PYTHON"
-PREFLIGHT_TIMEOUT_S = 120.0  # a model that has not loaded and run by then is reported as hanging
-_PREFLIGHT_OK = "EDGEMNIST_PREFLIGHT_OK"
-_PREFLIGHT_ERROR = "EDGEMNIST_PREFLIGHT_ERROR"
-# Loads the model as Runner does and runs every path it has: single image, batch, raw outputs.
-_PREFLIGHT_SCRIPT = r"""
-import sys
-import numpy as np
-from edgemnist.runtime.interpreter import Runner
-path, threads, backend = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-try:
-    runner = Runner(path, num_threads=threads, backend=backend, trusted=True)
-    shape = runner.image_shape
-    runner.predict_one(np.zeros(shape, np.float32))
-    runner.predict_one(np.ones(shape, np.float32))
-    runner.predict(np.random.default_rng(0).random((3,) + shape, dtype=np.float32), batch_size=2)
-except Exception as exc:
-    print("EDGEMNIST_PREFLIGHT_ERROR", type(exc).__name__, str(exc).replace("\n", " "), flush=True)
-else:
-    print("EDGEMNIST_PREFLIGHT_OK", flush=True)
-"""
-# (sha256, backend, threads) -> None for model files that passed the preflight in this
-# process, or the error message of those that failed it.
-_PREFLIGHT_RESULTS: dict = {}
+from edgemnist.runtime.backend import load_backend
+from edgemnist.runtime.preflight import preflight, trusted_by_environment
+from edgemnist.runtime.tflite_info import check_tflite_file
 
 # float32 bits of 1.0: a non-negative float32 in [0, 1] has its bits, read as uint32, at
 # most this; negative values (sign bit), NaN and infinities all read larger.
@@ -78,214 +39,6 @@ _ONE_BITS = np.float32(1.0).view(np.uint32)
 # add and an integer cast.
 _ROUNDING_MAGIC = 12582912.0
 _FLOAT32, _UINT8 = np.dtype(np.float32), np.dtype(np.uint8)  # native-order dtypes are singletons
-
-
-class BackendNotFoundError(ImportError):
-    """No TFLite interpreter package is installed (or not the one asked for)."""
-
-
-@dataclass(frozen=True)
-class Backend:
-    """An importable interpreter package."""
-
-    name: str  # one of BACKENDS
-    version: str
-    interpreter_class: Any  # the package's Interpreter class
-
-    def describe(self) -> str:
-        """`name version`, as shown in tables."""
-        return f"{self.name} {self.version}"
-
-
-def _package_version(distribution: str, module: Any) -> str:
-    version = getattr(module, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        from importlib.metadata import PackageNotFoundError, version as dist_version
-
-        return dist_version(distribution)
-    except (ImportError, PackageNotFoundError):
-        return "unknown"
-
-
-def _import_backend(name: str) -> Backend:
-    if name == "ai_edge_litert":
-        module = importlib.import_module("ai_edge_litert.interpreter")
-        package = importlib.import_module("ai_edge_litert")
-        return Backend(name, _package_version("ai-edge-litert", package), module.Interpreter)
-    if name == "tflite_runtime":
-        module = importlib.import_module("tflite_runtime.interpreter")
-        package = importlib.import_module("tflite_runtime")
-        return Backend(name, _package_version("tflite-runtime", package), module.Interpreter)
-    # The last resort: the full TensorFlow package (its tf.lite is scheduled for deletion).
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    tf = importlib.import_module("tensorflow")
-    return Backend(name, _package_version("tensorflow", tf), tf.lite.Interpreter)
-
-
-def load_backend(name: Optional[str] = None) -> Backend:
-    """Imports a TFLite interpreter package.
-
-    Args:
-        name: one of BACKENDS to force it; None tries them in order.
-
-    Returns:
-        The first backend that imports.
-
-    Raises:
-        ValueError: `name` is not one of BACKENDS.
-        BackendNotFoundError: none of them (or not the one asked for) is installed.
-    """
-    if name is not None and name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    tried = []
-    for candidate in (name,) if name else BACKENDS:
-        try:
-            return _import_backend(candidate)
-        except ImportError as exc:
-            tried.append(f"{candidate} ({exc})")
-    wanted = f"backend {name}" if name else f"a TFLite interpreter ({', '.join(BACKENDS)})"
-    raise BackendNotFoundError(f"no {wanted} is installed: {_INSTALL_HINT}; tried " + "; ".join(tried))
-
-
-def check_tflite_file(path: str | os.PathLike) -> Path:
-    """Checks that `path` is a readable .tflite flatbuffer before a native interpreter sees it.
-
-    Uses `edgemnist.runtime.tflite_info.validate` when present, else the file identifier.
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: not a .tflite model.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise ValueError(f"{path}: not a file (expected a .tflite model)")
-    try:
-        from edgemnist.runtime.tflite_info import validate
-    except ImportError:
-        validate = None
-    if validate is not None:
-        validate(path)
-        return path
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if len(head) < 8 or head[4:8] != b"TFL3":
-        raise ValueError(f"{path}: not a .tflite model (no TFL3 file identifier)")
-    return path
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
-def preflight(path: str | os.PathLike, backend: Optional[str] = None, num_threads: int = 1,
-              timeout: float = PREFLIGHT_TIMEOUT_S) -> Optional[float]:
-    """Loads and runs a model once in a child process, so that a native crash cannot take this one down.
-
-    The child builds a `Runner` as the caller would and predicts one blank image, one white
-    image and a batch of random images. A file that fails there in any way never reaches
-    this process's interpreter: an error LiteRT raises in a fresh process can be a crash in
-    one whose heap looks different (seen while fuzzing: "Tensor at index 1 was optional"
-    from allocate_tensors, a segfault after a few dozen other models). The outcome (passed,
-    or why not) is remembered by content (sha256), backend and thread count for the rest
-    of the process.
-
-    Args:
-        path: a .tflite file that already passed `check_tflite_file`.
-        backend: the backend name the caller will use (None: the first installed).
-        num_threads: the thread count the caller will use.
-        timeout: seconds before the model is reported as hanging.
-
-    Returns:
-        Seconds the check took, or None when this content already passed.
-
-    Raises:
-        ValueError: the interpreter crashed (a signal), hung, exited or raised an error on this file.
-
-    Where no child Python can start (user-mode emulation, a frozen app) and EDGEMNIST_PYTHON
-    does not name one, a RuntimeWarning says so once and models load unchecked.
-    """
-    path = Path(path)
-    backend = load_backend(backend).name
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    key = (digest, backend, int(num_threads))
-    if key in _PREFLIGHT_RESULTS:
-        if _PREFLIGHT_RESULTS[key] is not None:  # the same bytes failed before, maybe under another name
-            raise ValueError(f"{path}: {_PREFLIGHT_RESULTS[key]}")
-        return None
-    start = time.perf_counter()
-    reason = _run_preflight(path, backend, int(num_threads), timeout)
-    _PREFLIGHT_RESULTS[key] = reason
-    if reason is not None:
-        raise ValueError(f"{path}: {reason}")
-    return time.perf_counter() - start
-
-
-def _child_python() -> tuple[list, dict]:
-    """The command line and environment that start a Python like this one with edgemnist importable."""
-    package_root = str(Path(__file__).resolve().parents[2])  # the folder (or zip) holding edgemnist
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = shlex.split(os.environ[PYTHON_ENV]) if os.environ.get(PYTHON_ENV) else [sys.executable]
-    return command, env
-
-
-_CHILD_PYTHON_WORKS: Optional[bool] = None
-
-
-def _child_python_works() -> bool:
-    """Whether a child Python starts at all here (not under user-mode emulation or a frozen app)."""
-    global _CHILD_PYTHON_WORKS
-    if _CHILD_PYTHON_WORKS is None:
-        command, env = _child_python()
-        try:
-            probe = subprocess.run(command + ["-c", "import edgemnist.runtime.interpreter; print('ok')"],
-                                   capture_output=True, text=True, env=env, timeout=PREFLIGHT_TIMEOUT_S,
-                                   stdin=subprocess.DEVNULL)
-            _CHILD_PYTHON_WORKS = probe.returncode == 0 and probe.stdout.strip() == "ok"
-        except (OSError, subprocess.TimeoutExpired):
-            _CHILD_PYTHON_WORKS = False
-        if not _CHILD_PYTHON_WORKS:
-            warnings.warn(f"cannot start a child Python ({' '.join(command)}), so models are loaded without "
-                          f"the crash check; set {PYTHON_ENV} to a command that starts this Python",
-                          RuntimeWarning, stacklevel=4)
-    return _CHILD_PYTHON_WORKS
-
-
-def _run_preflight(path: Path, backend: str, num_threads: int, timeout: float) -> Optional[str]:
-    """None if the child loaded and ran the model (or no child can run here), else why not (no file name)."""
-    if not _child_python_works():
-        return None
-    command, env = _child_python()
-    cmd = command + ["-c", _PREFLIGHT_SCRIPT, str(path), str(num_threads), backend]
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env,
-                                timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return f"the interpreter hung loading or running it (no result in {timeout:g} s)"
-    if result.returncode < 0 or result.returncode > 128:  # > 128: a signal as a wrapper script reports it
-        number = -result.returncode if result.returncode < 0 else result.returncode - 128
-        return f"the interpreter crashed loading or running it ({_signal_name(number)}); not a usable model"
-    if _PREFLIGHT_OK in result.stdout:
-        return None
-    if _PREFLIGHT_ERROR in result.stdout:
-        reported = result.stdout.split(_PREFLIGHT_ERROR, 1)[1].strip().splitlines()[0]
-        kind, _, message = reported.partition(" ")
-        prefix = f"{path}: "
-        if kind == "ValueError" and message.startswith(prefix):
-            return message[len(prefix):]
-        return f"the interpreter failed loading or running it ({message or kind})"  # e.g. RuntimeError from invoke
-    # the child Python works (checked above), so the model made it exit: native code called exit()
-    return f"the interpreter exited with status {result.returncode} loading or running it; not a usable model"
-
-
-def _trusted_by_environment() -> bool:
-    return os.environ.get(TRUST_ENV, "") == "1"
 
 
 @dataclass(frozen=True)
@@ -357,7 +110,7 @@ class Runner:
         self.path = check_tflite_file(path)
         self.num_threads = int(num_threads)
         self.backend = load_backend(backend)
-        trusted = _trusted_by_environment() if trusted is None else bool(trusted)
+        trusted = trusted_by_environment() if trusted is None else bool(trusted)
         # seconds the child-process check took (None: skipped, or this content passed before)
         self.preflight_seconds = None if trusted else preflight(self.path, self.backend.name, self.num_threads)
         start = time.perf_counter()
@@ -648,6 +401,39 @@ class Runner:
         except RuntimeError as exc:  # a malformed model (trusted=True skipped the preflight)
             raise self._invoke_error(exc) from None
 
+    def predict_one_reference(self, image: np.ndarray) -> np.ndarray:
+        """Scores of one image by the plain path that `predict_one` must equal, bit for bit.
+
+        The interpreter's public API and textbook arithmetic only: q = rint(x * (1 / scale)
+        + zero_point) in float32 (half to even), clipped to the input type's range;
+        set_tensor, invoke, get_tensor; (q - zero_point) * scale. No views into the
+        interpreter's buffers, no look-up tables: slower, and there to check the fast path
+        (and a new backend) against.
+
+        Args:
+            image: as for `predict_one`.
+
+        Raises:
+            ValueError: as for `predict_one`.
+        """
+        batch = self._check_images(image, single=True)
+        spec, out = self.input, self.output
+        if spec.quantized:
+            scaled = (batch * np.float32(1.0 / spec.scale)).astype(np.float64)  # exact from here on
+            info = np.iinfo(spec.dtype)
+            model_input = np.clip(np.rint(scaled + spec.zero_point), info.min, info.max).astype(spec.dtype)
+        else:
+            model_input = batch.astype(spec.dtype)
+        self._interpreter.set_tensor(self._in_index, model_input)
+        try:
+            self._interpreter.invoke()
+        except RuntimeError as exc:
+            raise self._invoke_error(exc) from None
+        raw = self._interpreter.get_tensor(self._out_index)[0]
+        if out.quantized:
+            return (raw.astype(np.float32) - np.float32(out.zero_point)) * np.float32(out.scale)
+        return raw.astype(np.float32)
+
     def _batch_interpreter(self, batch_size: int):
         """A second interpreter with its input resized to `batch_size` (None if resizing fails)."""
         if self._batched is not None and self._batched_size == batch_size:
@@ -714,14 +500,6 @@ class Runner:
         predict_one holds views of its input and output buffers.
         """
         return self._interpreter
-
-    def set_raw_input(self, model_input: np.ndarray) -> None:
-        """Copies an already quantized batch-1 input into the interpreter."""
-        self._interpreter.set_tensor(self._in_index, model_input)
-
-    def invoke(self) -> None:
-        """Runs the batch-1 interpreter once on its current input."""
-        self._interpreter.invoke()
 
     def info(self) -> dict:
         """A JSON-ready description: path, backend, threads, input and output tensors."""

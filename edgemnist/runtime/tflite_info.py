@@ -638,6 +638,25 @@ def validate(path_or_bytes, name: Optional[str] = None) -> TFLiteModel:
     return model
 
 
+def check_tflite_file(path: str | os.PathLike) -> Path:
+    """Checks that `path` is a readable, well-formed .tflite before a native interpreter sees it.
+
+    Returns:
+        The path.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a file; TFLiteFormatError (a ValueError): not a well-formed .tflite.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise ValueError(f"{path}: not a file (expected a .tflite model)")
+    validate(path)
+    return path
+
+
 def _quantization_pair(tensor: TensorInfo) -> Optional[tuple]:
     if tensor.scale is None or tensor.dtype not in ("int8", "uint8", "int16", "int32", "int4"):
         return None
@@ -669,8 +688,36 @@ def _tensor_dict(t: TensorInfo) -> dict:
     }
 
 
-def _io_dict(t: TensorInfo) -> dict:
-    return {"name": t.name, "shape": list(t.shape), "dtype": t.dtype, "scale": t.scale, "zero_point": t.zero_point}
+def io_tensor(tensor: TensorInfo) -> dict:
+    """A graph input or output as export manifests and `edgemnist info` describe it.
+
+    Returns:
+        {"name", "shape", "dtype", "scale", "zero_point"}; scale and zero point are None
+        unless the tensor has exactly one of each (a float tensor has none, a per-channel
+        one several), as an interpreter's quantization_parameters give them.
+    """
+    q = tensor.quantization
+    per_tensor = q is not None and len(q.scales) == 1
+    return {
+        "name": tensor.name,
+        "shape": [int(d) for d in tensor.shape],
+        "dtype": tensor.dtype,
+        "scale": float(q.scales[0]) if per_tensor else None,
+        "zero_point": int(tensor.zero_point) if per_tensor else None,
+    }
+
+
+def io_tensors(path_or_model) -> dict:
+    """{"inputs": [...], "outputs": [...]} of a model's main subgraph, each entry an `io_tensor`.
+
+    Args:
+        path_or_model: a path, the file's bytes, or a `TFLiteModel` already read.
+
+    Raises:
+        TFLiteFormatError: the file is not a well-formed TFLite model.
+    """
+    model = path_or_model if isinstance(path_or_model, TFLiteModel) else read_model(path_or_model)
+    return {"inputs": [io_tensor(t) for t in model.inputs], "outputs": [io_tensor(t) for t in model.outputs]}
 
 
 def describe(path_or_model, name: Optional[str] = None) -> dict:
@@ -696,8 +743,7 @@ def describe(path_or_model, name: Optional[str] = None) -> dict:
         "description": model.description,
         "ops": model.ops,
         "op_counts": dict(sorted(Counter(model.ops).items())),
-        "inputs": [_io_dict(t) for t in model.inputs],
-        "outputs": [_io_dict(t) for t in model.outputs],
+        **io_tensors(model),
         "tensors": [_tensor_dict(t) for t in model.tensors],
         "subgraphs": len(model.subgraphs),
         "metadata": {n: len(data) for n, _, data in model.metadata},

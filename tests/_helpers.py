@@ -1,0 +1,47 @@
+"""Test helpers shared by several test modules: the CLI as a child process, flatbuffer edits, exports, ports.
+
+Usage: from _helpers import cli_command, run_cli, repack, export_variant, free_port
+"""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli_command(*args) -> list:
+    """argv that runs `edgemnist ARGS` in a fresh Python, as a user's shell would."""
+    return [sys.executable, "-m", "edgemnist.cli", *map(str, args)]
+
+
+def run_cli(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """Runs `edgemnist ARGS` in a child process; text output captured; extra subprocess.run options pass on."""
+    return subprocess.run(cli_command(*args), capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def repack(buf: bytes, edit) -> bytes:
+    """Unpacks a .tflite with the schema's object API, applies `edit(model)`, packs it again."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    edit(model)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def export_variant(keras_path, variant: str, out_path) -> Path:
+    """Exports one variant of a Keras model with edgemnist.convert (100 calibration images); returns the path."""
+    from edgemnist import convert
+
+    convert.export_variant(keras_path, variant, out_path, convert.ExportConfig(representative_size=100))
+    return Path(out_path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
