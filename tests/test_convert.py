@@ -166,8 +166,23 @@ def test_export_cli_writes_variant_and_manifest(trained_model_path, tmp_path, ca
     status = cli.main(["export", "--from", str(trained_model_path), "--out", str(tmp_path),
                        "--variants", "float16", "--json"])
     assert status == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "[export] 1/1 float16" in captured.err
     manifest = result["variants"]["float16"]
     assert (tmp_path / "model_float16.tflite").stat().st_size == manifest["bytes"]
-    assert json.loads((tmp_path / "model_float16.tflite.json").read_text())["sha256"] == manifest["sha256"]
+    on_disk = json.loads((tmp_path / "model_float16.tflite.json").read_text())
+    assert on_disk["sha256"] == manifest["sha256"]
+    assert manifest["seconds"] > 0 and "seconds" not in on_disk  # timing is reported, never part of the manifest
     assert cli.main(["export", "--from", str(trained_model_path), "--out", str(tmp_path), "--variants", "int3"]) == 2
+
+
+def test_export_all_converts_each_variant_once_and_reports_progress(trained_model_path, tmp_path):
+    lines = []
+    result = convert.export_all({"model": trained_model_path}, tmp_path, ["float16", "dynamic", "float16"],
+                                CONFIG, progress=lines.append)
+    assert list(result["variants"]) == ["float16", "dynamic"]
+    assert [line.split()[:2] for line in lines] == [["1/2", "float16"], ["2/2", "dynamic"]]
+    assert "left" in lines[0] and "left" not in lines[1]  # an ETA while work remains
+    assert result["seconds"] >= sum(m["seconds"] for m in result["variants"].values())
+    assert len({n for n in convert.default_variants("all")}) == len(convert.default_variants("all"))
