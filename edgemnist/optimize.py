@@ -187,9 +187,9 @@ def _steps(n: int, batch_size: int, epochs: int) -> int:
 def _fit(model, train_split, epochs, batch_size, seed, callbacks=(), verbose=1, augment=False,
          teacher=None, distill: float = 0.0):
     """Fine-tunes on integer labels, or with `teacher` on soft targets (see PruneConfig.distill)."""
-    from edgemnist import augment
+    from edgemnist.augment import make_dataset
 
-    ds = augment.make_dataset(train_split, batch_size, shuffle=True, augment=augment, seed=seed)
+    ds = make_dataset(train_split, batch_size, shuffle=True, augment=augment, seed=seed)
     if teacher is not None:
         from edgemnist._tensorflow import import_tensorflow
 
