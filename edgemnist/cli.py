@@ -28,6 +28,7 @@ from edgemnist.artifacts import OutputError
 COMMAND_MODULES = (
     "edgemnist.download",
     "edgemnist.train",
+    "edgemnist.finetune",
     "edgemnist.optimize",
     "edgemnist.convert",
     "edgemnist.diagnose",

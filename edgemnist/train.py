@@ -1,6 +1,6 @@
-"""Train the model from scratch (resumable) and fine-tune a trained model on new data.
+"""Train the model from scratch, resumably, on MNIST or another 10-class 28x28 data set.
 
-Usage: edgemnist train --out runs/default      edgemnist finetune --from runs/default/model.keras --data-dir DIR --out runs/ft
+Usage: edgemnist train --out runs/default
 
 A run folder holds:
   model.keras          the weights of the epoch with the lowest validation loss (written at the end)
@@ -30,9 +30,9 @@ from typing import Optional
 
 import numpy as np
 
-from edgemnist import augment
 from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
+from edgemnist.augment import Augmentation, make_dataset
 from edgemnist.model import MODELS, STEMS, ModelConfig
 
 STATE_FILE = "train_state.json"
@@ -91,7 +91,7 @@ class TrainConfig:
 
     def augmentation_settings(self):
         """The augment.Augmentation these settings describe, whether or not the run augments."""
-        return augment.Augmentation(rotation=self.rotation, shift=self.shift, elastic=self.elastic,
+        return Augmentation(rotation=self.rotation, shift=self.shift, elastic=self.elastic,
                                     elastic_sigma=self.elastic_sigma)
 
     def identity(self) -> dict:
@@ -264,7 +264,7 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     if state is not None:
         state["config"] = config.identity()  # what a resumed run records drops the retired settings
     if state is not None and state.get("finished") and state["epoch"] >= config.epochs and (out / "summary.json").is_file():
-        _say(verbose, f"{out}: already trained ({state['epoch']} epochs); nothing to do")
+        log_progress(verbose, f"{out}: already trained ({state['epoch']} epochs); nothing to do")
         return json.loads((out / "summary.json").read_text())
     folder.clean_orphans(state)
     # Training time as a user waits for it: set-up, epochs, checkpoints, the BatchNorm pass and
@@ -279,9 +279,9 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     train_split = data_lib.load_split("train", config.data_dir, limit=config.limit)
     test_split = data_lib.load_split("test", config.data_dir)
     fit_split, val_split = data_lib.train_val_split(train_split, config.val_fraction, config.seed)
-    train_ds = augment.make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augmentation(),
-                                    seed=config.seed, one_hot=True)
-    val_ds = augment.make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed, one_hot=True)
+    train_ds = make_dataset(fit_split, config.batch_size, shuffle=True, augment=config.augmentation(),
+                            seed=config.seed, one_hot=True)
+    val_ds = make_dataset(val_split, 512, shuffle=False, augment=False, seed=config.seed, one_hot=True)
 
     with strategy.scope():
         if state is None:
@@ -291,8 +291,8 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
                      "config": config.identity(), "finished": False}
         else:
             model = k.models.load_model(out / state["checkpoint"], compile=True)
-            _say(verbose, f"{out}: resuming after epoch {state['epoch']} "
-                          f"(best epoch {state['best_epoch']}: val accuracy {state['best_val_accuracy']:.4f})")
+            log_progress(verbose, f"{out}: resuming after epoch {state['epoch']} "
+                                  f"(best epoch {state['best_epoch']}: val accuracy {state['best_val_accuracy']:.4f})")
 
     callback = _epoch_commit(folder, state, config, clock, batchnorm_sample(fit_split, config.seed))
     schedule = k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config))
@@ -302,10 +302,10 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     if state.get("best_weights"):
         with np.load(folder.out / state["best_weights"], allow_pickle=False) as saved:
             model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
-    _say(verbose, f"recomputing BatchNorm statistics over the {len(fit_split)} training images")
+    log_progress(verbose, f"recomputing BatchNorm statistics over the {len(fit_split)} training images")
     bn_images = recalibrate_batchnorm(model, data_lib.to_model_input(fit_split.images), seed=config.seed)
     test_loss, test_acc = model.evaluate(
-        augment.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True), verbose=0
+        make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True), verbose=0
     )
     info = model_summary(model)
     state["finished"] = True
@@ -411,93 +411,10 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, bn
     return EpochCommit()
 
 
-def _say(verbose: int, message: str) -> None:
+def log_progress(verbose: int, message: str) -> None:
+    """Prints a progress line on stderr when `verbose` (stdout carries only a command's result)."""
     if verbose:
         print(message, file=sys.stderr)
-
-
-# --------------------------------------------------------------------------- fine-tuning
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Two-phase transfer: train the head with the backbone frozen, then everything at a lower rate."""
-
-    head_epochs: int = 3  # phase 1: only the classifier trains
-    epochs: int = 3  # phase 2: all layers train
-    learning_rate: float = 1e-2  # phase 1 rate (only a linear head trains: it can take a high rate)
-    unfrozen_lr_factor: float = 0.1  # phase 2 rate = learning_rate * this
-    batch_size: int = 128
-    augment: bool = False
-    seed: int = 0
-    limit: Optional[int] = None  # first N training images of the new data
-    head_layers: tuple = ("classifier",)  # layers trained in phase 1
-
-    def __post_init__(self):
-        if self.head_epochs < 0 or self.epochs < 0 or self.head_epochs + self.epochs == 0:
-            raise ValueError(f"need at least one epoch (head_epochs={self.head_epochs}, epochs={self.epochs})")
-        if not 0 < self.learning_rate < 1:
-            raise ValueError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 < self.unfrozen_lr_factor <= 1:
-            raise ValueError(f"unfrozen_lr_factor must be in (0, 1], got {self.unfrozen_lr_factor}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-
-
-def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: str | os.PathLike,
-             config: FinetuneConfig = FinetuneConfig(), verbose: int = 1) -> dict:
-    """Fine-tunes a trained model on another data set's train split; reports test accuracy before and after.
-
-    Returns:
-        {"before": acc, "after_head": acc, "after": acc, "test_n", "train_n", "data_dir", "model"};
-        also written to `out/finetune.json`, with the model in `out/model.keras`.
-    """
-    from edgemnist._tensorflow import keras
-    from edgemnist.model import load_keras_model, recalibrate_batchnorm
-
-    k = keras()
-    k.utils.set_random_seed(config.seed)
-    model = load_keras_model(model_path)
-    missing = [name for name in config.head_layers if name not in {layer.name for layer in model.layers}]
-    if missing:
-        raise ValueError(f"{model_path}: no layer named {missing[0]!r} to use as the head")
-    train_split = data_lib.load_split("train", data_dir, limit=config.limit)
-    test_split = data_lib.load_split("test", data_dir)
-    train_ds = augment.make_dataset(train_split, config.batch_size, shuffle=True, augment=config.augment,
-                                    seed=config.seed, one_hot=True)
-    test_ds = augment.make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True)
-
-    def accuracy() -> float:
-        model.compile(k.optimizers.Adam(), "categorical_crossentropy", metrics=["accuracy"])
-        return float(model.evaluate(test_ds, verbose=0)[1])
-
-    result = {"model": str(model_path), "data_dir": str(data_lib.resolve_data_dir(data_dir)),
-              "train_n": len(train_split), "test_n": len(test_split), "before": accuracy()}
-    _say(verbose, f"test accuracy before fine-tuning: {result['before']:.4f} ({len(test_split)} images)")
-    if config.head_epochs:
-        for layer in model.layers:
-            # A frozen BatchNormalization also runs in inference mode in Keras 2, keeping its statistics.
-            layer.trainable = layer.name in config.head_layers
-        model.compile(k.optimizers.Adam(config.learning_rate), "categorical_crossentropy", metrics=["accuracy"])
-        _say(verbose, f"phase 1: head only ({', '.join(config.head_layers)}), {config.head_epochs} epochs")
-        model.fit(train_ds, epochs=config.head_epochs, verbose=verbose)
-        result["after_head"] = accuracy()
-        _say(verbose, f"test accuracy after training the head: {result['after_head']:.4f}")
-    if config.epochs:
-        for layer in model.layers:
-            layer.trainable = True
-        model.compile(k.optimizers.Adam(config.learning_rate * config.unfrozen_lr_factor),
-                      "categorical_crossentropy", metrics=["accuracy"])
-        _say(verbose, f"phase 2: all layers, {config.epochs} epochs at lr "
-                      f"{config.learning_rate * config.unfrozen_lr_factor:g}")
-        model.fit(train_ds, epochs=config.epochs, verbose=verbose)
-        recalibrate_batchnorm(model, data_lib.to_model_input(train_split.images), seed=config.seed)
-    result["after"] = accuracy()
-    _say(verbose, f"test accuracy after fine-tuning: {result['after']:.4f}")
-    out = Path(out)
-    atomic_write_with(out / "model.keras", lambda tmp: model.save(tmp), suffix=".keras")
-    atomic_write_json(out / "finetune.json", result)
-    return result
 
 
 # --------------------------------------------------------------------------- CLI
@@ -511,7 +428,7 @@ def _int_tuple(text: str) -> tuple:
 
 
 def add_commands(subparsers) -> None:
-    """Registers `edgemnist train` and `edgemnist finetune`."""
+    """Registers `edgemnist train`."""
     d = TrainConfig()
     p = subparsers.add_parser(
         "train",
@@ -563,27 +480,6 @@ def add_commands(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_run_train)
 
-    f = FinetuneConfig()
-    p = subparsers.add_parser(
-        "finetune",
-        help="fine-tune a trained model on new data (head first, then all layers)",
-        description="Load a trained model, freeze the backbone and train the classifier head, then unfreeze "
-        "all layers at a lower learning rate. Prints test accuracy on the new data before and after.",
-    )
-    p.add_argument("--from", dest="source", required=True, help="trained model (.keras)")
-    p.add_argument("--data-dir", required=True, help="the new data: IDX files or PNG class folders 0/..9/")
-    p.add_argument("--out", required=True, help="output folder for model.keras and finetune.json")
-    p.add_argument("--head-epochs", type=int, default=f.head_epochs, help=f"head-only epochs (default {f.head_epochs})")
-    p.add_argument("--epochs", type=int, default=f.epochs, help=f"all-layer epochs (default {f.epochs})")
-    p.add_argument("--lr", type=float, default=f.learning_rate, help=f"head learning rate (default {f.learning_rate})")
-    p.add_argument("--augment", action="store_true",
-                   help="the training augmentation (rotations, shifts, elastic distortion) while fine-tuning")
-    p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
-    p.add_argument("--seed", type=int, default=f.seed)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    p.set_defaults(func=_run_finetune)
-
 
 def _run_train(args) -> int:
     from edgemnist.cli import print_json
@@ -609,19 +505,4 @@ def _run_train(args) -> int:
         print(f"test accuracy {summary['test_accuracy']:.4f} on {summary['test_n']} images; "
               f"{summary['params']:,} parameters, {summary['macs']:,} MACs; "
               f"{summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; model: {Path(args.out) / 'model.keras'}")
-    return 0
-
-
-def _run_finetune(args) -> int:
-    from edgemnist.cli import print_json
-
-    config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
-                            augment=args.augment, limit=args.limit, seed=args.seed)
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
-    if args.json:
-        print_json(result)
-    else:
-        print(f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
-              f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")
     return 0

@@ -1,5 +1,5 @@
 """Tests for edgemnist/train.py: real training on MNIST subsets, determinism, resume after SIGKILL,
-multi-worker training on loopback, fine-tuning on new data."""
+multi-worker training on loopback."""
 from __future__ import annotations
 
 import json
@@ -17,7 +17,6 @@ import pytest
 from edgemnist import train as train_lib
 from edgemnist.model import ModelConfig
 
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 TINY = ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1), pool_after=(1,))
 
 
@@ -201,19 +200,6 @@ def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "edgemnist: error: --strategy multiworker needs TF_CONFIG describing the cluster and this worker's task")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-def test_finetune_on_fashion_mnist_improves(tmp_path, trained_model_path):
-    config = train_lib.FinetuneConfig(head_epochs=1, epochs=1, limit=3000)
-    result = train_lib.finetune(trained_model_path, FASHION, tmp_path, config, verbose=0)
-    assert result["test_n"] == 10000 and result["train_n"] == 3000
-    assert result["before"] < 0.3  # a digits model on clothes: near chance
-    assert result["after_head"] > result["before"] + 0.2  # a new head on frozen features learns the classes
-    assert result["after"] > result["after_head"]  # unfreezing the backbone helps further
-    assert json.loads((tmp_path / "finetune.json").read_text()) == result
-    assert (tmp_path / "model.keras").is_file()
 
 
 def test_command_needing_tensorflow_without_it_says_which_extra(tmp_path):
