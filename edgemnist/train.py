@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -31,11 +32,15 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data as data_lib
-from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with
+from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
 from edgemnist.augment import Augmentation, make_dataset
 from edgemnist.model import MODELS, STEMS, ModelConfig
 
 STATE_FILE = "train_state.json"
+# What a run writes beside its checkpoints, each file through edgemnist.artifacts.
+RUN_FILES = ("model.keras", STATE_FILE, "train_log.csv", "summary.json")
+# A temporary file of a checkpoint is named ".<checkpoint name>.<writer>...".
+_CHECKPOINT_TEMP = re.compile(r"\.((?:best_)?epoch_\d+\.(?:keras|weights\.npz))\.")
 STRATEGIES = ("default", "mirrored", "multiworker")
 
 
@@ -195,14 +200,20 @@ class RunFolder:
         self.clean_orphans(state)
 
     def clean_orphans(self, state: Optional[dict]) -> None:
-        """Removes checkpoints and temp files a killed run left beside the committed state."""
+        """Removes what a killed run left beside the committed state: checkpoints of epochs it did
+        not commit, and temporary files whose writer no longer runs (`remove_stale_temps` leaves
+        those of a live writer alone)."""
         keep = {Path(state[key]).name for key in ("checkpoint", "best_weights") if state and state.get(key)}
+        targets = {self.out / name for name in RUN_FILES}
         if self.ckpt_dir.is_dir():
             for path in self.ckpt_dir.iterdir():
-                if path.name not in keep:
+                temp = _CHECKPOINT_TEMP.match(path.name)
+                if temp:
+                    targets.add(self.ckpt_dir / temp.group(1))
+                elif path.name not in keep:
                     path.unlink(missing_ok=True)
-        for tmp in self.out.glob(".*.tmp*"):
-            tmp.unlink(missing_ok=True)
+        for target in sorted(targets):
+            remove_stale_temps(target)
 
 
 def _log_csv(rows: list) -> str:

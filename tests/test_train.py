@@ -100,6 +100,29 @@ def test_run_folder_from_before_the_retired_settings_is_the_same_run(tmp_path):
         train_lib.train(config, tmp_path, verbose=0)
 
 
+def test_orphan_cleanup_spares_temporary_files_of_live_writers(tmp_path):
+    from edgemnist.artifacts import atomic_path
+
+    folder = train_lib.RunFolder(tmp_path)
+    folder.ckpt_dir.mkdir(parents=True)
+    (folder.ckpt_dir / "epoch_001.keras").write_text("the committed checkpoint")
+    (folder.ckpt_dir / "epoch_002.keras").write_text("an epoch that was never committed")
+    # temporary files of writers killed mid-write: os._exit skips every clean-up, as SIGKILL does
+    code = ("import os, sys; from edgemnist.artifacts import atomic_path; "
+            "writers = [atomic_path(p, suffix='.tmp' + os.path.splitext(p)[1]) for p in sys.argv[1:]]; "
+            "print(*[w.__enter__() for w in writers]); sys.stdout.flush(); os._exit(0)")
+    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.keras"),
+                             str(folder.ckpt_dir / "epoch_002.keras"), str(folder.ckpt_dir / "best_epoch_002.weights.npz")],
+                            capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert len(killed) == 3 and all(Path(path).is_file() for path in killed)
+    with atomic_path(tmp_path / "summary.json") as live, \
+            atomic_path(folder.ckpt_dir / "epoch_003.keras", suffix=".tmp.keras") as live_checkpoint:
+        folder.clean_orphans({"epoch": 1, "checkpoint": "checkpoints/epoch_001.keras"})
+        assert not any(Path(path).exists() for path in killed)
+        assert live.is_file() and live_checkpoint.is_file()  # their writers still run
+    assert sorted(p.name for p in folder.ckpt_dir.iterdir()) == ["epoch_001.keras", "epoch_003.keras"]
+
+
 def test_learning_rate_schedule():
     config = train_lib.TrainConfig(epochs=10, warmup_epochs=2, learning_rate=1e-2, min_learning_rate=1e-4)
     rates = [train_lib.learning_rate_at(e, config) for e in range(10)]
