@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 
     from edgemnist import convert, data
     from edgemnist.bench import machine_info
-    from edgemnist.runtime import load_backend
+    from edgemnist.runtime import load_backend, tflite_info
 
     config = convert.ExportConfig(representative_size=200)
     representative = data.to_model_input(data.load_split("train", limit=200).images)
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                 tflite = convert._tflite_convert(model, recipe, config, representative)
                 row[key] = round(p50_us(tflite, image, args.runs, args.warmup, Path(tmp)), 2)
                 if key == "int8_us":
-                    row["ops"] = convert._op_list(tflite)
+                    row["ops"] = list(tflite_info.read_model(tflite, name="prefix model").ops)
             rows.append(row)
             print(f"{name:<26} int8 {row['int8_us']:>7.2f} us  float32 {row['float32_us']:>7.2f} us  "
                   f"{len(row['ops'])} ops", flush=True)

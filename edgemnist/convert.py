@@ -397,74 +397,37 @@ def _pack_model(model, schema) -> bytes:
 # --------------------------------------------------------------------------- manifest
 
 
-def _io_details(details: list) -> list:
-    rows = []
-    for d in details:
-        q = d.get("quantization_parameters") or {}
-        scales, zero_points = list(q.get("scales", [])), list(q.get("zero_points", []))
-        rows.append(
-            {
-                "name": d["name"],
-                "shape": [int(s) for s in d["shape"]],
-                "dtype": np.dtype(d["dtype"]).name,
-                "scale": float(scales[0]) if len(scales) == 1 else None,
-                "zero_point": int(zero_points[0]) if len(zero_points) == 1 else None,
-            }
-        )
-    return rows
-
-
-def _op_list(tflite: bytes) -> list[str]:
-    """Op names in execution order, read by the TensorFlow-free reader."""
-    from edgemnist.runtime import tflite_info
-
-    return list(tflite_info.read_model(tflite, name="exported model").ops)
-
-
 _WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
 
 
 def weight_sparsity(tflite: bytes) -> dict:
     """Fraction of exactly-zero weights in each conv/dense kernel of a .tflite, and overall.
 
-    Follows a DEQUANTIZE to its constant (float16 weights). int4 weights are unpacked.
+    Read with the one TFLite reader (runtime/tflite_info.py). Follows a DEQUANTIZE to its
+    constant (float16 weights). int4 weights are unpacked.
     """
-    from ai_edge_litert import schema_py_generated as schema
+    from edgemnist.runtime import tflite_info
 
-    model = schema.Model.GetRootAsModel(bytearray(tflite), 0)
-    opcodes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    graph = model.Subgraphs(0)
-    producer = {}
-    ops = []
-    for i in range(graph.OperatorsLength()):
-        op = graph.Operators(i)
-        code = opcodes[op.OpcodeIndex()]
-        name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
-        ops.append((name, op))
-        for j in range(op.OutputsLength()):
-            producer[op.Outputs(j)] = (name, op)
-    dtype_of = {schema.TensorType.FLOAT32: np.float32, schema.TensorType.FLOAT16: np.float16,
-                schema.TensorType.INT8: np.int8, schema.TensorType.UINT8: np.uint8, schema.TensorType.INT4: "int4"}
+    graph = tflite_info.read_model(tflite, name="exported model").main
+    producer = {out: op for op in graph.operators for out in op.outputs}
     layers, zeros_total, count_total = {}, 0, 0
-    for name, op in ops:
-        if name not in _WEIGHT_OPS or op.InputsLength() < 2:
+    for op in graph.operators:
+        if op.op not in _WEIGHT_OPS or len(op.inputs) < 2:
             continue
-        index = op.Inputs(_WEIGHT_OPS[name])
-        if index in producer and producer[index][0] == "DEQUANTIZE":
-            index = producer[index][1].Inputs(0)
-        tensor = graph.Tensors(index)
-        raw = model.Buffers(tensor.Buffer()).DataAsNumpy() if tensor.Buffer() else 0
-        if isinstance(raw, int) or tensor.Type() not in dtype_of:
+        index = op.inputs[_WEIGHT_OPS[op.op]]
+        if index in producer and producer[index].op == "DEQUANTIZE":
+            index = producer[index].inputs[0]
+        tensor = graph.tensors[index]
+        if not tensor.data or tensor.dtype not in ("float32", "float16", "int8", "uint8", "int4"):
             continue
-        count = int(np.prod(tensor.ShapeAsNumpy()))
-        if dtype_of[tensor.Type()] == "int4":
-            packed = np.asarray(raw, dtype=np.uint8)
+        count = int(np.prod(tensor.shape))
+        if tensor.dtype == "int4":
+            packed = np.frombuffer(tensor.data, dtype=np.uint8)
             values = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(-1)[:count]
         else:
-            values = np.frombuffer(np.asarray(raw, dtype=np.uint8).tobytes(), dtype=dtype_of[tensor.Type()])
+            values = np.frombuffer(tensor.data, dtype=np.dtype(tensor.dtype).newbyteorder("<"))
         zeros = int(np.count_nonzero(values == 0))
-        label = (tensor.Name() or b"").decode("utf-8", "replace").split(";")[0] or f"{name}#{len(layers)}"
+        label = tensor.name.split(";")[0] if tensor.name else f"{op.op}#{len(layers)}"
         layers[label] = round(zeros / max(count, 1), 4)
         zeros_total += zeros
         count_total += count
@@ -473,10 +436,11 @@ def weight_sparsity(tflite: bytes) -> dict:
 
 def build_manifest(converted: "Converted", variant: str, settings: dict) -> dict:
     """The manifest of one exported .tflite, as a JSON-ready dict."""
-    from ai_edge_litert.interpreter import Interpreter
+    from edgemnist.runtime import tflite_info
 
     tflite = converted.tflite
-    interpreter = Interpreter(model_content=tflite)
+    model = tflite_info.read_model(tflite, name="exported model")
+    io = tflite_info.io_tensors(model)
     v = _variant(variant)
     return {
         "variant": v.name,
@@ -488,9 +452,9 @@ def build_manifest(converted: "Converted", variant: str, settings: dict) -> dict
         "sha256": sha256_bytes(tflite),
         "bytes": len(tflite),
         "gzip_bytes": gzip_size(tflite),
-        "inputs": _io_details(interpreter.get_input_details()),
-        "outputs": _io_details(interpreter.get_output_details()),
-        "ops": _op_list(tflite),
+        "inputs": io["inputs"],
+        "outputs": io["outputs"],
+        "ops": list(model.ops),
         "sparsity": weight_sparsity(converted.unstripped),  # same weights, tensor names intact
         "converter": _converter_versions(v.quantizer),
         "settings": settings,
