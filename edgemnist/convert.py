@@ -665,6 +665,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--representative-size", type=int, default=ExportConfig.representative_size,
                    help="training images that calibrate int8 ranges (default 500)")
     p.add_argument("--data-dir", help="data folder for calibration (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--seed", type=int, default=ExportConfig.representative_seed,
+                   help="picks the calibration images from the training split (default 0)")
     p.add_argument("--no-strip", action="store_true", help="keep conversion metadata and internal tensor names")
     p.add_argument("--json", action="store_true", help="print one JSON object (each variant's manifest, "
                    "path and seconds)")
@@ -675,8 +677,8 @@ def add_commands(subparsers) -> None:
 def _run_export(args) -> int:
     from edgemnist.cli import print_json
 
-    config = ExportConfig(representative_size=args.representative_size, data_dir=args.data_dir,
-                          strip=not args.no_strip)
+    config = ExportConfig(representative_size=args.representative_size, representative_seed=args.seed,
+                          data_dir=args.data_dir, strip=not args.no_strip)
     variants = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
     sources = {"model": args.model, "pruned": args.pruned, "qat": args.qat, "pruned_qat": args.pruned_qat}
     progress = None if args.quiet else (lambda line: print(f"[export] {line.strip()}", file=sys.stderr, flush=True))

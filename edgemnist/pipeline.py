@@ -146,7 +146,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     summary = stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], do_train)
 
     # ---- optimize (pruning, QAT, pruning-preserving QAT)
-    prune_config, qat_config = optimize.PruneConfig(), optimize.QATConfig()
+    prune_config, qat_config = optimize.PruneConfig(seed=config.seed), optimize.QATConfig(seed=config.seed)
     if quick:
         prune_config = replace(prune_config, epochs=1, batch_size=32)
         qat_config = replace(qat_config, epochs=1, batch_size=32)
@@ -163,7 +163,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     sources.update({name: info["path"] for name, info in optimized["models"].items()})
 
     # ---- export every variant
-    export_config = convert.ExportConfig(data_dir=config.data_dir)
+    export_config = convert.ExportConfig(data_dir=config.data_dir, representative_seed=config.seed)
 
     def do_export():
         result = convert.export_all(sources, out / "tflite", config=export_config, quantizer=config.quantizer,
@@ -254,8 +254,11 @@ def add_commands(subparsers) -> None:
                    help="which quantizers' variants to export (default all)")
     p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads when comparing (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of every stage: training, pruning and QAT fine-tuning, calibration images "
+                   "(default 0)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress lines (stage starts, each exported variant)")
     p.set_defaults(func=_run_pipeline)
 
 
@@ -265,6 +268,7 @@ def _run_pipeline(args) -> int:
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads)
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        result = run_pipeline(args.out, config)
+        result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
+                              (lambda line: print(line, file=sys.stderr, flush=True)))
     print_json(result) if args.json else print(format_result(result))
     return 0
