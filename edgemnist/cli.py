@@ -17,8 +17,9 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from edgemnist import __version__, console
 from edgemnist._tensorflow import MissingExtraError
@@ -42,13 +43,25 @@ COMMAND_MODULES = (
 )
 
 
-class UsageError(ValueError):
-    """Bad command-line input; exits with status 2."""
+@dataclass(frozen=True)
+class Output:
+    """What a command's handler returns; `main` prints it (the JSON or the text) and exits with `status`."""
+
+    data: Any  # JSON-ready: what --json prints (keys documented in docs/outputs.md)
+    text: str  # what a person reads: a table or a summary
+    status: int = 0  # exit status: 0 success, 1 a check failed (verify, mcu)
 
 
 def print_json(obj) -> None:
     """Prints one JSON object on stdout (the --json output of every command)."""
     print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """Every command takes --json; cli prints the handler's Output accordingly."""
+    if not any("--json" in action.option_strings for action in parser._actions):
+        parser.add_argument("--json", action="store_true",
+                            help="print the result as one JSON object instead of the table (keys: docs/outputs.md)")
 
 
 def _add_info(subparsers) -> None:
@@ -60,22 +73,19 @@ def _add_info(subparsers) -> None:
         "quantization parameters and where the bytes go.",
     )
     p.add_argument("model", help="a .keras, .h5 or .tflite file")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_run_info)
 
 
-def _run_info(args) -> int:
+def _run_info(args) -> Output:
     if str(args.model).endswith(".tflite"):
         from edgemnist.runtime import tflite_info
 
         info = tflite_info.describe(args.model)
-        print_json(info) if args.json else print(tflite_info.format_description(info))
-        return 0
+        return Output(info, tflite_info.format_description(info))
     from edgemnist import model as model_lib
 
     summary = model_lib.model_summary(model_lib.load_keras_model(args.model))
-    print_json(summary) if args.json else print(model_lib.format_summary(summary))
-    return 0
+    return Output(summary, model_lib.format_summary(summary))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_commands(subparsers)
     _add_info(subparsers)
+    for command_parser in subparsers.choices.values():
+        _add_json_flag(command_parser)
     return parser
 
 
@@ -112,17 +124,26 @@ def _native_log(args) -> tuple[Path, bool]:
     return Path(path), True
 
 
+def _emit(args, result) -> int:
+    """Prints a handler's Output (JSON with --json, else its text) and returns the exit status."""
+    if not isinstance(result, Output):
+        return int(result or 0)
+    print_json(result.data) if args.json else print(result.text)
+    return result.status
+
+
 def _run(args) -> int:
     """Runs the command's handler with native output captured (console.native_output_to)."""
     if args.verbose:
         os.environ[console.VERBOSE_ENV] = "1"  # also for the stages and child processes it starts
     if console.verbose():
-        return int(args.func(args) or 0)
+        return _emit(args, args.func(args))
     log_path, temporary = _native_log(args)
     failed = True
     try:
         with console.native_output_to(log_path):
-            status = int(args.func(args) or 0)
+            result = args.func(args)
+        status = _emit(args, result)
         failed = status != 0
         return status
     finally:

@@ -668,14 +668,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=ExportConfig.representative_seed,
                    help="picks the calibration images from the training split (default 0)")
     p.add_argument("--no-strip", action="store_true", help="keep conversion metadata and internal tensor names")
-    p.add_argument("--json", action="store_true", help="print one JSON object (each variant's manifest, "
-                   "path and seconds)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_export)
 
 
-def _run_export(args) -> int:
-    from edgemnist.cli import print_json
+def _run_export(args):
+    from edgemnist.cli import Output
 
     config = ExportConfig(representative_size=args.representative_size, representative_seed=args.seed,
                           data_dir=args.data_dir, strip=not args.no_strip)
@@ -683,8 +681,4 @@ def _run_export(args) -> int:
     sources = {"model": args.model, "pruned": args.pruned, "qat": args.qat, "pruned_qat": args.pruned_qat}
     progress = None if args.quiet else (lambda line: print(f"[export] {line.strip()}", file=sys.stderr, flush=True))
     result = export_all(sources, args.out, variants, config, args.quantizer, progress=progress)
-    if args.json:
-        print_json(result)
-    else:
-        print(format_export(result))
-    return 0
+    return Output(result, format_export(result))

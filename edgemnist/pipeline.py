@@ -257,18 +257,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="random seed of every stage: training, pruning and QAT fine-tuning, calibration images "
                    "(default 0)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stage starts, each exported variant)")
     p.set_defaults(func=_run_pipeline)
 
 
-def _run_pipeline(args) -> int:
-    from edgemnist.cli import print_json
+def _run_pipeline(args):
+    from edgemnist.cli import Output
 
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads)
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
         result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                               (lambda line: print(line, file=sys.stderr, flush=True)))
-    print_json(result) if args.json else print(format_result(result))
-    return 0
+    return Output(result, format_result(result))
