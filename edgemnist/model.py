@@ -10,8 +10,8 @@ can name them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Callable, Optional
+from dataclasses import dataclass, fields
+from typing import Optional
 
 from edgemnist._tensorflow import keras
 
@@ -162,51 +162,46 @@ def build_tutorial_cnn(batch_size: Optional[int] = None):
     return k.Model(inputs, outputs, name="tutorial_cnn")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered architecture: its builder and a one-line description."""
-
-    build: Callable
-    description: str
-    default_config: Optional[ModelConfig] = field(default=None)
-
-
+# Registered architectures: name -> builder(config, batch_size). Only ds_cnn has a shape to configure;
+# the tutorial CNN is the fixed reference.
 MODELS = {
-    "ds_cnn": ModelSpec(
-        lambda config=None, batch_size=None: build_ds_cnn(config or ModelConfig(), batch_size),
-        "depthwise-separable dilated CNN (the default)",
-        ModelConfig(),
-    ),
-    "tutorial_cnn": ModelSpec(
-        lambda config=None, batch_size=None: build_tutorial_cnn(batch_size),
-        "tutorial CNN Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10 (reference)",
-    ),
+    "ds_cnn": lambda config, batch_size: build_ds_cnn(config or ModelConfig(), batch_size),
+    "tutorial_cnn": lambda config, batch_size: build_tutorial_cnn(batch_size),
 }
+
+
+def check_model_config(name: str, config: Optional[ModelConfig]) -> None:
+    """Checks that `name` is registered and that `config` sets no shape the model would ignore.
+
+    Raises:
+        ValueError: unknown name, or ModelConfig settings other than the defaults for a
+            fixed-shape model (they name the settings, e.g. width_multiplier=0.5).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name == "ds_cnn" or config is None:
+        return
+    default = ModelConfig()
+    changed = [f"{f.name}={getattr(config, f.name)}" for f in fields(ModelConfig)
+               if getattr(config, f.name) != getattr(default, f.name)]
+    if changed:
+        raise ValueError(f"model {name!r} has a fixed shape; the ds_cnn settings {', '.join(changed)} "
+                         "do not apply to it")
 
 
 def build_model(name: str = "ds_cnn", config: Optional[ModelConfig] = None, batch_size: Optional[int] = None):
     """Builds a registered model by name.
 
+    Args:
+        name: a key of MODELS.
+        config: ds_cnn's shape (None: the default); other models take none.
+        batch_size: a static batch size, or None (see build_ds_cnn).
+
     Raises:
-        ValueError: unknown name.
+        ValueError: unknown name, or a shape for a fixed-shape model (see check_model_config).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name].build(config, batch_size)
-
-
-def with_batch_size(model, batch_size: Optional[int] = 1):
-    """A copy of `model` (same weights) whose input has a static batch size.
-
-    TFLite export uses batch 1: the converter then lowers dilated convolutions to one native
-    op rather than SPACE_TO_BATCH_ND / conv / BATCH_TO_SPACE_ND, which TFLite Micro runs wrongly in int8.
-    """
-    k = keras()
-    config = model.get_config()
-    config["layers"][0]["config"]["batch_input_shape"] = (batch_size,) + tuple(model.input_shape[1:])
-    clone = k.Model.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+    check_model_config(name, config)
+    return MODELS[name](config, batch_size)
 
 
 def load_keras_model(path: str | os.PathLike):

@@ -34,7 +34,7 @@ import numpy as np
 from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
 from edgemnist.augment import Augmentation, make_dataset
-from edgemnist.model import MODELS, STEMS, ModelConfig
+from edgemnist.model import MODELS, STEMS, ModelConfig, check_model_config
 
 STATE_FILE = "train_state.json"
 # What a run writes beside its checkpoints, each file through edgemnist.artifacts.
@@ -69,8 +69,7 @@ class TrainConfig:
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
 
     def __post_init__(self):
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        check_model_config(self.model, self.model_config)
         for name in ("epochs", "batch_size", "patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

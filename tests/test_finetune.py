@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _helpers import run_cli
 from edgemnist import finetune as finetune_lib
 from edgemnist.data import packaged_data_dir
 from edgemnist.model import ModelConfig
@@ -30,7 +29,8 @@ def test_head_phase_trains_only_the_head(tmp_path):
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == result
     before, after = load_keras_model(source), load_keras_model(tmp_path / "ft" / "model.keras")
     for layer in before.layers:
-        changed = [not np.array_equal(a, b) for a, b in zip(layer.get_weights(), after.get_layer(layer.name).get_weights())]
+        pairs = zip(layer.get_weights(), after.get_layer(layer.name).get_weights())
+        changed = [not np.array_equal(a, b) for a, b in pairs]
         # frozen layers, BatchNorm statistics included, keep every weight; the head's all move
         assert all(changed) if layer.name == "classifier" else not any(changed), layer.name
 
@@ -52,13 +52,12 @@ def test_unknown_head_layer_is_named(tmp_path):
     source = tmp_path / "tiny.keras"
     build_model("ds_cnn", TINY).save(source)
     with pytest.raises(ValueError, match="no layer named 'head'"):
-        finetune_lib.finetune(source, packaged_data_dir(), tmp_path / "ft", finetune_lib.FinetuneConfig(head_layers=("head",)),
-                              verbose=0)
+        finetune_lib.finetune(source, packaged_data_dir(), tmp_path / "ft",
+                              finetune_lib.FinetuneConfig(head_layers=("head",)), verbose=0)
 
 
 def test_finetune_help():
-    result = subprocess.run([sys.executable, "-m", "edgemnist.cli", "finetune", "--help"], capture_output=True,
-                            text=True, timeout=60)
+    result = run_cli("finetune", "--help", timeout=60)
     assert result.returncode == 0 and "--from" in result.stdout and "--seed" in result.stdout
 
 

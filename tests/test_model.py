@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from edgemnist.model import ModelConfig, build_ds_cnn, model_summary
+from edgemnist.model import ModelConfig, build_ds_cnn, build_model, model_summary
 
 
 def test_space_to_depth_stem_puts_each_2x2_block_in_4_channels():
@@ -33,6 +33,15 @@ def test_space_to_depth_stem_keeps_every_tensor_4d():
 def test_unknown_stem_is_named():
     with pytest.raises(ValueError, match="'pixels'"):
         ModelConfig(stem="pixels")
+
+
+def test_a_shape_for_the_fixed_shape_model_is_an_error():
+    with pytest.raises(ValueError, match=r"'tutorial_cnn' has a fixed shape; the ds_cnn settings stem_channels=16, "
+                                         r"width_multiplier=0\.5 do not apply"):
+        build_model("tutorial_cnn", ModelConfig(stem_channels=16, width_multiplier=0.5))
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model("resnet")
+    assert build_model("tutorial_cnn", ModelConfig()).name == "tutorial_cnn"  # the defaults are no conflict
 
 
 def test_precise_batchnorm_sets_the_moving_statistics_to_the_data_and_keeps_the_weights(mnist_train):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _helpers import cli_command, free_port, run_cli
 from edgemnist import train as train_lib
 from edgemnist.model import ModelConfig
 
 TINY = ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1), pool_after=(1,))
-
-
-def _cli(*args, env=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "edgemnist.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, **kwargs)
 
 
 def test_one_epoch_beats_chance_by_far(tmp_path):
@@ -111,9 +106,10 @@ def test_orphan_cleanup_spares_temporary_files_of_live_writers(tmp_path):
     code = ("import os, sys; from edgemnist.artifacts import atomic_path; "
             "writers = [atomic_path(p, suffix='.tmp' + os.path.splitext(p)[1]) for p in sys.argv[1:]]; "
             "print(*[w.__enter__() for w in writers]); sys.stdout.flush(); os._exit(0)")
-    killed = subprocess.run([sys.executable, "-c", code, str(tmp_path / "model.keras"),
-                             str(folder.ckpt_dir / "epoch_002.keras"), str(folder.ckpt_dir / "best_epoch_002.weights.npz")],
-                            capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    targets = [tmp_path / "model.keras", folder.ckpt_dir / "epoch_002.keras",
+               folder.ckpt_dir / "best_epoch_002.weights.npz"]
+    killed = subprocess.run([sys.executable, "-c", code, *map(str, targets)], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.split()
     assert len(killed) == 3 and all(Path(path).is_file() for path in killed)
     with atomic_path(tmp_path / "summary.json") as live, \
             atomic_path(folder.ckpt_dir / "epoch_003.keras", suffix=".tmp.keras") as live_checkpoint:
@@ -140,12 +136,17 @@ def test_config_validation_names_the_value(field, value):
 
 
 def test_cli_shape_settings_are_checked_and_retired_flags_are_gone(tmp_path):
-    bad = _cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
+    bad = run_cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
     assert bad.returncode == 2 and "must have one rate per block (2 blocks)" in bad.stderr, bad.stderr[-500:]
-    bad = _cli("train", "--out", str(tmp_path / "run"), "--stem-channels", "0", timeout=120)
+    bad = run_cli("train", "--out", str(tmp_path / "run"), "--stem-channels", "0", timeout=120)
     assert bad.returncode == 2 and "channel counts must be >= 1, got stem 0" in bad.stderr, bad.stderr[-500:]
+    bad = run_cli("train", "--out", str(tmp_path / "run"), "--model", "tutorial_cnn", "--width", "0.5", timeout=120)
+    assert bad.returncode == 2, bad.stderr[-500:]
+    assert bad.stderr.strip().splitlines()[-1] == (
+        "edgemnist: error: model 'tutorial_cnn' has a fixed shape; the ds_cnn settings width_multiplier=0.5 "
+        "do not apply to it")
     for retired in ("--ema", "--weight-decay", "--zoom", "--clean-epochs"):
-        bad = _cli("train", "--out", str(tmp_path / "run"), retired, "1", timeout=120)
+        bad = run_cli("train", "--out", str(tmp_path / "run"), retired, "1", timeout=120)
         assert bad.returncode == 2 and f"unrecognized arguments: {retired} 1" in bad.stderr, bad.stderr[-500:]
     assert not (tmp_path / "run" / "train_state.json").exists()
 
@@ -154,7 +155,7 @@ def test_cli_shape_settings_are_checked_and_retired_flags_are_gone(tmp_path):
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--out", str(out), "--limit", "4000", "--epochs", "3", "--batch-size", "32", "--no-augment", "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "edgemnist.cli", *args], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     state_path = out / "train_state.json"
     deadline = time.monotonic() + 240
@@ -170,7 +171,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     assert 1 <= killed_at < 3, "the run should have been killed mid-way"
     assert not (out / "model.keras").exists()
 
-    result = _cli(*args[:-1], "--json", timeout=300)
+    result = run_cli(*args[:-1], "--json", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming after epoch {killed_at}" in result.stderr
     summary = json.loads(result.stdout)
@@ -182,23 +183,17 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
         {"epoch_003.keras", Path(json.loads(state_path.read_text())["best_weights"]).name})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multiworker_training_on_two_local_workers(tmp_path):
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
                "CUDA_VISIBLE_DEVICES": ""}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "edgemnist.cli", "train", "--out", str(tmp_path / f"w{index}"), "--strategy",
-             "multiworker", "--limit", "1200", "--epochs", "1", "--no-augment", "--quiet", "--json"],
+            cli_command("train", "--out", tmp_path / f"w{index}", "--strategy", "multiworker", "--limit", "1200",
+                        "--epochs", "1", "--no-augment", "--quiet", "--json"),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     outputs = []
     for proc in procs:
@@ -218,8 +213,7 @@ def test_multiworker_training_on_two_local_workers(tmp_path):
 
 def test_multiworker_without_tf_config_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    result = subprocess.run([sys.executable, "-m", "edgemnist.cli", "train", "--out", str(tmp_path), "--strategy",
-                             "multiworker", "--limit", "100"], capture_output=True, text=True, env=env, timeout=120)
+    result = run_cli("train", "--out", tmp_path, "--strategy", "multiworker", "--limit", "100", env=env, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "edgemnist: error: --strategy multiworker needs TF_CONFIG describing the cluster and this worker's task")
@@ -229,7 +223,8 @@ def test_command_needing_tensorflow_without_it_says_which_extra(tmp_path):
     blocker = tmp_path / "block" / "tensorflow"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('No module named tensorflow')\n")
-    result = _cli("train", "--out", str(tmp_path / "r"), env={"PYTHONPATH": str(blocker.parent)}, timeout=60)
+    result = run_cli("train", "--out", tmp_path / "r", env={**os.environ, "PYTHONPATH": str(blocker.parent)},
+                     timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "edgemnist: error: this command needs TensorFlow: pip install 'edgemnist[train]' "
@@ -237,7 +232,7 @@ def test_command_needing_tensorflow_without_it_says_which_extra(tmp_path):
 
 
 def test_train_help_is_instant_and_documents_resume():
-    result = _cli("train", "--help", timeout=60)
+    result = run_cli("train", "--help", timeout=60)
     assert result.returncode == 0 and "resume" in result.stdout
     assert "--strategy" in result.stdout and "--out" in result.stdout
 
