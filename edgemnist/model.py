@@ -26,24 +26,26 @@ BN_MOMENTUM = 0.9
 class ModelConfig:
     """Shape of the depthwise-separable model.
 
-    Chosen by measuring int8 latency on LiteRT (benchmarks/bench_layers.py): every op of
-    an int8 graph costs a microsecond or more and full-resolution layers cost most, so the
-    stem halves the resolution at once, one block works at 14x14, and the wider blocks run
-    at 7x7 and 3x3. Dilation widens the receptive field of the 3x3 depthwise kernels
-    without adding parameters. int8 convolutions in XNNPACK pad the input channels of every
-    kernel tap to a SIMD width, so a convolution of the 1-channel image costs as much as one
-    of an 8-channel image (a 3x3 stride-2 stem: 8.9 us of the model's 24 us in int8, 2.4 us
-    in float), and channels at 14x14 are cheap up to that width: the stem rearranges the
-    image into 2x2 blocks first, and stem and first block are 32 and 48 wide.
+    Chosen by measuring int8 latency on LiteRT: every op of an int8 graph has a fixed cost
+    and full-resolution layers cost most, so the stem halves the resolution at once, one
+    block works at 14x14, and the wider blocks run at 7x7 and 3x3. Dilation widens the
+    receptive field of the 3x3 depthwise kernels without adding parameters. int8
+    convolutions in XNNPACK pad the input channels of every kernel tap to a SIMD width, so a
+    convolution of the 1-channel image costs as much as one of an 8-channel image, and
+    channels at 14x14 are cheap up to that width: the stem rearranges the image into 2x2
+    blocks first, and stem and first block are 32 and 48 wide. What each part costs on this
+    machine: `python benchmarks/bench_layers.py MODEL` (per layer) and `--stems` (the stem
+    candidates); the published numbers are in benchmarks/README.md.
     """
 
     stem_channels: int = 32  # 28x28 -> 14x14
     # "space_to_depth": the image's 2x2 pixel blocks become 4 channels (4-D Reshapes and
     # Permutes: plain Keras layers, so pruning, QAT, TFLite and every TFLite Micro kernel set take them),
     # then a stride-1 stem_kernel x stem_kernel convolution over 14x14x4; with stem_kernel 2
-    # it sees 4x4 pixels at stride 2, in 6.5 us of int8 instead of 8.9 us for a 3x3 stride-2
-    # convolution. "conv": a stem_kernel x stem_kernel convolution with stride 2 (a 2x2 one
-    # reached only 98.93 % in 40 epochs; 3x3 was the default before).
+    # it sees 4x4 pixels at stride 2 without convolving the 1-channel image, the slow case
+    # in int8 (above). "conv": a stem_kernel x stem_kernel convolution with stride 2 of the
+    # image itself (3x3 was the default before; a 2x2 one sees too little and was less
+    # accurate: benchmarks/README.md, Training).
     stem: str = "space_to_depth"
     stem_kernel: int = 2
     block_channels: tuple = (48, 48, 64, 96)  # pointwise output channels, one per block
@@ -301,9 +303,10 @@ def recalibrate_batchnorm(model, images, batch_size: int = 500, seed: int = 0) -
     the average of its batch statistics over `images` (un-augmented training images).
 
     During training the moving statistics follow the last few augmented batches
-    (momentum BN_MOMENTUM), a noisy estimate of another distribution; measured on the default
-    recipe, recomputing them once over the training images took test accuracy from 99.32 %
-    to 99.47 %. Only the statistics change, never a weight (pruned zeros stay zero).
+    (momentum BN_MOMENTUM), a noisy estimate of another distribution; recomputing them once
+    over the un-augmented training images is more accurate (the "precise BatchNorm" row of
+    benchmarks/README.md, Training). Only the statistics change, never a weight (pruned
+    zeros stay zero).
 
     Args:
         model: a Keras model; left with its layers' momentum as it found them.

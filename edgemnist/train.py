@@ -352,7 +352,8 @@ def _should_stop(state: dict, config: TrainConfig) -> bool:
     counted from the middle of the schedule at the earliest.
 
     In the first half the learning rate is high and the validation loss wanders: counting
-    from the start stopped the default run at epoch 28 of 50 (99.18 % instead of 99.4 %).
+    from the start stopped the default run on that noise, well before its best epochs
+    (benchmarks/README.md, Training).
     """
     start = max(state["best_epoch"], config.epochs // 2)
     return state["best_epoch"] > 0 and state["epoch"] - start >= config.patience
@@ -386,10 +387,10 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, bn
 
         def on_test_begin(self, logs=None):
             # Keras validates with the moving statistics of the last augmented batches; those
-            # misjudge a model whose augmentation moves the statistics (measured with elastic
-            # distortion: validation loss stalled from epoch 38 and early stopping kept epoch 38,
-            # 99.48 % on test, where the last epoch with recomputed statistics had 99.51 %).
-            # Training reads only batch statistics, so overwriting the moving ones changes nothing else.
+            # misjudge a model whose augmentation moves the statistics (with elastic distortion
+            # the validation loss stalled and early stopping kept an epoch worse than the last;
+            # benchmarks/README.md, Training). Training reads only batch statistics, so
+            # overwriting the moving ones changes nothing else.
             recalibrate_batchnorm(self.model, bn_images, seed=config.seed + self.epoch)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -402,9 +403,9 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, bn
             row.update({key: f"{float(value):.6g}" for key, value in sorted(logs.items()) if key != "lr"})
             state["log"].append(row)
             # The best epoch is the one of lowest validation loss. Validation accuracy on a few
-            # thousand images moves in coarse steps and jumps by +-0.3 % between epochs, so
-            # picking its maximum picked a lucky mid-schedule epoch; the loss falls smoothly to
-            # the end of the cosine schedule.
+            # thousand images moves in coarse steps and jumps between epochs, so picking its
+            # maximum picked a lucky mid-schedule epoch; the loss falls smoothly to the end of
+            # the cosine schedule.
             best_loss = state.get("best_val_loss")
             if math.isfinite(val_loss) and (best_loss is None or val_loss < best_loss):
                 state["best_val_loss"], state["best_val_accuracy"], state["best_epoch"] = val_loss, val_acc, epoch + 1
