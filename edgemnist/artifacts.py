@@ -14,10 +14,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Union
 
 
 _UMASK = os.umask(0)
@@ -135,6 +136,58 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[Path], None], s
     with atomic_path(path, suffix=f".tmp{suffix}") as tmp:
         writer(tmp)
     return Path(path)
+
+
+def atomic_write_folder(path: str | os.PathLike, files: Mapping[str, Union[str, bytes]]) -> Path:
+    """Writes a whole folder: `files` ({relative name: UTF-8 text or bytes}) become the folder `path`.
+
+    The folder is built beside `path` under a hidden temporary name, every file fsynced, then
+    renamed onto `path`. A folder already at `path` is first moved aside and removed only once
+    the new one is in place, so a crash leaves the old folder or the new one, never a mix.
+    Text is written as given: no newline translation, so the bytes match on every OS.
+
+    Returns:
+        The path.
+
+    Raises:
+        OutputError: the folder cannot be written (read-only, full, not a folder); the old
+            folder, if any, is back in place.
+    """
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise OutputError(_describe_os_error(out, exc)) from None
+    old = None
+    try:
+        for name, content in sorted(files.items()):
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                (tmp / name).write_text(content, encoding="utf-8", newline="\n")
+            else:
+                (tmp / name).write_bytes(content)
+        for name in files:
+            with open(tmp / name, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; others may read a generated folder
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists():
+            os.replace(old / out.name, out)
+        if old is not None and out.exists():  # the earlier folder is back in place
+            shutil.rmtree(old, ignore_errors=True)
+        raise OutputError(_describe_os_error(out, exc)) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return out
 
 
 def sha256_file(path: str | os.PathLike) -> str:

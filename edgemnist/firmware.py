@@ -6,37 +6,35 @@ Writes `<stem>_model_data.{cc,h}` (TFLite Micro naming, 16-byte aligned),
 `<stem>_model_settings.h` (input shape, quantization, labels, the op resolver with the
 right N, the tensor arena size measured on TFLite Micro plus a stated margin),
 `<stem>_test_digits.{cc,h}` (real MNIST test digits, already quantized),
-`main_functions.{h,cc}` + `main.cc` (an example that runs the digits), a README and
-`firmware_manifest.json` (sha256 of every file). The same .tflite gives byte-identical
-files. The folder is built beside the target and swapped in whole, so a crash leaves the
+`main_functions.{h,cc}` + `main.cc` (an example that runs the digits), the Cortex-M build
+(`Makefile`, `model_ops.mk`, `cortex_m/`), a README and `firmware_manifest.json` (sha256
+of every file). The same .tflite gives byte-identical files. The folder is built beside
+the target and swapped in whole (`artifacts.atomic_write_folder`), so a crash leaves the
 old folder or the new one, never a mix.
 
-The arena is measured with the `tflite-micro` package (TFLite Micro built for the
-host) by bisection; each probe runs in a child process because TFLite Micro can crash
-the process, not just fail, when the arena is far too small.
+This module decides what goes into the folder and renders it from the templates in
+`edgemnist/firmware_templates/`; the arena is measured by `micro_arena` and TFLite Micro
+is checked against LiteRT by `micro_check`.
 """
 from __future__ import annotations
 
 import json
 import keyword
-import math
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from string import Template
 from typing import Optional
 
 import numpy as np
 
-from edgemnist.artifacts import OutputError, sha256_bytes
+from edgemnist.artifacts import atomic_write_folder, sha256_bytes
+from edgemnist.micro_arena import ArenaSize, measure_arena, micro_version
+from edgemnist.micro_check import compare_with_litert, micro_predict, quantize_images, require_agreement
 from edgemnist.runtime import tflite_info
 
 MANIFEST_NAME = "firmware_manifest.json"
-ARENA_ALIGNMENT = 16  # TFLite Micro aligns arena allocations to 16 bytes
 CLASS_LABELS = tuple(str(d) for d in range(10))
 
 # Builtin ops TFLite Micro has kernels for -> the MicroMutableOpResolver method adding each.
@@ -148,27 +146,6 @@ def kernel_set_problems(model: tflite_info.TFLiteModel) -> list:
     return problems
 
 
-MIN_LITERT_AGREEMENT = 0.9  # argmax agreement on the embedded test digits below which generation fails
-
-_MICRO_HINT = "this command needs TFLite Micro for the host: pip install 'edgemnist[micro]' (tflite-micro)"
-
-# One arena probe, run in a child process: TFLite Micro may crash (not raise) on a tiny arena.
-_ARENA_PROBE = r"""
-import sys
-import numpy as np
-from tflite_micro.python.tflite_micro import runtime
-interpreter = runtime.Interpreter.from_file(sys.argv[1], arena_size=int(sys.argv[2]))
-details = interpreter.get_input_details(0)
-interpreter.set_input(np.full(details["shape"], details["quantization_parameters"]["zero_points"][0], details["dtype"]), 0)
-interpreter.invoke()
-interpreter.get_output(0)
-sys.stdout.flush()
-if len(sys.argv) > 3:
-    interpreter.print_allocations()
-print("EDGEMNIST_ARENA_OK", flush=True)
-"""
-
-
 @dataclass(frozen=True)
 class FirmwareConfig:
     """Settings of `edgemnist firmware`."""
@@ -189,21 +166,6 @@ class FirmwareConfig:
             raise ValueError(f"max_arena must be at least 1024 bytes, got {self.max_arena}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
             raise ValueError(f"name must be a C identifier, got {self.name!r}")
-
-
-@dataclass(frozen=True)
-class ArenaSize:
-    """Tensor arena of a model on TFLite Micro (host build)."""
-
-    minimum: int  # smallest arena (multiple of 16) that allocated and invoked
-    stated: int  # what <stem>_model_settings.h declares: minimum plus the margin
-    margin: float
-    recorded: Optional[int]  # what TFLite Micro's RecordingMicroAllocator reported using
-    probes: int  # child processes the bisection ran
-
-    def to_json(self) -> dict:
-        return {"minimum": self.minimum, "stated": self.stated, "margin": self.margin,
-                "recorded": self.recorded, "probes": self.probes}
 
 
 def c_identifier(stem: str) -> str:
@@ -263,170 +225,6 @@ def micro_ops(model: tflite_info.TFLiteModel, path: str) -> list:
     return ops
 
 
-def _import_micro():
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError as exc:
-        from edgemnist._tensorflow import MissingExtraError
-
-        raise MissingExtraError(f"{_MICRO_HINT} ({exc})") from None
-    return runtime
-
-
-def micro_version() -> str:
-    """The installed tflite-micro package version."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("tflite-micro")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _probe(path: str, size: int, record: bool = False) -> tuple:
-    """(works, output) of one arena probe in a child process."""
-    cmd = [sys.executable, "-c", _ARENA_PROBE, path, str(int(size))] + (["record"] if record else [])
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        return False, "timed out"
-    output = result.stdout + result.stderr
-    return result.returncode == 0 and "EDGEMNIST_ARENA_OK" in result.stdout, output
-
-
-def arena_works(path: str | os.PathLike, size: int) -> bool:
-    """Whether the model allocates and invokes on TFLite Micro with an arena of `size` bytes."""
-    _import_micro()
-    return _probe(os.fspath(path), size)[0]
-
-
-def _last_error(output: str) -> str:
-    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and "EDGEMNIST_ARENA_OK" not in ln]
-    return lines[-1] if lines else "no message (the process crashed)"
-
-
-def measure_arena(path: str | os.PathLike, margin: float = 0.10, max_arena: int = 8 << 20) -> ArenaSize:
-    """Finds the smallest tensor arena the model runs with on TFLite Micro, by bisection.
-
-    Args:
-        path: an int8 .tflite file.
-        margin: stated size = minimum * (1 + margin), rounded up to a multiple of 1 KiB.
-        max_arena: give up above this many bytes.
-
-    Returns:
-        The `ArenaSize`.
-
-    Raises:
-        ValueError: the model does not run on TFLite Micro at all (TFLite Micro's message).
-        MissingExtraError: tflite-micro is not installed.
-    """
-    _import_micro()
-    path = os.fspath(path)
-    probes = 0
-    hi = 16 << 10
-    while True:
-        probes += 1
-        works, output = _probe(path, hi)
-        if works:
-            break
-        if hi >= max_arena:
-            raise ValueError(f"{path}: does not run on TFLite Micro with a {max_arena}-byte arena: {_last_error(output)}")
-        hi = min(hi * 4, max_arena)
-    lo = 0  # an empty arena never works
-    while hi - lo > ARENA_ALIGNMENT:
-        mid = (lo + hi) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
-        if mid <= lo:
-            break
-        probes += 1
-        if _probe(path, mid)[0]:
-            hi = mid
-        else:
-            lo = mid
-    stated = int(math.ceil(hi * (1.0 + margin) / 1024.0)) * 1024
-    probes += 1
-    works, output = _probe(path, stated, record=True)
-    if not works:
-        raise RuntimeError(f"{path}: the stated arena of {stated} bytes failed on TFLite Micro: {_last_error(output)}")
-    match = re.search(r"Arena allocation total (\d+) bytes", output)
-    return ArenaSize(hi, stated, float(margin), int(match.group(1)) if match else None, probes)
-
-
-def quantize_images(images: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> int8 model input (N, 28, 28, 1) with the model's own parameters."""
-    x = images.astype(np.float32)[..., None] / np.float32(255.0)
-    return np.clip(np.rint(x / np.float32(scale)) + zero_point, -128, 127).astype(np.int8)
-
-
-def micro_predict(path: str | os.PathLike, model_input: np.ndarray, arena_size: int) -> np.ndarray:
-    """Raw int8 outputs (N, classes) of TFLite Micro for already-quantized inputs (N, 28, 28, 1).
-
-    Run it only with an arena known to work (`measure_arena`): too small an arena can crash.
-    """
-    runtime = _import_micro()
-    interpreter = runtime.Interpreter.from_file(os.fspath(path), arena_size=int(arena_size))
-    outputs = []
-    for x in model_input:
-        interpreter.set_input(x[None], 0)
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_output(0)).reshape(-1))
-    return np.stack(outputs)
-
-
-def litert_raw_outputs(model, model_input: np.ndarray, xnnpack: bool = False) -> np.ndarray:
-    """Raw int8 outputs (N, classes) of LiteRT for already-quantized inputs.
-
-    Args:
-        model: a .tflite path, or the model's bytes.
-        xnnpack: False runs LiteRT's builtin kernels (the ones TFLite Micro derives from,
-            bit-exact with it here); True the default XNNPACK delegate, which rounds
-            differently and is what `Runner` uses on a Pi.
-    """
-    try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    except ImportError as exc:
-        from edgemnist._tensorflow import MissingExtraError
-
-        raise MissingExtraError(f"comparing with LiteRT needs ai-edge-litert: pip install ai-edge-litert ({exc})") from None
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    source = {"model_content": model} if isinstance(model, bytes) else {"model_path": os.fspath(model)}
-    interpreter = Interpreter(**source, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
-    in_index = interpreter.get_input_details()[0]["index"]
-    out_index = interpreter.get_output_details()[0]["index"]
-    outputs = []
-    for x in model_input:
-        interpreter.set_tensor(in_index, x[None])
-        interpreter.invoke()
-        outputs.append(np.array(interpreter.get_tensor(out_index)).reshape(-1))
-    return np.stack(outputs)
-
-
-def compare_with_litert(path: str | os.PathLike, model_input: np.ndarray, arena_size: int,
-                        micro: Optional[np.ndarray] = None) -> dict:
-    """TFLite Micro against LiteRT (builtin kernels, and the default XNNPACK delegate) on the same int8 inputs.
-
-    Args:
-        micro: TFLite Micro's outputs for `model_input` when the caller already has them
-            (`micro_predict`); run here otherwise.
-
-    Returns:
-        {"digits", "litert_version", "builtin": {...}, "xnnpack": {...}}, each comparison with
-        "argmax_agreement", "max_abs_diff" (int8 levels) and "bit_exact" (fraction of digits).
-    """
-    from importlib import metadata
-
-    micro = (micro_predict(path, model_input, arena_size) if micro is None else micro).astype(np.int32)
-    result = {"digits": int(len(model_input)), "litert_version": metadata.version("ai-edge-litert")}
-    for key, xnnpack in (("builtin", False), ("xnnpack", True)):
-        reference = litert_raw_outputs(path, model_input, xnnpack).astype(np.int32)
-        result[key] = {
-            "argmax_agreement": float(np.mean(micro.argmax(1) == reference.argmax(1))),
-            "max_abs_diff": int(np.abs(micro - reference).max()),
-            "bit_exact": float(np.mean(np.all(micro == reference, axis=1))),
-        }
-    return result
-
-
 def select_test_digits(per_class: int, data_dir: Optional[str] = None):
     """The first `per_class` test digits of each class, in class order: (images uint8, labels uint8)."""
     from edgemnist import data
@@ -443,161 +241,6 @@ def select_test_digits(per_class: int, data_dir: Optional[str] = None):
 
 
 # --------------------------------------------------------------------------- rendering
-
-def _header_guard(stem: str, suffix: str) -> str:
-    return f"EDGEMNIST_{stem.upper()}_{suffix}_H_"
-
-
-def _generated_note(model_name: str, sha256: str) -> str:
-    return f"// Generated by `edgemnist firmware` from {model_name} (sha256 {sha256}). Do not edit."
-
-
-def _c_bytes(data: bytes, per_line: int = 12, indent: str = "    ") -> str:
-    lines = []
-    for i in range(0, len(data), per_line):
-        lines.append(indent + ", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ",")
-    return "\n".join(lines)
-
-
-def _c_float(value: float) -> str:
-    text = format(float(np.float32(value)), ".9g")
-    if "e" not in text and "." not in text:
-        text += ".0"
-    return text + "f"
-
-
-def render_model_data(stem: str, model_name: str, data: bytes) -> dict:
-    """`<stem>_model_data.h` and `.cc`: the model bytes as an aligned C array."""
-    sha = sha256_bytes(data)
-    guard = _header_guard(stem, "MODEL_DATA")
-    header = f"""{_generated_note(model_name, sha)}
-#ifndef {guard}
-#define {guard}
-
-// The .tflite model, byte for byte. TFLite Micro reads it in place from flash;
-// tflite::GetModel() needs it 16-byte aligned.
-extern const unsigned char g_{stem}_model_data[];
-constexpr unsigned int g_{stem}_model_data_size = {len(data)};
-
-#endif  // {guard}
-"""
-    source = f"""{_generated_note(model_name, sha)}
-#include "{stem}_model_data.h"
-
-alignas(16) const unsigned char g_{stem}_model_data[] = {{
-{_c_bytes(data)}
-}};
-
-static_assert(sizeof(g_{stem}_model_data) == g_{stem}_model_data_size, "model size mismatch");
-"""
-    return {f"{stem}_model_data.h": header, f"{stem}_model_data.cc": source}
-
-
-def render_settings(stem: str, model_name: str, sha: str, model: tflite_info.TFLiteModel, ops: list,
-                    arena: ArenaSize, version: str) -> str:
-    """`<stem>_model_settings.h`: shapes, quantization, labels, op resolver and arena size."""
-    guard = _header_guard(stem, "MODEL_SETTINGS")
-    inp, out = model.inputs[0], model.outputs[0]
-    _, height, width, channels = inp.shape
-    classes = int(np.prod(out.shape))
-    labels = ", ".join(f'"{label}"' for label in CLASS_LABELS[:classes])
-    adds = "\n".join(f"  if (resolver.{MICRO_OP_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;" for op in ops)
-    return f"""{_generated_note(model_name, sha)}
-#ifndef {guard}
-#define {guard}
-
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-
-namespace {stem} {{
-
-// Input: one {height}x{width}x{channels} image, int8. A pixel p in 0..255 becomes
-//   q = round(p / 255 / kInputScale) + kInputZeroPoint, clamped to [-128, 127].
-constexpr int kInputHeight = {height};
-constexpr int kInputWidth = {width};
-constexpr int kInputChannels = {channels};
-constexpr int kInputSize = kInputHeight * kInputWidth * kInputChannels;
-constexpr float kInputScale = {_c_float(inp.scale)};
-constexpr int kInputZeroPoint = {int(inp.zero_point)};
-
-// Output: {classes} int8 class scores; probability = (q - kOutputZeroPoint) * kOutputScale.
-constexpr int kNumClasses = {classes};
-constexpr float kOutputScale = {_c_float(out.scale)};
-constexpr int kOutputZeroPoint = {int(out.zero_point)};
-constexpr const char* kClassLabels[kNumClasses] = {{{labels}}};
-
-// Tensor arena: the smallest that allocated and ran on TFLite Micro (tflite-micro {version},
-// 64-bit host build; 32-bit targets need a little less) was kMeasuredArenaSize bytes.
-// kTensorArenaSize adds a {arena.margin:.0%} margin, rounded up to 1 KiB.
-constexpr int kMeasuredArenaSize = {arena.minimum};
-constexpr int kTensorArenaSize = {arena.stated};
-
-// The {len(ops)} builtin ops this model uses: {", ".join(ops)}.
-constexpr int kNumOps = {len(ops)};
-using OpResolver = tflite::MicroMutableOpResolver<kNumOps>;
-
-inline TfLiteStatus RegisterOps(OpResolver& resolver) {{
-{adds}
-  return kTfLiteOk;
-}}
-
-}}  // namespace {stem}
-
-#endif  // {guard}
-"""
-
-
-def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray,
-                       expected: np.ndarray) -> dict:
-    """`<stem>_test_digits.h` and `.cc`: real test digits, quantized, one image row per line, with
-    the int8 scores TFLite Micro's reference kernels gave for each (`expected`, shape (N, classes))."""
-    guard = _header_guard(stem, "TEST_DIGITS")
-    n, size = len(digits), int(np.prod(digits.shape[1:]))
-    classes = int(expected.shape[1])
-    header = f"""{_generated_note(model_name, sha)}
-#ifndef {guard}
-#define {guard}
-
-#include <cstdint>
-
-// {n} real MNIST test digits, already quantized with the model's input scale and
-// zero point (see {stem}_model_settings.h), and their true labels.
-constexpr int g_{stem}_num_test_digits = {n};
-constexpr int g_{stem}_test_digit_size = {size};
-extern const int8_t g_{stem}_test_digits[g_{stem}_num_test_digits][g_{stem}_test_digit_size];
-extern const uint8_t g_{stem}_test_labels[g_{stem}_num_test_digits];
-// The int8 output scores of each digit on TFLite Micro's reference kernels (host build, when
-// these files were generated): any other kernel set or target must reproduce them exactly.
-extern const int8_t g_{stem}_expected_scores[g_{stem}_num_test_digits][{classes}];
-
-#endif  // {guard}
-"""
-    row = size // digits.shape[1] if digits.ndim >= 3 else size
-    blocks = []
-    for i, (digit, label) in enumerate(zip(digits, labels)):
-        flat = digit.reshape(-1).astype(np.int64)
-        rows = [
-            "        " + ", ".join(f"{v:4d}" for v in flat[r:r + row]) + ","
-            for r in range(0, size, row)
-        ]
-        blocks.append(f"    {{  // digit {i}: a {int(label)}\n" + "\n".join(rows) + "\n    },")
-    label_list = ", ".join(str(int(v)) for v in labels)
-    scores = "\n".join(f"    {{{', '.join(f'{int(v):4d}' for v in row)}}},  // digit {i}"
-                        for i, row in enumerate(expected))
-    source = f"""{_generated_note(model_name, sha)}
-#include "{stem}_test_digits.h"
-
-const int8_t g_{stem}_test_digits[g_{stem}_num_test_digits][g_{stem}_test_digit_size] = {{
-{chr(10).join(blocks)}
-}};
-
-const uint8_t g_{stem}_test_labels[g_{stem}_num_test_digits] = {{{label_list}}};
-
-const int8_t g_{stem}_expected_scores[g_{stem}_num_test_digits][{classes}] = {{
-{scores}
-}};
-"""
-    return {f"{stem}_test_digits.h": header, f"{stem}_test_digits.cc": source}
-
 
 TEMPLATES = Path(__file__).with_name("firmware_templates")
 CORTEX_M_DIR = "cortex_m"  # the folder's Cortex-M start-up, platform layer and linker script
@@ -625,9 +268,76 @@ def kernel_sources(ops: list) -> list:
 
 
 def _template(name: str, **values) -> str:
-    from string import Template
-
+    """Template `name` of firmware_templates/ with its $placeholders filled (every one must be given)."""
     return Template((TEMPLATES / name).read_text(encoding="utf-8")).substitute(**values)
+
+
+def _header_guard(stem: str, suffix: str) -> str:
+    return f"EDGEMNIST_{stem.upper()}_{suffix}_H_"
+
+
+def _generated_note(model_name: str, sha256: str) -> str:
+    return f"// Generated by `edgemnist firmware` from {model_name} (sha256 {sha256}). Do not edit."
+
+
+def _c_bytes(data: bytes, per_line: int = 12, indent: str = "    ") -> str:
+    lines = []
+    for i in range(0, len(data), per_line):
+        lines.append(indent + ", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) + ",")
+    return "\n".join(lines)
+
+
+def _c_float(value: float) -> str:
+    text = format(float(np.float32(value)), ".9g")
+    if "e" not in text and "." not in text:
+        text += ".0"
+    return text + "f"
+
+
+def render_model_data(stem: str, model_name: str, data: bytes) -> dict:
+    """`<stem>_model_data.h` and `.cc`: the model bytes as an aligned C array."""
+    values = dict(note=_generated_note(model_name, sha256_bytes(data)), guard=_header_guard(stem, "MODEL_DATA"),
+                  stem=stem, size=len(data), bytes=_c_bytes(data))
+    return {f"{stem}_model_data.h": _template("model_data.h.tmpl", **values),
+            f"{stem}_model_data.cc": _template("model_data.cc.tmpl", **values)}
+
+
+def render_settings(stem: str, model_name: str, sha: str, model: tflite_info.TFLiteModel, ops: list,
+                    arena: ArenaSize, version: str) -> str:
+    """`<stem>_model_settings.h`: shapes, quantization, labels, op resolver and arena size."""
+    inp, out = model.inputs[0], model.outputs[0]
+    _, height, width, channels = inp.shape
+    classes = int(np.prod(out.shape))
+    return _template(
+        "model_settings.h.tmpl", note=_generated_note(model_name, sha), guard=_header_guard(stem, "MODEL_SETTINGS"),
+        stem=stem, height=height, width=width, channels=channels,
+        input_scale=_c_float(inp.scale), input_zero_point=int(inp.zero_point),
+        classes=classes, output_scale=_c_float(out.scale), output_zero_point=int(out.zero_point),
+        labels=", ".join(f'"{label}"' for label in CLASS_LABELS[:classes]),
+        version=version, margin=f"{arena.margin:.0%}", arena_minimum=arena.minimum, arena_stated=arena.stated,
+        num_ops=len(ops), op_list=", ".join(ops),
+        register_ops="\n".join(f"  if (resolver.{MICRO_OP_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;"
+                               for op in ops))
+
+
+def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray,
+                       expected: np.ndarray) -> dict:
+    """`<stem>_test_digits.h` and `.cc`: real test digits, quantized, one image row per line, with
+    the int8 scores TFLite Micro's reference kernels gave for each (`expected`, shape (N, classes))."""
+    size = int(np.prod(digits.shape[1:]))
+    row = size // digits.shape[1] if digits.ndim >= 3 else size
+    blocks = []
+    for i, (digit, label) in enumerate(zip(digits, labels)):
+        flat = digit.reshape(-1).astype(np.int64)
+        rows = ["        " + ", ".join(f"{v:4d}" for v in flat[r:r + row]) + "," for r in range(0, size, row)]
+        blocks.append(f"    {{  // digit {i}: a {int(label)}\n" + "\n".join(rows) + "\n    },")
+    scores = "\n".join(f"    {{{', '.join(f'{int(v):4d}' for v in row)}}},  // digit {i}"
+                       for i, row in enumerate(expected))
+    values = dict(note=_generated_note(model_name, sha), guard=_header_guard(stem, "TEST_DIGITS"), stem=stem,
+                  count=len(digits), size=size, classes=int(expected.shape[1]), digits="\n".join(blocks),
+                  labels=", ".join(str(int(v)) for v in labels), scores=scores)
+    return {f"{stem}_test_digits.h": _template("test_digits.h.tmpl", **values),
+            f"{stem}_test_digits.cc": _template("test_digits.cc.tmpl", **values)}
 
 
 def render_main(stem: str, model_name: str, sha: str, classes: int) -> dict:
@@ -649,11 +359,8 @@ def render_cortex_m(stem: str, model_name: str, sha: str, ops: list) -> dict:
              for path in sorted((TEMPLATES / CORTEX_M_DIR).iterdir())
              if path.is_file() and path.name != "Makefile"}
     files["Makefile"] = (TEMPLATES / CORTEX_M_DIR / "Makefile").read_text(encoding="utf-8")
-    files["model_ops.mk"] = (
-        f"# Generated by `edgemnist firmware` from {model_name} (sha256 {sha}). Do not edit.\n"
-        f"# TFLite Micro kernel sources for the model's ops ({', '.join(ops)}).\n"
-        f"MODEL_KERNELS := {' '.join(kernel_sources(ops))}\n"
-    )
+    files["model_ops.mk"] = _template("model_ops.mk.tmpl", model_name=model_name, sha256=sha, op_list=", ".join(ops),
+                                      kernel_sources=" ".join(kernel_sources(ops)))
     return files
 
 
@@ -661,87 +368,19 @@ def render_readme(stem: str, model_name: str, model: tflite_info.TFLiteModel, op
                   n_digits: int, version: str, regenerate: Optional[str], check: dict) -> str:
     """README.md of the output folder."""
     inp, out = model.inputs[0], model.outputs[0]
-    regenerate = regenerate or f"edgemnist firmware path/to/{model_name} --out <this folder>"
-    return f"""# TFLite Micro assets for `{model_name}`
-
-Generated by `edgemnist firmware` from `{model_name}` ({model.size:,} bytes, sha256
-`{model.sha256}`). Do not edit; regenerate:
-
-    {regenerate}
-
-## Memory
-
-| | bytes |
-|---|---|
-| flash: model (`g_{stem}_model_data`) | {model.size:,} |
-| RAM: tensor arena, stated (`{stem}::kTensorArenaSize`) | {arena.stated:,} |
-| RAM: tensor arena, measured minimum | {arena.minimum:,} |
-| flash: test digits (optional) | {n_digits * int(np.prod(inp.shape)):,} |
-
-The arena minimum was found by bisection on TFLite Micro built for the host
-(tflite-micro {version}, 64-bit): the smallest multiple of 16 bytes with which the
-model allocated its tensors and ran. The stated size adds {arena.margin:.0%} and rounds up
-to 1 KiB. A 32-bit microcontroller needs slightly less (smaller pointers in the
-interpreter's bookkeeping); kernels optimized for a target (CMSIS-NN) may need some
-scratch memory of their own, which the margin is there for.
-
-## Files
-
-- `{stem}_model_data.cc/.h`: the .tflite as `alignas(16) const unsigned char
-  g_{stem}_model_data[]` and `constexpr unsigned int g_{stem}_model_data_size`.
-- `{stem}_model_settings.h` (namespace `{stem}`): input {list(inp.shape)} int8 with
-  scale {inp.scale:.9g} and zero point {inp.zero_point}; output {list(out.shape)} int8 with
-  scale {out.scale:.9g} and zero point {out.zero_point}; class labels; the tensor arena
-  size; `{stem}::OpResolver` (a `MicroMutableOpResolver<{len(ops)}>`) and
-  `{stem}::RegisterOps(resolver)` adding the {len(ops)} ops the model uses:
-  {", ".join(ops)}.
-- `{stem}_test_digits.cc/.h`: {n_digits} real MNIST test digits (the first of each class in
-  the test split), already quantized, with their labels.
-- `main_functions.cc/.h`, `main.cc`: an example that loads the model, runs the test
-  digits, prints the predictions with `MicroPrintf` and compares every int8 score with the
-  expected one (`g_{stem}_expected_scores`, from TFLite Micro's reference kernels on the
-  host); `main()` exits non-zero on any mismatch or failed TfLiteStatus.
-- `Makefile`, `model_ops.mk`, `cortex_m/`: a bare-metal build for Cortex-M4/M7/M55 with
-  arm-none-eabi-gcc (start-up code, semihosting output and exit, a linker script for
-  512 KiB flash / 256 KiB RAM, a main that counts instructions per inference and per op).
-- `{MANIFEST_NAME}`: sha256 and size of every file here.
-
-## Build and run on a Cortex-M
-
-    make TFLM=path/to/tflm_tree CPU=cortex-m4 KERNELS=cmsis_nn          # build/cortex-m4-cmsis_nn/firmware.elf
-    make TFLM=path/to/tflm_tree CPU=cortex-m4 KERNELS=cmsis_nn run      # under qemu-system-arm
-    edgemnist mcu . --tflm path/to/tflm_tree --cpu cortex-m4 --kernels cmsis_nn   # build, run, check, measure
-
-`path/to/tflm_tree` is the output of TFLite Micro's `create_tflm_tree.py` (with
-`OPTIMIZED_KERNEL_DIR=cmsis_nn` for the CMSIS-NN kernels). `edgemnist mcu` also checks every
-score against the host bit for bit and reports flash, RAM and instructions per inference.
-`cortex_m/platform.c` prints and exits through semihosting (QEMU, or a board under a
-debugger); on a board without one, send `edgemnist_write` to a UART and replace
-`edgemnist_exit`. Instruction counts are exact under QEMU's `-icount shift=0` only.
-
-## Use
-
-Copy the files into a TFLite Micro project (the `tflite-micro` repository's examples,
-an Arduino library built from it, or a vendor SDK), add them to the build next to the
-TFLite Micro library, and call `setup()` and `loop()` (Arduino) or build `main.cc`.
-Pixels from a camera or touch screen go in as `q = round(p / 255 / kInputScale) +
-kInputZeroPoint`; the prediction is the index of the largest output score.
-
-## Verified
-
-When these files were generated, TFLite Micro (host build) ran the {check['digits']} test digits
-with the stated arena: the same class as LiteRT {check['litert_version']}'s builtin kernels for
-{check['builtin']['argmax_agreement']:.0%} of them ({check['builtin']['bit_exact']:.0%} bit-exact, max
-difference {check['builtin']['max_abs_diff']} int8 levels), and as LiteRT's default XNNPACK delegate
-for {check['xnnpack']['argmax_agreement']:.0%} (max difference {check['xnnpack']['max_abs_diff']} levels:
-XNNPACK rounds differently). edgemnist's tests also check that:
-
-- the generated `.cc` compiled with the system C++ compiler gives back the .tflite
-  byte for byte.
-- on TFLite Micro the model's predictions agree with LiteRT's int8 predictions on real
-  MNIST test digits; the stated arena works and 10 % less than the measured minimum
-  does not.
-"""
+    builtin, xnnpack = check["builtin"], check["xnnpack"]
+    return _template(
+        "README.md.tmpl", stem=stem, model_name=model_name, model_bytes=f"{model.size:,}",
+        model_sha256=model.sha256, regenerate=regenerate or f"edgemnist firmware path/to/{model_name} --out <this folder>",
+        arena_stated=f"{arena.stated:,}", arena_minimum=f"{arena.minimum:,}", margin=f"{arena.margin:.0%}",
+        digit_bytes=f"{n_digits * int(np.prod(inp.shape)):,}", count=n_digits, version=version,
+        input_shape=list(inp.shape), input_scale=f"{inp.scale:.9g}", input_zero_point=inp.zero_point,
+        output_shape=list(out.shape), output_scale=f"{out.scale:.9g}", output_zero_point=out.zero_point,
+        num_ops=len(ops), op_list=", ".join(ops), manifest_name=MANIFEST_NAME,
+        check_digits=check["digits"], litert_version=check["litert_version"],
+        builtin_agreement=f"{builtin['argmax_agreement']:.0%}", builtin_bit_exact=f"{builtin['bit_exact']:.0%}",
+        builtin_max_diff=builtin["max_abs_diff"], xnnpack_agreement=f"{xnnpack['argmax_agreement']:.0%}",
+        xnnpack_max_diff=xnnpack["max_abs_diff"])
 
 
 def _manifest(files: dict, model_name: str, model: tflite_info.TFLiteModel, ops: list, arena: ArenaSize,
@@ -774,42 +413,6 @@ def _check_out_dir(out: Path) -> None:
     if out.exists() and not _is_firmware_folder(out):
         raise ValueError(f"{out} exists and is not an edgemnist firmware folder (no {MANIFEST_NAME}); "
                          "choose a new or empty folder")
-
-
-def _write_folder(out: Path, files: dict, manifest: dict) -> None:
-    """Builds the folder beside `out`, then swaps it in; an old folder is removed only after."""
-    _check_out_dir(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    old = None
-    try:
-        for name, text in sorted(files.items()):
-            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / name).write_text(text, encoding="utf-8", newline="\n")
-        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        for name in list(files) + [MANIFEST_NAME]:
-            with open(tmp / name, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out.exists():
-            os.replace(old / out.name, out)
-        if old is not None and out.exists():  # the earlier assets are back in place
-            shutil.rmtree(old, ignore_errors=True)
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
@@ -845,12 +448,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     digits = quantize_images(images, inp.scale, inp.zero_point).reshape((len(images),) + tuple(inp.shape[1:]))
     expected = micro_predict(model_path, digits, arena.stated)
     check = compare_with_litert(model_path, digits, arena.stated, micro=expected)
-    if check["builtin"]["argmax_agreement"] < MIN_LITERT_AGREEMENT:
-        raise ValueError(
-            f"{model_path}: TFLite Micro and LiteRT agree on only {check['builtin']['argmax_agreement']:.0%} "
-            f"of the {check['digits']} test digits (max difference {check['builtin']['max_abs_diff']} levels); "
-            "this model would misclassify on a microcontroller"
-        )
+    require_agreement(check, model_path)
     files = {}
     files.update(render_model_data(stem, model_name, data))
     files[f"{stem}_model_settings.h"] = render_settings(stem, model_name, model.sha256, model, ops, arena, version)
@@ -861,7 +459,8 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
                                        config.regenerate_command, check)
     manifest = _manifest(files, model_name, model, ops, arena, stem, labels, version)
     manifest["litert_check"] = check
-    _write_folder(out, files, manifest)
+    _check_out_dir(out)
+    atomic_write_folder(out, {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
     return {**manifest, "out": str(out)}
 
 

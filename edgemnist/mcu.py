@@ -34,6 +34,7 @@ from edgemnist import firmware
 from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import sha256_bytes
 from edgemnist.machine import usable_cores
+from edgemnist.micro_check import litert_raw_outputs
 
 # Core -> (QEMU machine, QEMU cpu). mps2-an386 is a Cortex-M4 board, mps2-an500 a Cortex-M7 one,
 # mps3-an547 the Corstone-300 subsystem with a Cortex-M55.
@@ -360,7 +361,7 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
                                f"(exit status {ran['returncode']}): {_tail(ran['output'])}")
     scores = np.array([parsed["digits"][i]["scores"] for i in range(n)], np.int8)
     try:
-        litert = firmware.litert_raw_outputs(model, digits).astype(np.int8)
+        litert = litert_raw_outputs(model, digits).astype(np.int8)
     except MissingExtraError:  # no ai-edge-litert here: reported as not checked
         litert = None
     labels = manifest["test_digits"]["labels"]

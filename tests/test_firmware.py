@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from _helpers import export_variant
+from _helpers import calibrated_int8, export_variant, run_cli
 from edgemnist import data, firmware
+from edgemnist.micro_check import quantize_images
 from edgemnist.runtime import tflite_info
 
 
@@ -19,8 +20,7 @@ needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C+
 
 @pytest.fixture(scope="module")
 def int8_path(calibrated_model_path, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("firmware_tflite")
-    return export_variant(calibrated_model_path, "int8", folder / "Digits-Net v1.tflite")
+    return calibrated_int8(tmp_path_factory, calibrated_model_path)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ int main(int argc, char** argv) {{
     assert labels.tolist() == manifest["test_digits"]["labels"] == sorted(list(range(10)) * 2)
     images, _ = firmware.select_test_digits(2)
     scale, zero_point = tflite_info.input_quantization(tflite_info.read_model(int8_path))
-    np.testing.assert_array_equal(digits, firmware.quantize_images(images, scale, zero_point))
+    np.testing.assert_array_equal(digits, quantize_images(images, scale, zero_point))
 
 
 def _resolver_stub() -> str:
@@ -163,36 +163,6 @@ int main() {{
 
 
 @pytest.mark.slow
-def test_micro_agrees_with_litert_on_500_digits(assets, int8_path, mnist_test):
-    _, manifest = assets
-    scale, zero_point = tflite_info.input_quantization(tflite_info.read_model(int8_path))
-    model_input = firmware.quantize_images(mnist_test.images, scale, zero_point)
-    check = firmware.compare_with_litert(int8_path, model_input, manifest["arena"]["stated"])
-    print(f"TFLite Micro vs LiteRT on {check['digits']} digits: {check}")
-    assert check["digits"] == 500
-    # LiteRT's builtin int8 kernels and TFLite Micro's come from the same reference code.
-    assert check["builtin"]["argmax_agreement"] >= 0.999
-    assert check["builtin"]["max_abs_diff"] <= 1
-    # XNNPACK (LiteRT's default on CPUs) rounds differently: up to a few levels after softmax,
-    # so digits the model is unsure of can flip; the weakly trained test model has many.
-    assert check["xnnpack"]["argmax_agreement"] >= 0.98
-    micro = firmware.micro_predict(int8_path, model_input, manifest["arena"]["stated"])
-    assert np.mean(micro.argmax(1) == mnist_test.labels) > 0.5  # a real classifier, not one constant class
-
-
-@pytest.mark.slow
-def test_stated_arena_works_and_ten_percent_below_minimum_does_not(assets, int8_path):
-    _, manifest = assets
-    arena = manifest["arena"]
-    print(f"arena: measured minimum {arena['minimum']} bytes, stated {arena['stated']} bytes")
-    assert arena["minimum"] <= arena["stated"] <= arena["minimum"] * (1 + arena["margin"]) + 1024
-    assert firmware.arena_works(int8_path, arena["stated"])
-    assert firmware.arena_works(int8_path, arena["minimum"])
-    assert not firmware.arena_works(int8_path, int(arena["minimum"] * 0.9))
-    assert not firmware.arena_works(int8_path, 64)  # crashes TFLite Micro; the child process takes it
-
-
-@pytest.mark.slow
 def test_same_model_gives_byte_identical_files(assets, int8_path, tmp_path):
     out, manifest = assets
     again = firmware.generate(int8_path, tmp_path / "again", firmware.FirmwareConfig(digits_per_class=2))
@@ -232,6 +202,20 @@ def test_ops_micro_lacks_or_mishandles_are_named(int8_path):
             firmware.micro_ops(broken, "m.tflite")
 
 
+def test_every_template_is_package_data():
+    """An installed edgemnist (not this checkout) must carry every template it renders."""
+    from fnmatch import fnmatch
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(firmware.__file__).parents[1] / "pyproject.toml").read_text())
+    patterns = [pattern.split("/") for pattern in pyproject["tool"]["setuptools"]["package-data"]["edgemnist"]]
+    templates = [p.relative_to(firmware.TEMPLATES.parent).parts for p in firmware.TEMPLATES.rglob("*") if p.is_file()]
+    assert len(templates) > 10
+    for parts in templates:
+        assert any(len(parts) == len(pattern) and all(map(fnmatch, parts, pattern)) for pattern in patterns), parts
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="digits_per_class"):
         firmware.FirmwareConfig(digits_per_class=0)
@@ -243,21 +227,15 @@ def test_config_validation():
 
 @pytest.mark.slow
 def test_cli_json_and_bad_input(int8_path, tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "edgemnist.cli", "firmware", str(int8_path), "--out", str(tmp_path / "fw"),
-         "--digits-per-class", "1", "--name", "mnist", "--json"],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = run_cli("firmware", int8_path, "--out", tmp_path / "fw", "--digits-per-class", "1", "--name", "mnist",
+                     "--json", timeout=600)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
     assert manifest["stem"] == "mnist" and (tmp_path / "fw" / "mnist_model_data.cc").is_file()
     assert set(manifest) >= {"files", "arena", "ops", "flash_bytes", "model", "litert_check"}
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(int8_path.read_bytes()[:1000])
-    result = subprocess.run(
-        [sys.executable, "-m", "edgemnist.cli", "firmware", str(bad), "--out", str(tmp_path / "fw2")],
-        capture_output=True, text=True, timeout=600,
-    )
+    result = run_cli("firmware", bad, "--out", tmp_path / "fw2", timeout=600)
     assert result.returncode == 2
     assert "bad.tflite" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "fw2").exists()

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 
+from _helpers import export_variant, run_cli
 from edgemnist import firmware, mcu
 from edgemnist.runtime import tflite_info
 
@@ -33,11 +34,8 @@ needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavail
 
 @pytest.fixture(scope="module")
 def per_tensor_path(calibrated_model_path, tmp_path_factory):
-    from edgemnist import convert
-
-    out = tmp_path_factory.mktemp("mcu_tflite") / "model_int8_per_tensor.tflite"
-    convert.export_variant(calibrated_model_path, "int8_per_tensor", out, convert.ExportConfig(representative_size=100))
-    return out
+    return export_variant(calibrated_model_path, "int8_per_tensor",
+                          tmp_path_factory.mktemp("mcu_tflite") / "model_int8_per_tensor.tflite")
 
 
 @pytest.fixture(scope="module")
@@ -115,14 +113,12 @@ def test_a_wrong_score_fails_the_firmware_itself(firmware_folder, cache_dir, tmp
 @needs_mcu
 def test_cli_json_and_compare_take_the_report(firmware_folder, cache_dir, tmp_path, m4_cmsis_report):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
-    run = subprocess.run([sys.executable, "-m", "edgemnist.cli", "mcu", str(firmware_folder), "--cpu", "cortex-m4",
-                          "--kernels", "cmsis_nn", "--json"], capture_output=True, text=True, timeout=900, env=env)
+    run = run_cli("mcu", firmware_folder, "--cpu", "cortex-m4", "--kernels", "cmsis_nn", "--json", timeout=900, env=env)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] and report["instructions"]["per_inference_mean"] == m4_cmsis_report["instructions"]["per_inference_mean"]
     (tmp_path / "mcu.json").write_text(run.stdout)
-    cmp = subprocess.run([sys.executable, "-m", "edgemnist.cli", "compare", str(tmp_path / "mcu.json"), "--out",
-                          str(tmp_path / "devices"), "--no-plots", "--json"], capture_output=True, text=True, timeout=300)
+    cmp = run_cli("compare", tmp_path / "mcu.json", "--out", tmp_path / "devices", "--no-plots", "--json")
     assert cmp.returncode == 0, cmp.stderr
     table = json.loads(cmp.stdout)
     cell = table["cells"]["cortex-m4 cmsis_nn (QEMU)"]["model_int8_per_tensor"]
@@ -144,8 +140,7 @@ def test_main_functions_compile_warning_free_on_the_host(firmware_folder):
 @needs_mcu
 def test_a_hung_firmware_is_one_line_and_exit_1(firmware_folder, cache_dir):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
-    run = subprocess.run([sys.executable, "-m", "edgemnist.cli", "mcu", str(firmware_folder), "--timeout", "0.05"],
-                         capture_output=True, text=True, timeout=900, env=env)
+    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", timeout=900, env=env)
     assert run.returncode == 1
     errors = [ln for ln in run.stderr.splitlines() if ln.startswith("edgemnist: error:")]
     assert len(errors) == 1 and "did not finish within 0.05 s" in errors[0]
@@ -153,8 +148,7 @@ def test_a_hung_firmware_is_one_line_and_exit_1(firmware_folder, cache_dir):
 
 def test_missing_toolchain_is_one_line_and_exit_2(firmware_folder, tmp_path):
     env = {**os.environ, "PATH": str(tmp_path), mcu.TFLM_ENV: str(tmp_path)}
-    run = subprocess.run([sys.executable, "-m", "edgemnist.cli", "mcu", str(firmware_folder)],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = run_cli("mcu", firmware_folder, env=env)
     assert run.returncode == 2
     lines = [ln for ln in run.stderr.splitlines() if ln.startswith("edgemnist:")]
     assert len(lines) == 1 and "apt-get install gcc-arm-none-eabi" in lines[0]
@@ -164,8 +158,7 @@ def test_missing_tflm_tree_is_one_line_and_exit_2(firmware_folder, tmp_path):
     if shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None:
         pytest.skip("needs the toolchain to get as far as the tree")
     env = {k: v for k, v in os.environ.items() if k != mcu.TFLM_ENV}
-    run = subprocess.run([sys.executable, "-m", "edgemnist.cli", "mcu", str(firmware_folder), "--tflm", str(tmp_path)],
-                         capture_output=True, text=True, timeout=300, env=env)
+    run = run_cli("mcu", firmware_folder, "--tflm", tmp_path, env=env)
     assert run.returncode == 2
     assert "not a TFLite Micro tree" in run.stderr and "create_tflm_tree.py" in run.stderr
 
