@@ -22,8 +22,9 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
+from edgemnist.evaluate import check_run_settings
 from edgemnist.machine import cpu_model, machine_info
-from edgemnist.runtime import BACKENDS, Runner
+from edgemnist.runtime import Runner
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
 
@@ -41,13 +42,8 @@ class BenchConfig:
     data_dir: Optional[str] = None  # test digits used as inputs (None: shipped MNIST)
 
     def __post_init__(self):
-        for name in ("threads", "runs", "batch_size", "throughput_images"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.warmup) < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check_run_settings(self, at_least_one=("threads", "runs", "batch_size", "throughput_images"),
+                           at_least_zero=("warmup",))
 
 
 def latency_percentiles(samples_us) -> dict:

@@ -28,14 +28,32 @@ class EvalConfig:
     backend: Optional[str] = None  # force one of runtime.BACKENDS
 
     def __post_init__(self):
-        if self.limit is not None and int(self.limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if int(self.threads) < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check_run_settings(self, at_least_one=("batch_size", "threads"))
+
+
+def check_run_settings(config, at_least_one: tuple = (), at_least_zero: tuple = ()) -> None:
+    """Validates the settings eval, bench and compare share, in the order given.
+
+    Args:
+        config: a settings dataclass; its `limit` (when it has one and it is set) must be >= 1
+            and its `backend` None or one of runtime.BACKENDS.
+        at_least_one: names of fields that must be >= 1.
+        at_least_zero: names of fields that must be >= 0.
+
+    Raises:
+        ValueError: naming the first bad field and its value.
+    """
+    limit = getattr(config, "limit", None)
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    for name in at_least_one:
+        if int(getattr(config, name)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in at_least_zero:
+        if int(getattr(config, name)) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if config.backend is not None and config.backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = data.NUM_CLASSES) -> np.ndarray:

@@ -30,9 +30,10 @@ import numpy as np
 from edgemnist import data
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size
 from edgemnist.bench import latency_percentiles, timed_invokes
-from edgemnist.evaluate import check_digit_classifier, confusion_matrix
+from edgemnist.convert import manifest_path
+from edgemnist.evaluate import check_digit_classifier, check_run_settings, confusion_matrix
 from edgemnist.machine import machine_info
-from edgemnist.runtime import BACKENDS, Runner
+from edgemnist.runtime import Runner
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,7 @@ class CompareConfig:
     plots: bool = True  # write PNG plots (needs matplotlib; skipped with a note when missing)
 
     def __post_init__(self):
-        if self.limit is not None and int(self.limit) < 1:
-            raise ValueError(f"limit must be >= 1, got {self.limit}")
-        for name in ("threads", "batch_size", "runs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if int(self.warmup) < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        check_run_settings(self, at_least_one=("threads", "batch_size", "runs"), at_least_zero=("warmup",))
 
 
 # --------------------------------------------------------------------------- variants
@@ -80,7 +73,7 @@ class CompareConfig:
 
 def read_manifest(tflite_path) -> Optional[dict]:
     """The manifest `edgemnist export` wrote beside a .tflite (`<file>.tflite.json`), or None."""
-    path = Path(f"{os.fspath(tflite_path)}.json")
+    path = manifest_path(tflite_path)
     if not path.is_file():
         return None
     try:

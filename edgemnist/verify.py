@@ -22,10 +22,10 @@ from pathlib import Path, PurePath
 from typing import Optional
 
 from edgemnist.artifacts import sha256_file
+from edgemnist.convert import manifest_path
+from edgemnist.firmware import MANIFEST_NAME as FIRMWARE_MANIFEST
+from edgemnist.pipeline import STATE_FILE as PIPELINE_FILE
 
-EXPORT_MANIFEST_SUFFIX = ".tflite.json"
-PIPELINE_FILE = "pipeline.json"
-FIRMWARE_MANIFEST = "firmware_manifest.json"
 # Stage sub-folders of a pipeline run (pipeline.py), used to find the run folder when
 # pipeline.json of an unfinished run does not record it.
 _STAGE_FOLDERS = ("train", "optimize", "tflite", "report", "firmware")
@@ -70,8 +70,13 @@ def _load_json(check: _Check, path: Path) -> Optional[object]:
         return None
 
 
-def _export_manifest(check: _Check, path: Path, manifest) -> None:
-    model = path.with_name(path.name[: -len(".json")])
+def _exported_model(path: Path) -> Optional[Path]:
+    """The .tflite whose export manifest `path` is (convert.manifest_path's rule), or None."""
+    model = path.with_suffix("")
+    return model if model.suffix == ".tflite" and manifest_path(model) == path else None
+
+
+def _export_manifest(check: _Check, path: Path, model: Path, manifest) -> None:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("sha256"), str):
         check.problem(path, "malformed", "export manifest without a sha256")
         return
@@ -188,8 +193,9 @@ def verify(folder: str | os.PathLike) -> dict:
         content = _load_json(check, path)
         if content is None:
             continue
-        if path.name.endswith(EXPORT_MANIFEST_SUFFIX):
-            _export_manifest(check, path, content)
+        model = _exported_model(path)
+        if model is not None:
+            _export_manifest(check, path, model, content)
         elif path.name == PIPELINE_FILE:
             _pipeline_record(check, path, content)
         elif path.name == FIRMWARE_MANIFEST:

@@ -78,6 +78,20 @@ def test_eval_config_rejects_bad_values(field, value):
         EvalConfig(**{field: value})
 
 
+def test_shared_run_settings_name_the_first_bad_field_and_its_value():
+    from types import SimpleNamespace
+
+    from edgemnist.evaluate import check_run_settings
+
+    good = dict(limit=None, runs=10, threads=1, warmup=0, backend=None)
+    check_run_settings(SimpleNamespace(**good), at_least_one=("runs", "threads"), at_least_zero=("warmup",))
+    for bad, message in ((dict(limit=0), "limit must be >= 1, got 0"), (dict(runs=0, threads=0), "runs must be >= 1, got 0"),
+                         (dict(warmup=-1), "warmup must be >= 0, got -1"), (dict(backend="onnx"), "got 'onnx'")):
+        with pytest.raises(ValueError, match=message):
+            check_run_settings(SimpleNamespace(**{**good, **bad}), at_least_one=("runs", "threads"),
+                               at_least_zero=("warmup",))
+
+
 def test_eval_command_json(variants, capsys):
     status = cli.main(["eval", str(variants["int8"]), "--limit", "200", "--batch-size", "50", "--json"])
     assert status == 0
