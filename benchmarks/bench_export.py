@@ -85,9 +85,10 @@ def main(argv=None) -> int:
         epochs = {} if args.optimize_epochs is None else {"epochs": args.optimize_epochs}
         optimize_report = optimize.optimize(
             args.model, out / "optimized",
-            prune_config=optimize.PruneConfig(**epochs),
-            qat_config=optimize.QATConfig(**epochs),
-            limit=args.optimize_limit, test_limit=args.limit, verbose=2,
+            optimize.OptimizeConfig(prune_config=optimize.PruneConfig(**epochs),
+                                    qat_config=optimize.QATConfig(**epochs),
+                                    limit=args.optimize_limit, test_limit=args.limit),
+            verbose=2,
         )
         optimize_report["seconds"] = time.perf_counter() - started
         for key in ("pruned", "qat", "pruned_qat"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
@@ -77,6 +77,32 @@ class QATConfig:
 
     def __post_init__(self):
         _check_finetune(self.epochs, self.batch_size, self.learning_rate)
+
+
+@dataclass(frozen=True)
+class OptimizeConfig:
+    """What `optimize` makes, with which fine-tuning settings, from which data."""
+
+    prune: bool = True  # pruned.keras (and, with qat, pruned_qat.h5)
+    qat: bool = True  # qat.h5 (and, with prune, pruned_qat.h5)
+    prune_config: PruneConfig = field(default_factory=PruneConfig)  # pruning's fine-tune; only with prune
+    qat_config: QATConfig = field(default_factory=QATConfig)  # QAT's fine-tune; only with qat
+    data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    limit: Optional[int] = None  # fine-tune on the first N training images only
+    test_limit: Optional[int] = None  # measure accuracy on the first N test images only
+
+    def __post_init__(self):
+        if not (self.prune or self.qat):
+            raise ValueError("nothing to do: pass --prune, --qat or both")
+        # Settings of a step that does not run would be ignored without a word.
+        if not self.prune and self.prune_config != PruneConfig():
+            raise ValueError(f"prune_config is set but pruning is off: {self.prune_config}")
+        if not self.qat and self.qat_config != QATConfig():
+            raise ValueError(f"qat_config is set but QAT is off: {self.qat_config}")
+        for name in ("limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 image, got {value}")
 
 
 def _check_finetune(epochs: int, batch_size: int, learning_rate: float) -> None:
@@ -427,24 +453,33 @@ def accuracy(model, split, batch_size: int = 256) -> float:
 # --------------------------------------------------------------------------- pipeline + CLI
 
 
-def optimize(model_path, out, do_prune: bool = True, do_qat: bool = True, prune_config: PruneConfig = PruneConfig(),
-             qat_config: QATConfig = QATConfig(), data_dir=None, limit: Optional[int] = None,
-             test_limit: Optional[int] = None, verbose: int = 1) -> dict:
-    """Writes pruned.keras, qat.h5 and pruned_qat.h5 (as asked) and optimize.json into `out`.
+def optimize(model_path: str | os.PathLike, out: str | os.PathLike, config: OptimizeConfig = OptimizeConfig(),
+             verbose: int = 1) -> dict:
+    """Writes pruned.keras, qat.h5 and pruned_qat.h5 (as `config` asks) and optimize.json into `out`.
+
+    Args:
+        model_path: the trained float Keras model.
+        out: the output folder (created).
+        config: which steps run, their fine-tuning settings and the data.
+        verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
-        The report: {"source", "train_examples", "test_examples", "float_accuracy",
-        "models": {name: {"path", "accuracy", "sparsity"}}, "prune_config", "qat_config"}.
+        The report: {"source", "source_sha256", "train_examples", "test_examples", "float_accuracy",
+        "float_sparsity", "models": {name: {"path", "accuracy", "sparsity"}}, "prune_config",
+        "qat_config"}.
+
+    Raises:
+        FileNotFoundError: no such model or data. ValueError: a layer tfmot cannot prune or
+            quantize (named).
     """
     from edgemnist import data
     from edgemnist.artifacts import atomic_write_json, sha256_file
 
-    if not (do_prune or do_qat):
-        raise ValueError("nothing to do: pass --prune, --qat or both")
+    do_prune, do_qat, prune_config, qat_config = config.prune, config.qat, config.prune_config, config.qat_config
     out = Path(out)
     model = load_model(model_path)
-    train_split = data.load_split("train", data_dir, limit)
-    test_split = data.load_split("test", data_dir, test_limit)
+    train_split = data.load_split("train", config.data_dir, config.limit)
+    test_split = data.load_split("test", config.data_dir, config.test_limit)
     report = {
         "source": str(model_path),
         "source_sha256": sha256_file(model_path),
@@ -505,17 +540,23 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--prune", action="store_true", help="magnitude pruning")
     p.add_argument("--qat", action="store_true", help="quantization-aware training")
-    p.add_argument("--sparsity", type=float, default=PruneConfig.target_sparsity, help="target sparsity (default 0.75)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"fine-tuning epochs for each step (default: prune {PruneConfig.epochs}, QAT {QATConfig.epochs})")
-    p.add_argument("--allocation", choices=ALLOCATIONS, default=PruneConfig.allocation,
-                   help="how the sparsity is spread over the kernels: uniform (each kernel reaches --sparsity) or "
-                   "erk (the same zeros in all, small kernels denser, Erdos-Renyi-Kernel; default "
+    # Pruning-only options default to None so that giving one without --prune can be refused.
+    p.add_argument("--sparsity", type=float,
+                   help=f"with --prune: target sparsity (default {PruneConfig.target_sparsity})")
+    p.add_argument("--allocation", choices=ALLOCATIONS,
+                   help="with --prune: how the sparsity is spread over the kernels: uniform (each kernel reaches "
+                   "--sparsity) or erk (the same zeros in all, small kernels denser, Erdos-Renyi-Kernel; default "
                    f"{PruneConfig.allocation})")
-    p.add_argument("--distill", type=float, default=PruneConfig.distill,
-                   help="weight of the dense model's probabilities in the pruning fine-tune's targets, 0 to 1 "
-                   f"(default {PruneConfig.distill})")
-    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size, help="fine-tuning batch size")
+    p.add_argument("--distill", type=float,
+                   help="with --prune: weight of the dense model's probabilities in the pruning fine-tune's "
+                   f"targets, 0 to 1 (default {PruneConfig.distill})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"fine-tuning epochs of each step (default: prune {PruneConfig.epochs}, "
+                   f"QAT {QATConfig.epochs})")
+    p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size,
+                   help=f"fine-tuning batch size of each step (default {PruneConfig.batch_size})")
+    p.add_argument("--seed", type=int, default=PruneConfig.seed,
+                   help=f"random seed of each step's fine-tune (default {PruneConfig.seed})")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--limit", type=int, help="fine-tune on the first N training examples only")
     p.add_argument("--test-limit", type=int, help="measure accuracy on the first N test examples only")
@@ -526,10 +567,19 @@ def add_commands(subparsers) -> None:
 def _run_optimize(args) -> int:
     from edgemnist.cli import print_json
 
-    prune_config = PruneConfig(target_sparsity=args.sparsity, batch_size=args.batch_size, allocation=args.allocation,
-                               distill=args.distill, **({"epochs": args.epochs} if args.epochs else {}))
-    qat_config = QATConfig(batch_size=args.batch_size, **({"epochs": args.epochs} if args.epochs else {}))
-    report = optimize(args.model, args.out, args.prune, args.qat, prune_config, qat_config, args.data_dir,
-                      args.limit, args.test_limit, verbose=0 if args.json else 1)
+    prune_only = {"--sparsity": ("target_sparsity", args.sparsity), "--allocation": ("allocation", args.allocation),
+                  "--distill": ("distill", args.distill)}
+    given = {flag: setting for flag, setting in prune_only.items() if setting[1] is not None}
+    if given and not args.prune:
+        raise ValueError(f"pruning options without --prune: {', '.join(given)} (add --prune, or leave them out)")
+    shared = {"batch_size": args.batch_size, "seed": args.seed,
+              **({"epochs": args.epochs} if args.epochs is not None else {})}
+    config = OptimizeConfig(
+        prune=args.prune, qat=args.qat,
+        prune_config=PruneConfig(**shared, **dict(given.values())) if args.prune else PruneConfig(),
+        qat_config=QATConfig(**shared) if args.qat else QATConfig(),
+        data_dir=args.data_dir, limit=args.limit, test_limit=args.test_limit,
+    )
+    report = optimize(args.model, args.out, config, verbose=0 if args.json else 1)
     print_json(report) if args.json else print(format_report(report))
     return 0

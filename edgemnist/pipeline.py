@@ -152,8 +152,10 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         qat_config = replace(qat_config, epochs=1, batch_size=32)
 
     def do_optimize():
-        result = optimize.optimize(model_path, out / "optimize", prune_config=prune_config, qat_config=qat_config,
-                                   data_dir=config.data_dir, limit=train_limit, test_limit=test_limit,
+        result = optimize.optimize(model_path, out / "optimize",
+                                   optimize.OptimizeConfig(prune_config=prune_config, qat_config=qat_config,
+                                                           data_dir=config.data_dir, limit=train_limit,
+                                                           test_limit=test_limit),
                                    verbose=verbose)
         return result, [Path(m["path"]) for m in result["models"].values()] + [out / "optimize" / "optimize.json"]
 

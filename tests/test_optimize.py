@@ -6,8 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from _helpers import run_cli
 from edgemnist import convert, data, optimize
-from edgemnist.optimize import PruneConfig, QATConfig
+from edgemnist.optimize import OptimizeConfig, PruneConfig, QATConfig
 
 TARGET = 0.75
 
@@ -21,7 +22,8 @@ def float_model(trained_model_path):
 
 @pytest.fixture(scope="module")
 def pruned(float_model, mnist_train):
-    return optimize.prune(float_model, mnist_train.head(1000), PruneConfig(TARGET, epochs=1, batch_size=64), verbose=0)
+    config = PruneConfig(target_sparsity=TARGET, epochs=1, batch_size=64)
+    return optimize.prune(float_model, mnist_train.head(1000), config, verbose=0)
 
 
 def test_stripped_pruned_model_predicts_like_the_pruned_model(pruned, mnist_test):
@@ -58,10 +60,9 @@ def test_pruned_int8_export_keeps_sparsity_and_gzips_smaller(pruned, float_model
 
 @pytest.mark.slow
 def test_optimize_writes_models_that_export_natively(trained_model_path, tmp_path):
-    report = optimize.optimize(
-        trained_model_path, tmp_path, prune_config=PruneConfig(TARGET, epochs=1, batch_size=64),
-        qat_config=QATConfig(epochs=1, batch_size=64), limit=600, test_limit=200, verbose=0,
-    )
+    config = OptimizeConfig(prune_config=PruneConfig(target_sparsity=TARGET, epochs=1, batch_size=64),
+                            qat_config=QATConfig(epochs=1, batch_size=64), limit=600, test_limit=200)
+    report = optimize.optimize(trained_model_path, tmp_path, config, verbose=0)
     assert set(report["models"]) == {"pruned", "qat", "pruned_qat"}
     assert json.loads((tmp_path / "optimize.json").read_text())["models"]["qat"]["path"].endswith("qat.h5")
     # Pruning-preserving QAT keeps the zeros.
@@ -134,4 +135,21 @@ def test_configs_validate():
     with pytest.raises(ValueError, match="ramp_fraction"):
         PruneConfig(ramp_fraction=0)
     with pytest.raises(ValueError, match="nothing to do"):
-        optimize.optimize("unused.keras", "out", do_prune=False, do_qat=False)
+        OptimizeConfig(prune=False, qat=False)
+    # settings of a step that does not run are refused, not ignored
+    with pytest.raises(ValueError, match=r"prune_config is set but pruning is off: .*target_sparsity=0\.5"):
+        OptimizeConfig(prune=False, prune_config=PruneConfig(target_sparsity=0.5))
+    with pytest.raises(ValueError, match="qat_config is set but QAT is off: .*epochs=2"):
+        OptimizeConfig(qat=False, qat_config=QATConfig(epochs=2))
+    with pytest.raises(ValueError, match="test_limit must be >= 1 image, got 0"):
+        OptimizeConfig(test_limit=0)
+
+
+def test_cli_refuses_pruning_options_without_prune(tmp_path):
+    result = run_cli("optimize", "--from", tmp_path / "model.keras", "--out", tmp_path / "out", "--qat",
+                     "--sparsity", "0.5", "--distill", "0", timeout=120)
+    assert result.returncode == 2, result.stderr[-500:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "edgemnist: error: pruning options without --prune: --sparsity, --distill (add --prune, or leave them out)")
+    help_text = run_cli("optimize", "--help", timeout=60).stdout
+    assert "--seed" in help_text and "with --prune: target sparsity" in help_text
