@@ -24,12 +24,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench-train", help="run folder (default runs/bench-train)")
     parser.add_argument("--json", default="benchmarks/results/train.json", help="where to write the results")
-    parser.add_argument("--epochs", type=int, default=TrainConfig().epochs)
+    parser.add_argument("--epochs", type=int, default=TrainConfig().epochs,
+                        help=f"maximum epochs (default {TrainConfig().epochs})")
+    parser.add_argument("--seed", type=int, default=TrainConfig().seed,
+                        help="random seed: data order, augmentation and initial weights (default 0, the published run)")
     parser.add_argument("--restart", action="store_true", help="train from scratch even if --out holds a run")
     args = parser.parse_args()
 
     started = time.monotonic()
-    summary = train(TrainConfig(epochs=args.epochs), args.out, restart=args.restart, verbose=2)
+    summary = train(TrainConfig(epochs=args.epochs, seed=args.seed), args.out, restart=args.restart, verbose=2)
     result = {
         "summary": summary,
         "targets": TARGETS,

@@ -44,14 +44,14 @@ def remote_datasets() -> dict[str, RemoteDataset]:
     """The data sets `edgemnist data download` knows, by name."""
     return {
         "mnist": RemoteDataset(
-            "mnist",
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            _read_sums(packaged_data_dir() / "SHA256SUMS.uncompressed"),
+            name="mnist",
+            base_url="https://ossci-datasets.s3.amazonaws.com/mnist/",
+            sha256_uncompressed=_read_sums(packaged_data_dir() / "SHA256SUMS.uncompressed"),
         ),
         "fashion-mnist": RemoteDataset(
-            "fashion-mnist",
-            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-            {
+            name="fashion-mnist",
+            base_url="http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            sha256_uncompressed={
                 "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                 "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",

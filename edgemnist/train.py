@@ -25,7 +25,7 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Optional
 
@@ -57,10 +57,10 @@ class TrainConfig:
     min_learning_rate: float = 2e-5  # floor of the cosine decay
     label_smoothing: float = 0.05  # softens targets: better calibrated, slightly more accurate
     augment: bool = True  # random rotations, shifts and elastic distortion (below)
-    rotation: float = 8.0  # degrees, either way
-    shift: float = 2.0  # pixels, either way
-    elastic: float = 20.0  # elastic distortion: scale of the smoothed displacement field (0 = none)
-    elastic_sigma: float = 4.0  # elastic distortion: smoothness of the field, pixels
+    rotation: float = Augmentation.rotation  # degrees, either way
+    shift: float = Augmentation.shift  # pixels, either way
+    elastic: float = Augmentation.elastic  # elastic distortion: scale of the smoothed displacement field (0 = none)
+    elastic_sigma: float = Augmentation.elastic_sigma  # elastic distortion: smoothness of the field, pixels
     val_fraction: float = 0.05  # held out from training for early stopping and model selection
     patience: int = 10  # epochs without validation improvement before stopping (counted from mid-schedule)
     seed: int = 0  # same seed, same data order and same weights (on CPU)
@@ -81,7 +81,12 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        self.augmentation_settings()  # checks their ranges
+        settings, default = self.augmentation_settings(), Augmentation()  # checks their ranges
+        if not self.augment and settings != default:
+            # without augmentation they would be ignored without a word
+            changed = [f"{f.name}={getattr(settings, f.name)}" for f in fields(Augmentation)
+                       if getattr(settings, f.name) != getattr(default, f.name)]
+            raise ValueError(f"augmentation is off, yet its settings {', '.join(changed)} are given")
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.limit is not None and self.limit < 20:
@@ -164,7 +169,8 @@ def _is_chief(strategy) -> bool:
     if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
 
 
 # --------------------------------------------------------------------------- run folder
@@ -273,7 +279,8 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
         )
     if state is not None:
         state["config"] = config.identity()  # what a resumed run records drops the retired settings
-    if state is not None and state.get("finished") and state["epoch"] >= config.epochs and (out / "summary.json").is_file():
+    finished = state is not None and state.get("finished") and state["epoch"] >= config.epochs
+    if finished and (out / "summary.json").is_file():
         log_progress(verbose, f"{out}: already trained ({state['epoch']} epochs); nothing to do")
         return json.loads((out / "summary.json").read_text())
     folder.clean_orphans(state)

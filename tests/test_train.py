@@ -135,6 +135,13 @@ def test_config_validation_names_the_value(field, value):
         train_lib.TrainConfig(**{field: value})
 
 
+def test_augmentation_settings_without_augmentation_are_refused():
+    with pytest.raises(ValueError, match=r"augmentation is off, yet its settings rotation=10\.0, elastic=0\.0 "
+                                         r"are given"):
+        train_lib.TrainConfig(augment=False, rotation=10.0, elastic=0.0)
+    assert train_lib.TrainConfig(augment=False).augmentation() is None  # the defaults are no conflict
+
+
 def test_cli_shape_settings_are_checked_and_retired_flags_are_gone(tmp_path):
     bad = run_cli("train", "--out", str(tmp_path / "run"), "--channels", "48,64", timeout=120)
     assert bad.returncode == 2 and "must have one rate per block (2 blocks)" in bad.stderr, bad.stderr[-500:]
@@ -154,7 +161,8 @@ def test_cli_shape_settings_are_checked_and_retired_flags_are_gone(tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--out", str(out), "--limit", "4000", "--epochs", "3", "--batch-size", "32", "--no-augment", "--quiet"]
+    args = ["train", "--out", str(out), "--limit", "4000", "--epochs", "3", "--batch-size", "32", "--no-augment",
+            "--quiet"]
     proc = subprocess.Popen(cli_command(*args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     state_path = out / "train_state.json"
