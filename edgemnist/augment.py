@@ -53,7 +53,13 @@ def _smoothing_matrix(size: int, sigma: float) -> np.ndarray:
 def bilinear_warp(images, dy, dx):
     """out[n, r, c] = images[n, r + dy[n, r, c], c + dx[n, r, c]], bilinear; pixels from outside are 0.
 
-    `images` is (N, H, W, 1) with static H and W; `dy` and `dx` are (N, H, W) offsets in pixels.
+    Args:
+        images: (N, H, W, 1) float tensor with static H and W.
+        dy: (N, H, W) row offsets in pixels.
+        dx: (N, H, W) column offsets in pixels.
+
+    Returns:
+        The warped (N, H, W, 1) tensor.
     """
     from edgemnist._tensorflow import import_tensorflow
 
@@ -82,10 +88,20 @@ def _bilinear_warp(tf, images, dy, dx):
 
 
 def geometric_transform(images, angle, shift_y, shift_x, field_y=None, field_x=None):
-    """Rotate by `angle` (radians) and shift (pixels) each image about its centre,
-    then displace each pixel by (field_y, field_x): one bilinear resampling, zeros from outside.
+    """Rotates and shifts each image about its centre, then displaces each pixel by a field.
 
-    The per-image parameters are (N,) tensors, the fields (N, H, W) or None.
+    One bilinear resampling for all of it; what comes from outside the image is 0.
+
+    Args:
+        images: (N, H, W, 1) float tensor with static H and W.
+        angle: (N,) rotation of each image, radians.
+        shift_y: (N,) shift of each image down, pixels.
+        shift_x: (N,) shift of each image right, pixels.
+        field_y: (N, H, W) extra row displacement per pixel, or None.
+        field_x: (N, H, W) extra column displacement per pixel (with field_y), or None.
+
+    Returns:
+        The transformed (N, H, W, 1) tensor.
     """
     from edgemnist._tensorflow import import_tensorflow
 
@@ -107,10 +123,17 @@ def _geometric_transform(tf, images, angle, shift_y, shift_x, field_y=None, fiel
 
 
 def augmenter(settings: Augmentation):
-    """A function (images, seed) -> images for tf.data: `settings`' random geometry, one warp per image.
+    """The random geometry of `settings` as a function for tf.data, one warp per image.
 
-    `seed` is a stateless-RNG seed (shape [2]): the same seed gives the same batch. The elastic
-    field is uniform noise in [-1, 1] smoothed by a Gaussian (two matrix products) and scaled.
+    The elastic field is uniform noise in [-1, 1] smoothed by a Gaussian (two matrix
+    products) and scaled.
+
+    Args:
+        settings: the ranges of the random rotation, shift and elastic distortion.
+
+    Returns:
+        A function (images, seed) -> images of (N, 28, 28, 1) batches; `seed` is a
+        stateless-RNG seed (shape [2]): the same seed gives the same batch.
     """
     from edgemnist._tensorflow import import_tensorflow
 

@@ -114,7 +114,11 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Reads an IDX file, gzip-compressed or raw (detected from its bytes, not its name)."""
+    """Reads an IDX file, gzip-compressed or raw (detected from its bytes, not its name).
+
+    Raises:
+        FileNotFoundError: no such file. DataError: unreadable or malformed, with the file named.
+    """
     path = Path(path)
     return parse_idx(read_decompressed(path), str(path))
 
@@ -143,7 +147,12 @@ def _check_pair(images: np.ndarray, labels: np.ndarray, img_path: Path, lbl_path
 
 
 def load_idx_split(data_dir: Path, split: str) -> Split:
-    """Loads one split from the IDX files in `data_dir`."""
+    """Loads one split ("train" or "test") from the IDX files in `data_dir`.
+
+    Raises:
+        FileNotFoundError: an IDX file of the split is missing. DataError: malformed files, or
+            images and labels that do not pair up, with the file named.
+    """
     img_base, lbl_base = IDX_BASENAMES[split]
     img_path, lbl_path = find_idx(data_dir, img_base), find_idx(data_dir, lbl_base)
     if img_path is None or lbl_path is None:
@@ -226,7 +235,11 @@ def packaged_data_dir() -> Path:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
-    """`data_dir` if given, else $EDGEMNIST_DATA, else the shipped MNIST."""
+    """The data folder to read: `data_dir` if given, else $EDGEMNIST_DATA, else the shipped MNIST.
+
+    Raises:
+        FileNotFoundError: the folder does not exist. DataError: it is not a folder.
+    """
     chosen = data_dir or os.environ.get("EDGEMNIST_DATA") or packaged_data_dir()
     path = Path(chosen).expanduser()
     if not path.exists():
@@ -276,7 +289,14 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
-    """Shuffles with `seed` and holds out `val_fraction` of `split` for validation."""
+    """Shuffles with `seed` and holds out `val_fraction` of `split` for validation.
+
+    Returns:
+        (training part, validation part), each in the original order of `split`.
+
+    Raises:
+        ValueError: val_fraction outside [0, 1).
+    """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     order = np.random.default_rng(seed).permutation(len(split))

@@ -259,10 +259,18 @@ def _prunable_kernel_shapes(model) -> dict:
 
 
 def layer_sparsities(model, target: float, allocation: str = "uniform") -> dict:
-    """{layer name: final sparsity} for the prunable layers of `model`.
+    """The final sparsity of each prunable layer of `model` for an overall `target`.
 
     "erk" keeps, of each kernel, a density proportional to sum(shape) / prod(shape)
     (capped at dense), scaled so that the zeros add up to `target` of all prunable weights.
+
+    Args:
+        model: a Keras model.
+        target: fraction of zeros over all prunable weights.
+        allocation: "uniform" (every layer at `target`) or "erk".
+
+    Returns:
+        {layer name: sparsity}; 0.0 for a layer that stays dense.
     """
     shapes = _prunable_kernel_shapes(model)
     if allocation == "uniform":
@@ -413,7 +421,11 @@ def _check_quantizable(model) -> None:
 
 
 def load_model(path: str | os.PathLike):
-    """Loads a model saved by this module (plain, pruned, or QAT with tfmot's custom objects)."""
+    """Loads a model saved by this module (plain, pruned, or QAT with tfmot's custom objects).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a loadable Keras model.
+    """
     from edgemnist.convert import _load_keras
 
     return _load_keras(Path(path))
@@ -424,6 +436,13 @@ def save_model(model, path: str | os.PathLike) -> Path:
 
     QAT models go to .h5: tf-keras' .keras format saves tfmot's `quantize_layer` with 3
     of its 5 variables and then refuses to load it; .h5 round-trips exactly.
+
+    Args:
+        model: the Keras model.
+        path: the file; its suffix (.keras or .h5) picks the format.
+
+    Returns:
+        `path`.
     """
     import warnings
 

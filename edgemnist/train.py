@@ -127,7 +127,7 @@ def _recorded_identity(state: dict):
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to min_learning_rate over the remaining epochs."""
+    """Learning rate of 0-based `epoch`: linear warm-up from peak / 10, then cosine decay to the floor."""
     peak, floor = config.learning_rate, config.min_learning_rate
     if epoch < config.warmup_epochs:
         return peak * (0.1 + 0.9 * epoch / config.warmup_epochs)
