@@ -181,5 +181,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(1, f"{type(exc).__name__}: {first} (EDGEMNIST_DEBUG=1 shows the traceback)")
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m edgemnist.cli: run the imported module, whose Output the handlers return
+    from edgemnist.cli import main as _main
+
+    sys.exit(_main())

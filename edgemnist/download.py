@@ -177,7 +177,6 @@ def add_commands(subparsers) -> None:
         "check IDX files against a SHA256SUMS.uncompressed beside them.",
     )
     check.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
     check.set_defaults(func=_run_check)
     dl = sub.add_parser(
         "download",
@@ -190,29 +189,20 @@ def add_commands(subparsers) -> None:
     dl.add_argument("--url", help="base URL to fetch the .gz files from (a mirror or a local server)")
     dl.add_argument("--cache-dir", help="cache folder (default: $EDGEMNIST_CACHE or ~/.cache/edgemnist)")
     dl.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
-    dl.add_argument("--json", action="store_true", help="print one JSON object")
     dl.set_defaults(func=_run_download)
 
 
-def _run_check(args) -> int:
-    from edgemnist.cli import print_json
+def _run_check(args):
+    from edgemnist.cli import Output
 
     report = verify_data_dir(args.data_dir)
-    if args.json:
-        print_json(report)
-    else:
-        print(f"{report['data_dir']}: {report['train']} train, {report['test']} test images; "
-              f"digests: {report['digests']}")
-    return 0
+    return Output(report, f"{report['data_dir']}: {report['train']} train, {report['test']} test images; "
+                          f"digests: {report['digests']}")
 
 
-def _run_download(args) -> int:
-    from edgemnist.cli import print_json
+def _run_download(args):
+    from edgemnist.cli import Output
 
     folder = download_dataset(args.name, args.url, args.cache_dir, args.timeout,
                               progress=lambda line: print(line, file=sys.stderr))
-    if args.json:
-        print_json({"name": args.name, "data_dir": str(folder)})
-    else:
-        print(folder)
-    return 0
+    return Output({"name": args.name, "data_dir": str(folder)}, str(folder))

@@ -139,20 +139,15 @@ def add_commands(subparsers) -> None:
     p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
     p.add_argument("--seed", type=int, default=f.seed, help=f"random seed (default {f.seed})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=_run_finetune)
 
 
-def _run_finetune(args) -> int:
-    from edgemnist.cli import print_json
+def _run_finetune(args):
+    from edgemnist.cli import Output
 
     config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
                             augment=args.augment, limit=args.limit, seed=args.seed)
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
         result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
-    if args.json:
-        print_json(result)
-    else:
-        print(f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
-              f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")
-    return 0
+    return Output(result, f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
+                          f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")

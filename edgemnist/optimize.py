@@ -15,8 +15,10 @@ convolutions stay native ops as in the other variants.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -579,12 +581,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--limit", type=int, help="fine-tune on the first N training examples only")
     p.add_argument("--test-limit", type=int, help="measure accuracy on the first N test examples only")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_optimize)
 
 
-def _run_optimize(args) -> int:
-    from edgemnist.cli import print_json
+def _run_optimize(args):
+    from edgemnist.cli import Output
 
     prune_only = {"--sparsity": ("target_sparsity", args.sparsity), "--allocation": ("allocation", args.allocation),
                   "--distill": ("distill", args.distill)}
@@ -599,6 +601,6 @@ def _run_optimize(args) -> int:
         qat_config=QATConfig(**shared) if args.qat else QATConfig(),
         data_dir=args.data_dir, limit=args.limit, test_limit=args.test_limit,
     )
-    report = optimize(args.model, args.out, config, verbose=0 if args.json else 1)
-    print_json(report) if args.json else print(format_report(report))
-    return 0
+    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
+        report = optimize(args.model, args.out, config, verbose=0 if args.quiet else (1 if sys.stderr.isatty() else 2))
+    return Output(report, format_report(report))

@@ -495,12 +495,11 @@ def add_commands(subparsers) -> None:
                    help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG")
     p.add_argument("--restart", action="store_true", help="discard an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=_run_train)
 
 
-def _run_train(args) -> int:
-    from edgemnist.cli import print_json
+def _run_train(args):
+    from edgemnist.cli import Output
 
     d = TrainConfig()
     config = TrainConfig(
@@ -517,10 +516,6 @@ def _run_train(args) -> int:
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
     with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
         summary = train(config, args.out, restart=args.restart, verbose=verbose)
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"test accuracy {summary['test_accuracy']:.4f} on {summary['test_n']} images; "
-              f"{summary['params']:,} parameters, {summary['macs']:,} MACs; "
-              f"{summary['epochs_run']} epochs in {summary['wall_s']:.0f} s; model: {Path(args.out) / 'model.keras'}")
-    return 0
+    return Output(summary, f"test accuracy {summary['test_accuracy']:.4f} on {summary['test_n']} images; "
+                  f"{summary['params']:,} parameters, {summary['macs']:,} MACs; {summary['epochs_run']} epochs "
+                  f"in {summary['wall_s']:.0f} s; model: {Path(args.out) / 'model.keras'}")
