@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from _tflite_variants import exported_variants
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tflite_models(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
+def tflite_models(tflite_variants):
+    return tflite_variants
 
 
 def _load(name: str):
