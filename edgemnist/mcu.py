@@ -261,6 +261,13 @@ def elf_sizes(elf: Path, stem: str, tools: dict) -> dict:
 
 
 def qemu_command(elf: Path, cpu: str, qemu: str = "qemu-system-arm") -> list:
+    """The QEMU argv that runs `elf` on the board of `cpu` with semihosting and exact instruction counting.
+
+    Args:
+        elf: the firmware.
+        cpu: a key of BOARDS.
+        qemu: the qemu-system-arm program.
+    """
     machine, qemu_cpu = BOARDS[cpu]
     return [qemu, "-M", machine, "-cpu", qemu_cpu, "-nographic", "-monitor", "none", "-serial", "none",
             "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]

@@ -3,11 +3,14 @@
 Usage: edgemnist bench --remote pi@raspberrypi.local MODEL.tflite --json
 
 The device needs Python 3 with numpy and a TFLite interpreter (ai-edge-litert or
-tflite-runtime); edgemnist itself is copied over (a zip of the pure-Python package plus
-the MNIST test split) unless the device's own edgemnist is exactly this code (the same
-sha256 over its .py files), so every device measures with the same benchmark code. Everything runs through
-the `ssh` and `scp` programs in batch mode (keys only, never a password prompt), each with
-a time limit, and the temporary folder on the device is removed afterwards.
+tflite-runtime). First the source of edgemnist/machine.py goes to the device's Python on
+stdin: it describes the device and makes a working folder there. Then edgemnist itself is
+copied over (a zip of the pure-Python package plus the MNIST test split) unless the
+device's own edgemnist is exactly this code (the same sha256 over its .py files), so every
+device measures with the same benchmark code. Everything runs through the `ssh` and `scp`
+programs in batch mode (keys only, never a password prompt), each with a time limit, and
+the temporary folder on the device is removed afterwards. Tables of several devices'
+results are `compare`'s (report_devices.py).
 
 Failures are one line: a host that cannot be reached, a refused key or a missing Python
 raise `RemoteSetupError` (a ValueError: the CLI exits 2, the destination or its options
@@ -31,7 +34,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from edgemnist import machine
-from edgemnist.machine import describe_device  # noqa: F401 - edgemnist.remote.describe_device, as before
 
 # Options of the local `bench` command that do not travel to the device: they are about
 # where the result goes here, or about the SSH connection itself.
@@ -252,7 +254,7 @@ def bench_remote(config: RemoteConfig, model_path: str | os.PathLike, bench_args
 
         q = shlex.quote
         remote_model = f"{workdir}/{model_path.name}"
-        bench = " ".join(q(a) for a in [config.python, "-m", "edgemnist.cli", "bench", remote_model, "--json", *bench_args])
+        bench = " ".join(q(a) for a in [config.python, "-m", "edgemnist", "bench", remote_model, "--json", *bench_args])
         if same_code:
             command = f"cd {q(workdir)} && {bench}"
         else:

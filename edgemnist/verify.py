@@ -97,12 +97,21 @@ def _pipeline_root(state: dict, recorded: list) -> str:
     return str(common)
 
 
-def _pipeline_record(check: _Check, path: Path, state) -> None:
-    stages = state.get("stages") if isinstance(state, dict) else None
-    if not isinstance(stages, dict):
-        check.problem(path, "malformed", "pipeline record without stages")
-        return
+def _recorded(check: _Check, path: Path, record, key: str, fault: str) -> Optional[dict]:
+    """record[key] of a manifest when it is a dict (the file then counts as a manifest used), else None
+    with `fault` noted as the file's problem."""
+    value = record.get(key) if isinstance(record, dict) else None
+    if not isinstance(value, dict):
+        check.problem(path, "malformed", fault)
+        return None
     check.records.append(check.rel(path))
+    return value
+
+
+def _pipeline_record(check: _Check, path: Path, state) -> None:
+    stages = _recorded(check, path, state, "stages", "pipeline record without stages")
+    if stages is None:
+        return
     outputs = [(name, p, digest) for name, stage in sorted(stages.items()) if isinstance(stage, dict)
                for p, digest in sorted((stage.get("outputs") or {}).items())]
     root = _pipeline_root(state, [p for _, p, _ in outputs])
@@ -116,11 +125,9 @@ def _pipeline_record(check: _Check, path: Path, state) -> None:
 
 
 def _firmware_manifest(check: _Check, path: Path, manifest) -> None:
-    files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, dict):
-        check.problem(path, "malformed", "firmware manifest without files")
+    files = _recorded(check, path, manifest, "files", "firmware manifest without files")
+    if files is None:
         return
-    check.records.append(check.rel(path))
     for name, entry in sorted(files.items()):
         if not isinstance(entry, dict) or PurePath(name).is_absolute() or ".." in PurePath(name).parts:
             check.problem(path, "malformed", f"bad entry for {name!r}")

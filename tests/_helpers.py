@@ -1,6 +1,6 @@
 """Test helpers shared by several test modules: the CLI as a child process, flatbuffer edits, exports, ports.
 
-Usage: from _helpers import cli_command, run_cli, repack, export_variant, calibrated_int8, free_port
+Usage: from _helpers import run_cli, repack, export_variant, calibrated_int8, bare_interpreter_scores
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def cli_command(*args) -> list:
     """argv that runs `edgemnist ARGS` in a fresh Python, as a user's shell would."""
-    return [sys.executable, "-m", "edgemnist.cli", *map(str, args)]
+    return [sys.executable, "-m", "edgemnist", *map(str, args)]
 
 
 def run_cli(*args, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
@@ -57,3 +57,35 @@ def calibrated_int8(tmp_path_factory, calibrated_model_path) -> Path:
         path.parent.mkdir(exist_ok=True)
         export_variant(calibrated_model_path, "int8", path)
     return path
+
+
+def bare_interpreter_scores(model, images) -> "np.ndarray":
+    """float32 scores (N, classes) from a plain LiteRT set_tensor/invoke/get_tensor loop, independent of Runner.
+
+    Args:
+        model: a .tflite path or its bytes.
+        images: float model input in [0, 1], (N,) + the model's image shape; quantized here with
+            the interpreter's own input parameters: np.round (half to even) of x / scale + zero point.
+    """
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    interpreter = Interpreter(**source, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    scores = []
+    for image in images:
+        x = image[np.newaxis]
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        y = interpreter.get_tensor(out["index"])[0]
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        scores.append(y)
+    return np.stack(scores)

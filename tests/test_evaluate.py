@@ -6,35 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from _tflite_variants import exported_variants
+from _helpers import bare_interpreter_scores
 from edgemnist import cli, data
 from edgemnist.evaluate import EvalConfig, accuracy_report, confusion_matrix, evaluate
 
 JSON_KEYS = {"accuracy", "n", "correct", "per_class_accuracy", "per_class_count", "confusion_matrix", "model",
              "backend", "backend_version", "threads", "batch_size", "seconds", "images_per_second", "dataset"}
-
-
-@pytest.fixture(scope="session")
-def variants(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
-
-
-def _bare_loop_predictions(path, split):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    predictions = []
-    for image in data.to_model_input(split.images):
-        x = image[np.newaxis]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        predictions.append(int(np.argmax(interpreter.get_tensor(out["index"])[0])))
-    return np.array(predictions)
 
 
 def test_confusion_matrix_counts():
@@ -54,10 +31,10 @@ def test_accuracy_report_per_class():
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_eval_accuracy_equals_a_bare_interpreter_loop(variants, mnist_test, variant):
+def test_eval_accuracy_equals_a_bare_interpreter_loop(tflite_variants, mnist_test, variant):
     split = mnist_test.head(300)
-    report = evaluate(variants[variant], EvalConfig(batch_size=64), split=split)
-    expected = _bare_loop_predictions(variants[variant], split)
+    report = evaluate(tflite_variants[variant], EvalConfig(batch_size=64), split=split)
+    expected = bare_interpreter_scores(tflite_variants[variant], data.to_model_input(split.images)).argmax(1)
     np.testing.assert_array_equal(report["predictions"], expected)
     assert report["correct"] == int(np.sum(expected == split.labels))
     assert report["accuracy"] == pytest.approx(np.mean(expected == split.labels))
@@ -66,8 +43,8 @@ def test_eval_accuracy_equals_a_bare_interpreter_loop(variants, mnist_test, vari
     assert report["per_class_count"] == np.bincount(split.labels, minlength=10).tolist()
 
 
-def test_eval_limit_reads_the_first_test_images(variants):
-    report = evaluate(variants["int8"], EvalConfig(limit=123, threads=2))
+def test_eval_limit_reads_the_first_test_images(tflite_variants):
+    report = evaluate(tflite_variants["int8"], EvalConfig(limit=123, threads=2))
     assert report["n"] == 123 and report["dataset"]["n"] == 123 and report["threads"] == 2
     assert report["backend"] == "ai_edge_litert"
 
@@ -85,15 +62,16 @@ def test_shared_run_settings_name_the_first_bad_field_and_its_value():
 
     good = dict(limit=None, runs=10, threads=1, warmup=0, backend=None)
     check_run_settings(SimpleNamespace(**good), at_least_one=("runs", "threads"), at_least_zero=("warmup",))
-    for bad, message in ((dict(limit=0), "limit must be >= 1, got 0"), (dict(runs=0, threads=0), "runs must be >= 1, got 0"),
+    for bad, message in ((dict(limit=0), "limit must be >= 1, got 0"),
+                         (dict(runs=0, threads=0), "runs must be >= 1, got 0"),
                          (dict(warmup=-1), "warmup must be >= 0, got -1"), (dict(backend="onnx"), "got 'onnx'")):
         with pytest.raises(ValueError, match=message):
             check_run_settings(SimpleNamespace(**{**good, **bad}), at_least_one=("runs", "threads"),
                                at_least_zero=("warmup",))
 
 
-def test_eval_command_json(variants, capsys):
-    status = cli.main(["eval", str(variants["int8"]), "--limit", "200", "--batch-size", "50", "--json"])
+def test_eval_command_json(tflite_variants, capsys):
+    status = cli.main(["eval", str(tflite_variants["int8"]), "--limit", "200", "--batch-size", "50", "--json"])
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert JSON_KEYS <= set(result)
@@ -101,8 +79,8 @@ def test_eval_command_json(variants, capsys):
     assert len(result["confusion_matrix"]) == 10 and sum(map(sum, result["confusion_matrix"])) == 200
 
 
-def test_eval_command_table(variants, capsys):
-    assert cli.main(["eval", str(variants["float32"]), "--limit", "100"]) == 0
+def test_eval_command_table(tflite_variants, capsys):
+    assert cli.main(["eval", str(tflite_variants["float32"]), "--limit", "100"]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "confusion matrix" in out
 
@@ -115,11 +93,11 @@ def test_eval_command_table(variants, capsys):
     (["{model}", "--threads", "0"], "threads"),
     (["{model}", "--data-dir", "{missing}"], "does not exist"),
 ])
-def test_eval_bad_input_exits_2_with_one_line(variants, tmp_path, capsys, argv_tail, message):
+def test_eval_bad_input_exits_2_with_one_line(tflite_variants, tmp_path, capsys, argv_tail, message):
     not_tflite = tmp_path / "not_a_model.tflite"
     not_tflite.write_text("hello, I am text\n" * 10)
     values = {"missing": str(tmp_path / "missing.tflite"), "not_tflite": str(not_tflite),
-              "model": str(variants["int8"])}
+              "model": str(tflite_variants["int8"])}
     status = cli.main(["eval"] + [a.format(**values) for a in argv_tail])
     err = capsys.readouterr().err.strip()
     assert status == 2

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from _tflite_variants import exported_variants
 from edgemnist.runtime import Runner, preflight
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def variants(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
 
 
 @pytest.fixture()
@@ -32,8 +26,8 @@ def _child(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, cwd="/")
 
 
-def test_child_program_reports_one_line(variants, tmp_path):
-    ok = _child(str(variants["int8"]), "1", "ai_edge_litert")
+def test_child_program_reports_one_line(tflite_variants, tmp_path):
+    ok = _child(str(tflite_variants["int8"]), "1", "ai_edge_litert")
     assert ok.returncode == 0 and ok.stdout.strip() == preflight.OK_MARKER
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"not a model" * 10)
@@ -56,7 +50,7 @@ def test_module_command_makes_this_edgemnist_importable():
     ("exit 3", "the interpreter exited with status 3"),
     ("exec sleep 60", "the interpreter hung loading or running it (no result in 2 s)"),
 ])
-def test_a_child_that_crashes_exits_or_hangs_is_a_value_error(variants, tmp_path, monkeypatch, fresh_results,
+def test_a_child_that_crashes_exits_or_hangs_is_a_value_error(tflite_variants, tmp_path, monkeypatch, fresh_results,
                                                               behaviour, message):
     # A stand-in for the child Python: it answers the start-up check, then misbehaves as a bad model makes it.
     python = tmp_path / "python"
@@ -64,15 +58,15 @@ def test_a_child_that_crashes_exits_or_hangs_is_a_value_error(variants, tmp_path
     python.chmod(0o755)
     monkeypatch.setenv(preflight.PYTHON_ENV, str(python))
     with pytest.raises(ValueError) as info:
-        preflight.preflight(variants["int8"], num_threads=7, timeout=2)
-    assert str(info.value).startswith(f"{variants['int8']}: {message}")
+        preflight.preflight(tflite_variants["int8"], num_threads=7, timeout=2)
+    assert str(info.value).startswith(f"{tflite_variants['int8']}: {message}")
     with pytest.raises(ValueError, match="interpreter"):  # remembered: no second child process
         monkeypatch.delenv(preflight.PYTHON_ENV)
-        preflight.preflight(variants["int8"], num_threads=7, timeout=2)
+        preflight.preflight(tflite_variants["int8"], num_threads=7, timeout=2)
 
 
-def test_trusted_models_skip_the_preflight(variants, monkeypatch):
-    path = variants["int8"]
+def test_trusted_models_skip_the_preflight(tflite_variants, monkeypatch):
+    path = tflite_variants["int8"]
     fresh = path.parent / "trusted_copy.tflite"
     fresh.write_bytes(path.read_bytes() + b"")  # same content: only the first untrusted load pays
     first = Runner(fresh, num_threads=2)

@@ -162,7 +162,7 @@ def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite, tmp_path
     local_result = json.loads(local.stdout)
 
     run = run_cli("bench", str(tiny_tflite), "--json", *quick,
-                   *_remote_argv(sshd, "--remote-python", sys.executable))
+                  *_remote_argv(sshd, "--remote-python", sys.executable))
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout)
     assert set(result) == set(local_result) | {"remote"}
@@ -203,7 +203,8 @@ def test_remote_bench_copies_edgemnist_when_the_device_lacks_it(sshd, tiny_tflit
 
 @pytest.mark.slow
 def test_cli_failure_is_one_line_and_exit_2(sshd, tiny_tflite):
-    run = run_cli("bench", str(tiny_tflite), "--json", *_remote_argv(sshd, "--remote-python", "/nonexistent/python"))
+    run = run_cli("bench", str(tiny_tflite), "--json",
+                  *_remote_argv(sshd, "--remote-python", "/nonexistent/python"))
     assert run.returncode == 2
     assert run.stdout == ""
     lines = run.stderr.strip().splitlines()

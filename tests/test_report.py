@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _tflite_variants import exported_variants
 from edgemnist import cli
 from edgemnist.evaluate import EvalConfig, evaluate
 from edgemnist.report import (PLOT_FILES, VARIANT_KEYS, CompareConfig, compare, format_table, markdown_table,
@@ -19,15 +18,10 @@ SMALL = CompareConfig(limit=300, warmup=3, runs=40)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="session")
-def variants(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
-
-
 @pytest.fixture(scope="module")
-def compared(variants, tmp_path_factory):
+def compared(tflite_variants, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    report = compare([variants["float32"], variants["int8"]], out, SMALL)
+    report = compare([tflite_variants["float32"], tflite_variants["int8"]], out, SMALL)
     return out, report
 
 
@@ -47,33 +41,33 @@ def test_report_json_has_exactly_the_documented_keys(compared):
         assert variant["threads"] == 1
 
 
-def test_variants_are_named_by_their_manifest_and_measured(compared, variants):
+def test_variants_are_named_by_their_manifest_and_measured(compared, tflite_variants):
     _, report = compared
     float_row, int8_row = report["variants"]
     assert (float_row["name"], int8_row["name"]) == ("float32", "int8")
     assert float_row["agreement"] == 1.0  # the float model is the reference
     assert 0.0 <= int8_row["agreement"] <= 1.0
-    assert int8_row["bytes"] == variants["int8"].stat().st_size < float_row["bytes"]
+    assert int8_row["bytes"] == tflite_variants["int8"].stat().st_size < float_row["bytes"]
     assert 0 < int8_row["gzip_bytes"] < int8_row["bytes"] * 1.1
     for row, variant in zip(report["variants"], ("float32", "int8")):
-        assert row["accuracy"] == pytest.approx(evaluate(variants[variant], EvalConfig(limit=300))["accuracy"])
+        assert row["accuracy"] == pytest.approx(evaluate(tflite_variants[variant], EvalConfig(limit=300))["accuracy"])
 
 
-def test_report_paths_are_relative_to_the_report_folder(compared, variants):
+def test_report_paths_are_relative_to_the_report_folder(compared, tflite_variants):
     out, report = compared
     for row, variant in zip(report["variants"], ("float32", "int8")):
         assert not Path(row["path"]).is_absolute()
-        assert (out / row["path"]).resolve() == variants[variant].resolve()
+        assert (out / row["path"]).resolve() == tflite_variants[variant].resolve()
 
 
-def test_agreement_counts_matching_predictions(compared, variants, mnist_test):
+def test_agreement_counts_matching_predictions(compared, tflite_variants, mnist_test):
     from edgemnist import data
     from edgemnist.runtime import Runner
 
     _, report = compared
     images = data.to_model_input(data.load_split("test", limit=300).images)
-    a = Runner(variants["float32"]).predict(images).argmax(1)
-    b = Runner(variants["int8"]).predict(images).argmax(1)
+    a = Runner(tflite_variants["float32"]).predict(images).argmax(1)
+    b = Runner(tflite_variants["int8"]).predict(images).argmax(1)
     assert report["variants"][1]["agreement"] == pytest.approx(np.mean(a == b))
 
 
@@ -88,38 +82,38 @@ def test_plots_and_markdown_are_written(compared):
     assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporaries
 
 
-def test_params_and_macs_from_the_keras_model(variants, trained_model_path, tmp_path):
+def test_params_and_macs_from_the_keras_model(tflite_variants, trained_model_path, tmp_path):
     from edgemnist.model import load_keras_model, model_summary
 
     config = CompareConfig(limit=50, warmup=1, runs=5, keras=str(trained_model_path), plots=False)
-    report = compare([variants["int8"]], tmp_path, config)
+    report = compare([tflite_variants["int8"]], tmp_path, config)
     summary = model_summary(load_keras_model(trained_model_path))
     assert report["model"] == {"params": summary["params"], "macs": summary["macs"]}
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_without_a_manifest_the_file_stem_names_the_variant(variants, tmp_path):
+def test_without_a_manifest_the_file_stem_names_the_variant(tflite_variants, tmp_path):
     bare = tmp_path / "my_model.tflite"
-    shutil.copy2(variants["int8"], bare)
+    shutil.copy2(tflite_variants["int8"], bare)
     assert variant_name(bare) == "my_model"
     report = compare([bare], tmp_path / "out", CompareConfig(limit=50, warmup=1, runs=5,
-                                                             reference=str(variants["float32"]), plots=False))
+                                                             reference=str(tflite_variants["float32"]), plots=False))
     # the reference is added when it is not among the compared files
     assert [v["name"] for v in report["variants"]] == ["float32", "my_model"]
 
 
-def test_same_names_are_made_unique(variants, tmp_path):
+def test_same_names_are_made_unique(tflite_variants, tmp_path):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
-        shutil.copy2(variants["int8"], tmp_path / folder / "m.tflite")
+        shutil.copy2(tflite_variants["int8"], tmp_path / folder / "m.tflite")
     report = compare([tmp_path / "a" / "m.tflite", tmp_path / "b" / "m.tflite"], tmp_path / "out",
                      CompareConfig(limit=20, warmup=1, runs=5, plots=False))
     assert [v["name"] for v in report["variants"]] == ["a/m", "b/m"]
 
 
-def test_without_matplotlib_plots_are_skipped(variants, tmp_path, monkeypatch, caplog):
+def test_without_matplotlib_plots_are_skipped(tflite_variants, tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    report = compare([variants["float32"], variants["int8"]], tmp_path,
+    report = compare([tflite_variants["float32"], tflite_variants["int8"]], tmp_path,
                      CompareConfig(limit=30, warmup=1, runs=5))
     assert (tmp_path / "report.json").is_file() and (tmp_path / "report.md").is_file()
     assert not list(tmp_path.glob("*.png"))
@@ -127,9 +121,10 @@ def test_without_matplotlib_plots_are_skipped(variants, tmp_path, monkeypatch, c
     assert len(report["variants"]) == 2
 
 
-def test_reference_must_be_a_tflite(variants, tmp_path):
+def test_reference_must_be_a_tflite(tflite_variants, tmp_path):
     with pytest.raises(FileNotFoundError):
-        compare([variants["int8"]], tmp_path, CompareConfig(limit=10, runs=2, reference=str(tmp_path / "x.tflite")))
+        compare([tflite_variants["int8"]], tmp_path,
+                CompareConfig(limit=10, runs=2, reference=str(tmp_path / "x.tflite")))
 
 
 def test_table_rows_can_come_from_bench_json():
@@ -147,8 +142,8 @@ def test_table_rows_can_come_from_bench_json():
     assert markdown_table([row]).count("\n") == 2
 
 
-def test_compare_command(variants, tmp_path, capsys):
-    status = cli.main(["compare", str(variants["float32"]), str(variants["int8"]), "--out", str(tmp_path),
+def test_compare_command(tflite_variants, tmp_path, capsys):
+    status = cli.main(["compare", str(tflite_variants["float32"]), str(tflite_variants["int8"]), "--out", str(tmp_path),
                        "--limit", "40", "--warmup", "1", "--runs", "5", "--no-plots", "--json"])
     assert status == 0
     assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "report.json").read_text())
@@ -160,25 +155,25 @@ def test_compare_command(variants, tmp_path, capsys):
     (["{model}", "--limit", "0"], "limit"),
     (["{model}", "--reference", "{other}"], "other.tflite: no such file"),
 ])
-def test_compare_bad_input_exits_2(variants, tmp_path, capsys, argv_tail, message):
+def test_compare_bad_input_exits_2(tflite_variants, tmp_path, capsys, argv_tail, message):
     text = tmp_path / "notes.txt"
     text.write_text("notes")
     other = tmp_path / "other.tflite"
-    values = {"text": str(text), "missing": str(tmp_path / "missing.tflite"), "model": str(variants["int8"]),
+    values = {"text": str(text), "missing": str(tmp_path / "missing.tflite"), "model": str(tflite_variants["int8"]),
               "other": str(other)}
     status = cli.main(["compare", *[a.format(**values) for a in argv_tail], "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and message in err
 
 
-def test_compare_result_json_from_several_machines(variants, tmp_path, capsys):
+def test_compare_result_json_from_several_machines(tflite_variants, tmp_path, capsys):
     """Bench/eval JSON files (as copied back from devices) become device x variant tables and a plot."""
     files = []
     for variant in ("float32", "int8"):
-        assert cli.main(["bench", str(variants[variant]), "--warmup", "3", "--runs", "40", "--json"]) == 0
+        assert cli.main(["bench", str(tflite_variants[variant]), "--warmup", "3", "--runs", "40", "--json"]) == 0
         files.append(tmp_path / f"bench_{variant}.json")
         files[-1].write_text(capsys.readouterr().out)
-        assert cli.main(["eval", str(variants[variant]), "--limit", "200", "--json"]) == 0
+        assert cli.main(["eval", str(tflite_variants[variant]), "--limit", "200", "--json"]) == 0
         files.append(tmp_path / f"eval_{variant}.json")
         files[-1].write_text(capsys.readouterr().out)
     assert cli.main(["compare", *map(str, files), "--out", str(tmp_path / "devices"), "--json"]) == 0
@@ -187,7 +182,7 @@ def test_compare_result_json_from_several_machines(variants, tmp_path, capsys):
     cells = table["cells"][table["devices"][0]]
     assert cells["model_int8"]["p50_us"] > 0 and 0 < cells["model_float32"]["accuracy"] <= 1
     assert (tmp_path / "devices" / "devices.png").read_bytes()[:8] == PNG_MAGIC
-    assert cli.main(["compare", str(files[0]), str(variants["int8"]), "--out", str(tmp_path / "x")]) == 2
+    assert cli.main(["compare", str(files[0]), str(tflite_variants["int8"]), "--out", str(tmp_path / "x")]) == 2
     assert "not both" in capsys.readouterr().err
 
 

@@ -1,4 +1,4 @@
-"""Tests for edgemnist.runtime: backends, quantization from the model's own parameters, batching, input errors."""
+"""edgemnist.runtime.interpreter (Runner): quantization, the fast path against the plain one, batching, bad input."""
 from __future__ import annotations
 
 import os
@@ -11,16 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _tflite_variants import exported_variants
+from _helpers import bare_interpreter_scores
 from edgemnist import data
 from edgemnist.runtime import Runner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def variants(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
 
 
 @pytest.fixture(scope="module")
@@ -37,33 +32,12 @@ def _raw_interpreter(path):
     return interpreter
 
 
-def _bare_loop_scores(path, images):
-    """Scores from a plain set_tensor/invoke loop, quantizing with the interpreter's own details."""
-    interpreter = _raw_interpreter(path)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    scores = []
-    for image in images:
-        x = image[np.newaxis]
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        y = interpreter.get_tensor(out["index"])[0]
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        scores.append(y)
-    return np.stack(scores)
-
-
 # --------------------------------------------------------------------------- backends
 
 
-def test_forced_tf_lite_backend_gives_the_same_int8_predictions(variants, images):
-    litert = Runner(variants["int8"]).predict(images[:50])
-    tf_lite = Runner(variants["int8"], backend="tf.lite")
+def test_forced_tf_lite_backend_gives_the_same_int8_predictions(tflite_variants, images):
+    litert = Runner(tflite_variants["int8"]).predict(images[:50])
+    tf_lite = Runner(tflite_variants["int8"], backend="tf.lite")
     assert tf_lite.backend.name == "tf.lite"
     np.testing.assert_array_equal(tf_lite.predict(images[:50]), litert)
 
@@ -71,8 +45,8 @@ def test_forced_tf_lite_backend_gives_the_same_int8_predictions(variants, images
 # --------------------------------------------------------------------------- loading
 
 
-def test_runner_describes_the_int8_model(variants):
-    runner = Runner(variants["int8"], num_threads=2)
+def test_runner_describes_the_int8_model(tflite_variants):
+    runner = Runner(tflite_variants["int8"], num_threads=2)
     assert runner.input.dtype == np.int8 and runner.output.dtype == np.int8
     assert runner.input.quantized and runner.image_shape == (28, 28, 1)
     assert runner.num_threads == 2
@@ -96,25 +70,25 @@ def test_not_a_tflite(tmp_path):
         Runner(tmp_path)
 
 
-def test_truncated_tflite(tmp_path, variants):
+def test_truncated_tflite(tmp_path, tflite_variants):
     cut = tmp_path / "cut.tflite"
-    cut.write_bytes(variants["int8"].read_bytes()[:4000])
+    cut.write_bytes(tflite_variants["int8"].read_bytes()[:4000])
     with pytest.raises(ValueError):
         Runner(cut)
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True])
-def test_bad_thread_count(variants, threads):
+def test_bad_thread_count(tflite_variants, threads):
     with pytest.raises(ValueError, match="num_threads"):
-        Runner(variants["int8"], num_threads=threads)
+        Runner(tflite_variants["int8"], num_threads=threads)
 
 
 # --------------------------------------------------------------------------- quantization and predictions
 
 
-def test_int8_input_quantization_uses_the_model_parameters(variants, images):
-    runner = Runner(variants["int8"])
-    detail = _raw_interpreter(variants["int8"]).get_input_details()[0]
+def test_int8_input_quantization_uses_the_model_parameters(tflite_variants, images):
+    runner = Runner(tflite_variants["int8"])
+    detail = _raw_interpreter(tflite_variants["int8"]).get_input_details()[0]
     scale, zero = detail["quantization"]
     assert (runner.input.scale, runner.input.zero_point) == (pytest.approx(scale), zero)
     expected = np.clip(np.round(images / scale + zero), -128, 127).astype(np.int8)
@@ -129,17 +103,17 @@ def test_int8_input_quantization_uses_the_model_parameters(variants, images):
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_predict_matches_a_bare_interpreter_loop(variants, images, variant):
-    runner = Runner(variants[variant])
-    expected = _bare_loop_scores(variants[variant], images[:100])
+def test_predict_matches_a_bare_interpreter_loop(tflite_variants, images, variant):
+    runner = Runner(tflite_variants[variant])
+    expected = bare_interpreter_scores(tflite_variants[variant], images[:100])
     got = runner.predict(images[:100])
     assert got.shape == (100, 10) and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_batched_equals_single_image(variants, images, variant):
-    runner = Runner(variants[variant])
+def test_batched_equals_single_image(tflite_variants, images, variant):
+    runner = Runner(tflite_variants[variant])
     single = np.stack([runner.predict_one(image) for image in images])
     for batch_size in (1, 7, 64, 256):
         batched = runner.predict(images, batch_size=batch_size)
@@ -150,8 +124,8 @@ def test_batched_equals_single_image(variants, images, variant):
         np.testing.assert_array_equal(batched.argmax(1), single.argmax(1))
 
 
-def test_int8_output_is_dequantized(variants, images):
-    runner = Runner(variants["int8"])
+def test_int8_output_is_dequantized(tflite_variants, images):
+    runner = Runner(tflite_variants["int8"])
     scores = runner.predict(images[:20])
     out = runner.output
     steps = scores / out.scale + out.zero_point
@@ -159,8 +133,8 @@ def test_int8_output_is_dequantized(variants, images):
     assert scores.min() >= 0.0 and scores.max() <= 1.0  # softmax probabilities
 
 
-def test_predict_one_accepts_the_usual_image_shapes(variants, images):
-    runner = Runner(variants["int8"])
+def test_predict_one_accepts_the_usual_image_shapes(tflite_variants, images):
+    runner = Runner(tflite_variants["int8"])
     image = images[3]
     reference = runner.predict_one(image)
     assert reference.shape == (10,)
@@ -171,8 +145,8 @@ def test_predict_one_accepts_the_usual_image_shapes(variants, images):
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_uint8_pixels_score_as_pixel_over_255(variants, mnist_test, variant):
-    runner = Runner(variants[variant])
+def test_uint8_pixels_score_as_pixel_over_255(tflite_variants, mnist_test, variant):
+    runner = Runner(tflite_variants[variant])
     pixels = mnist_test.images[:30].copy()
     pixels[0].flat[:256] = np.arange(256)  # every pixel value once
     floats = data.to_model_input(pixels)
@@ -189,10 +163,10 @@ def _fast_and_reference(runner, images):
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_fast_single_image_path_equals_the_plain_reference_path(variants, images, variant):
+def test_fast_single_image_path_equals_the_plain_reference_path(tflite_variants, images, variant):
     """predict_one (the interpreter's own buffers, look-up tables, magic-number rounding) gives
     exactly the scores of set_tensor / invoke / get_tensor with textbook quantization."""
-    runner = Runner(variants[variant])
+    runner = Runner(tflite_variants[variant])
     fast, reference = _fast_and_reference(runner, images)
     np.testing.assert_array_equal(fast, reference)
     assert fast.dtype == reference.dtype == np.float32
@@ -203,25 +177,25 @@ def test_fast_single_image_path_equals_the_plain_reference_path(variants, images
 
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
-def test_without_direct_buffer_views_the_public_api_path_gives_the_same_scores(variants, images, variant,
+def test_without_direct_buffer_views_the_public_api_path_gives_the_same_scores(tflite_variants, images, variant,
                                                                                 monkeypatch):
     """Where the backend offers no views of its buffers, predict_one goes through set_tensor/get_tensor."""
-    expected = Runner(variants[variant]).predict_one_reference
+    expected = Runner(tflite_variants[variant]).predict_one_reference
     monkeypatch.setattr(Runner, "_tensor_views", lambda self: None)
-    runner = Runner(variants[variant])
+    runner = Runner(tflite_variants[variant])
     np.testing.assert_array_equal(np.stack([runner.predict_one(image) for image in images[:50]]),
                                   np.stack([expected(image) for image in images[:50]]))
 
 
-def test_negative_zero_is_in_range(variants, images):
-    runner = Runner(variants["int8"])
+def test_negative_zero_is_in_range(tflite_variants, images):
+    runner = Runner(tflite_variants["int8"])
     image = images[0].copy()
     image[image == 0] = -0.0
     np.testing.assert_array_equal(runner.predict_one(image), runner.predict_one(images[0]))
 
 
-def test_empty_batch(variants):
-    assert Runner(variants["int8"]).predict(np.zeros((0, 28, 28, 1), np.float32)).shape == (0, 10)
+def test_empty_batch(tflite_variants):
+    assert Runner(tflite_variants["int8"]).predict(np.zeros((0, 28, 28, 1), np.float32)).shape == (0, 10)
 
 
 # --------------------------------------------------------------------------- wrong input
@@ -248,20 +222,21 @@ def _bad_inputs(image):
 
 @pytest.mark.parametrize("variant", ["float32", "int8"])
 @pytest.mark.parametrize("case", list(_bad_inputs(np.zeros((28, 28, 1), np.float32))))
-def test_wrong_single_input_raises_value_error(variants, images, case, variant):
-    runner = Runner(variants[variant])
+def test_wrong_single_input_raises_value_error(tflite_variants, images, case, variant):
+    runner = Runner(tflite_variants[variant])
     bad, fragment = _bad_inputs(images[0])[case]
     for attempt in (bad, bad[np.newaxis]):  # both fast-path shapes
         with pytest.raises(ValueError, match="expected") as info:
             runner.predict_one(attempt)
         assert fragment in str(info.value)
     # the failed call left nothing behind: the next image gets its own scores
-    np.testing.assert_array_equal(runner.predict_one(images[1]), Runner(variants[variant]).predict_one(images[1]))
+    np.testing.assert_array_equal(runner.predict_one(images[1]),
+                                  Runner(tflite_variants[variant]).predict_one(images[1]))
 
 
 @pytest.mark.parametrize("case", ["int16 integers", "NaN", "above one", "negative", "three channels"])
-def test_wrong_batch_input_raises_value_error(variants, images, case):
-    runner = Runner(variants["float32"])
+def test_wrong_batch_input_raises_value_error(tflite_variants, images, case):
+    runner = Runner(tflite_variants["float32"])
     bad, fragment = _bad_inputs(images[0])[case]
     same_kind = bad.shape == images[0].shape and bad.dtype == images.dtype
     batch = np.stack([images[1], bad]) if same_kind else bad[np.newaxis]
@@ -270,27 +245,27 @@ def test_wrong_batch_input_raises_value_error(variants, images, case):
     assert fragment in str(info.value)
 
 
-def test_a_batch_is_not_one_image(variants, images):
+def test_a_batch_is_not_one_image(tflite_variants, images):
     with pytest.raises(ValueError, match="one image"):
-        Runner(variants["int8"]).predict_one(images[:2])
+        Runner(tflite_variants["int8"]).predict_one(images[:2])
 
 
 @pytest.mark.parametrize("batch_size", [0, -3, 2.0])
-def test_bad_batch_size(variants, images, batch_size):
+def test_bad_batch_size(tflite_variants, images, batch_size):
     with pytest.raises(ValueError, match="batch_size"):
-        Runner(variants["int8"]).predict(images[:4], batch_size=batch_size)
+        Runner(tflite_variants["int8"]).predict(images[:4], batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- no TensorFlow
 
 
-def test_runtime_modules_do_not_import_tensorflow(variants):
+def test_runtime_modules_do_not_import_tensorflow(tflite_variants):
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
         from edgemnist import bench, evaluate, report
         from edgemnist.runtime import Runner
-        runner = Runner({str(variants["int8"])!r})
+        runner = Runner({str(tflite_variants["int8"])!r})
         runner.predict(np.zeros((3, 28, 28, 1), np.float32))
         evaluate.evaluate(runner.path, evaluate.EvalConfig(limit=20))
         leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras"))
@@ -316,7 +291,7 @@ def _copy_installable_tree(dest: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_eval_and_bench_in_a_fresh_venv_without_tensorflow(tmp_path, variants):
+def test_eval_and_bench_in_a_fresh_venv_without_tensorflow(tmp_path, tflite_variants):
     source = _copy_installable_tree(tmp_path / "src")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
@@ -335,7 +310,7 @@ def test_eval_and_bench_in_a_fresh_venv_without_tensorflow(tmp_path, variants):
 
     cli = venv / "bin" / "edgemnist"
     model = tmp_path / "model_int8.tflite"
-    shutil.copy2(variants["int8"], model)
+    shutil.copy2(tflite_variants["int8"], model)
     evaluated = subprocess.run([str(cli), "eval", str(model), "--limit", "500", "--json"], env=env,
                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
@@ -344,7 +319,7 @@ def test_eval_and_bench_in_a_fresh_venv_without_tensorflow(tmp_path, variants):
     result = json.loads(evaluated.stdout)
     assert result["n"] == 500 and 0.0 <= result["accuracy"] <= 1.0
     assert result["backend"] == "ai_edge_litert"
-    ours = Runner(variants["int8"]).predict(data.to_model_input(data.load_split("test", limit=500).images))
+    ours = Runner(tflite_variants["int8"]).predict(data.to_model_input(data.load_split("test", limit=500).images))
     assert result["correct"] == int(np.sum(ours.argmax(1) == data.load_split("test", limit=500).labels))
 
     benched = subprocess.run([str(cli), "bench", str(model), "--warmup", "5", "--runs", "50",

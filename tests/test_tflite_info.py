@@ -9,26 +9,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _helpers import repack, run_cli
-from _tflite_variants import exported_variants
 from edgemnist.runtime import tflite_info
 from edgemnist.runtime.tflite_info import TFLiteFormatError
 
 
-@pytest.fixture(scope="session")
-def tflite_models(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
-
-
 @pytest.fixture(scope="module")
-def int8_bytes(tflite_models):
-    return tflite_models["int8"].read_bytes()
+def int8_bytes(tflite_variants):
+    return tflite_variants["int8"].read_bytes()
 
 
 @pytest.mark.parametrize("variant", ["int8", "float32"])
-def test_reader_agrees_with_litert(tflite_models, variant):
+def test_reader_agrees_with_litert(tflite_variants, variant):
     from ai_edge_litert.interpreter import Interpreter
 
-    path = str(tflite_models[variant])
+    path = str(tflite_variants[variant])
     model = tflite_info.validate(path)
     interpreter = Interpreter(model_path=path)
     assert model.ops == [op["op_name"] for op in interpreter._get_ops_details()]
@@ -50,12 +44,12 @@ def test_reader_agrees_with_litert(tflite_models, variant):
 
 
 @pytest.mark.parametrize("variant", ["int8", "float32"])
-def test_io_tensors_describe_what_litert_reports(tflite_models, variant):
+def test_io_tensors_describe_what_litert_reports(tflite_variants, variant):
     """The one description of inputs and outputs (export manifests, `info`) equals LiteRT's details:
     scale and zero point only for a per-tensor quantized tensor."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(tflite_models[variant]))
+    interpreter = Interpreter(model_path=str(tflite_variants[variant]))
 
     def from_litert(details):
         rows = []
@@ -66,16 +60,16 @@ def test_io_tensors_describe_what_litert_reports(tflite_models, variant):
                          "zero_point": int(q["zero_points"][0]) if len(q["zero_points"]) == 1 else None})
         return rows
 
-    io = tflite_info.io_tensors(tflite_models[variant])
+    io = tflite_info.io_tensors(tflite_variants[variant])
     assert io == {"inputs": from_litert(interpreter.get_input_details()),
                   "outputs": from_litert(interpreter.get_output_details())}
     assert (io["inputs"][0]["scale"] is None) == (variant == "float32")
-    described = tflite_info.describe(tflite_models[variant])
+    described = tflite_info.describe(tflite_variants[variant])
     assert (described["inputs"], described["outputs"]) == (io["inputs"], io["outputs"])
 
 
-def test_check_tflite_file_names_what_is_wrong(tflite_models, tmp_path):
-    assert tflite_info.check_tflite_file(tflite_models["int8"]) == tflite_models["int8"]
+def test_check_tflite_file_names_what_is_wrong(tflite_variants, tmp_path):
+    assert tflite_info.check_tflite_file(tflite_variants["int8"]) == tflite_variants["int8"]
     with pytest.raises(FileNotFoundError, match="no such file"):
         tflite_info.check_tflite_file(tmp_path / "absent.tflite")
     with pytest.raises(ValueError, match="not a file"):
@@ -85,20 +79,20 @@ def test_check_tflite_file_names_what_is_wrong(tflite_models, tmp_path):
         tflite_info.check_tflite_file(tmp_path / "fake.tflite")
 
 
-def test_quantization_helpers(tflite_models):
-    int8 = tflite_info.read_model(tflite_models["int8"])
+def test_quantization_helpers(tflite_variants):
+    int8 = tflite_info.read_model(tflite_variants["int8"])
     scale, zero_point = tflite_info.input_quantization(int8)
     assert int8.inputs[0].dtype == "int8" and 0 < scale < 1 and -128 <= zero_point <= 127
     assert tflite_info.output_quantization(int8) is not None
-    float32 = tflite_info.read_model(tflite_models["float32"])
+    float32 = tflite_info.read_model(tflite_variants["float32"])
     assert tflite_info.input_quantization(float32) is None
     assert tflite_info.output_quantization(float32) is None
 
 
-def test_describe_accounts_for_every_byte(tflite_models):
-    info = tflite_info.describe(tflite_models["int8"])
+def test_describe_accounts_for_every_byte(tflite_variants):
+    info = tflite_info.describe(tflite_variants["int8"])
     json.dumps(info)  # JSON-ready
-    assert info["bytes"] == tflite_models["int8"].stat().st_size
+    assert info["bytes"] == tflite_variants["int8"].stat().st_size
     assert sum(info["bytes_breakdown"].values()) == info["bytes"]
     assert all(v >= 0 for v in info["bytes_breakdown"].values())
     weights = sum(t["bytes"] for t in info["tensors"] if t["constant"])
@@ -108,15 +102,15 @@ def test_describe_accounts_for_every_byte(tflite_models):
     assert info["inputs"][0]["shape"] == [1, 28, 28, 1] and info["outputs"][0]["shape"] == [1, 10]
     text = tflite_info.format_description(info)
     assert "DEPTHWISE_CONV_2D" in text and "where the bytes go" in text
-    float_info = tflite_info.describe(tflite_models["float32"])
+    float_info = tflite_info.describe(tflite_variants["float32"])
     assert float_info["bytes_breakdown"]["quantization"] == 0
     assert float_info["bytes_breakdown"]["weights"] > 3 * info["bytes_breakdown"]["weights"]
 
 
-def test_info_cli(tflite_models):
-    result = run_cli("info", tflite_models["int8"], "--json", timeout=120)
+def test_info_cli(tflite_variants):
+    result = run_cli("info", tflite_variants["int8"], "--json", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["ops"] == tflite_info.read_model(tflite_models["int8"]).ops
+    assert json.loads(result.stdout)["ops"] == tflite_info.read_model(tflite_variants["int8"]).ops
 
 
 def test_info_cli_rejects_bad_file_with_one_line(tmp_path):
@@ -128,8 +122,8 @@ def test_info_cli_rejects_bad_file_with_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_bytes_and_path_give_the_same_model(tflite_models, int8_bytes):
-    from_path = tflite_info.read_model(tflite_models["int8"])
+def test_bytes_and_path_give_the_same_model(tflite_variants, int8_bytes):
+    from_path = tflite_info.read_model(tflite_variants["int8"])
     from_bytes = tflite_info.read_model(int8_bytes, name="x.tflite")
     assert from_bytes.ops == from_path.ops and from_bytes.sha256 == from_path.sha256
     assert from_bytes.tensors == from_path.tensors

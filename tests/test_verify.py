@@ -7,31 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from _tflite_variants import exported_variants
 from edgemnist import cli, firmware
 from edgemnist.artifacts import atomic_write_json, sha256_file
 from edgemnist.verify import verify
 
 
 @pytest.fixture(scope="module")
-def variants(tmp_path_factory, trained_model_path):
-    return exported_variants(tmp_path_factory, trained_model_path)
-
-
-@pytest.fixture(scope="module")
-def firmware_folder(tmp_path_factory, variants):
+def firmware_folder(tmp_path_factory, tflite_variants):
     out = tmp_path_factory.mktemp("verify_fw") / "firmware"
-    firmware.generate(variants["int8"], out, firmware.FirmwareConfig(name="mnist"))
+    firmware.generate(tflite_variants["int8"], out, firmware.FirmwareConfig(name="mnist"))
     return out
 
 
 @pytest.fixture()
-def run_folder(tmp_path, variants, firmware_folder):
+def run_folder(tmp_path, tflite_variants, firmware_folder):
     """A pipeline-like run folder: tflite/ with manifests, firmware/, and pipeline.json whose paths
     are relative to the folder it ran from (as `edgemnist pipeline --out runs/x` writes them)."""
     run = tmp_path / "device_copy"
     (run / "tflite").mkdir(parents=True)
-    for path in variants.values():
+    for path in tflite_variants.values():
         shutil.copy2(path, run / "tflite" / path.name)
         shutil.copy2(f"{path}.json", run / "tflite" / f"{path.name}.json")
     shutil.copytree(firmware_folder, run / "firmware")
@@ -93,8 +87,8 @@ def test_changed_missing_and_malformed_files_are_each_named(run_folder, capsys):
     assert "4 problem(s)" in out[0] and "not in any manifest: tflite/extra.tflite" in out[0]
 
 
-def test_a_malformed_tflite_that_no_manifest_covers_is_named(variants, tmp_path):
-    shutil.copy2(variants["int8"], tmp_path / "model.tflite")
+def test_a_malformed_tflite_that_no_manifest_covers_is_named(tflite_variants, tmp_path):
+    shutil.copy2(tflite_variants["int8"], tmp_path / "model.tflite")
     data = (tmp_path / "model.tflite").read_bytes()
     (tmp_path / "model.tflite").write_bytes(data[: len(data) // 2])
     result = verify(tmp_path)

@@ -221,9 +221,9 @@ class Runner:
         """Two functions of one image (image_shape or (1,) + image_shape) -> float32 scores:
         one for float32 images in [0, 1], one for uint8 pixels.
 
-        Each does as few numpy calls as it can (each costs about a microsecond beside a
-        20 us model), all into buffers made here with the image's own shape (numpy
-        broadcasting costs as much as the arithmetic at this size). With `direct`, the input
+        Each does as few numpy calls as it can, because beside a model this small every call's
+        fixed cost shows (benchmarks/bench_overhead.py), all into buffers made here with the
+        image's own shape (broadcasting costs as much as the arithmetic at this size). With `direct`, the input
         is written straight into the interpreter's input buffer and the output read from its
         output buffer; otherwise through set_tensor / get_tensor.
         """
