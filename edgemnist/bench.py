@@ -319,7 +319,6 @@ def add_commands(subparsers) -> None:
     add_runtime_arguments(p, thread_sweep=True)
     p.add_argument("--keras", metavar="MODEL", help="benchmark this float Keras model (.keras/.h5) with TensorFlow")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="with --keras: where it runs (default cpu)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     try:
         from edgemnist import remote
     except ImportError:
@@ -351,10 +350,10 @@ def format_sweep(results: list) -> str:
     return "\n".join(lines)
 
 
-def _run_bench(args) -> int:
+def _run_bench(args):
     import copy
 
-    from edgemnist.cli import print_json
+    from edgemnist.cli import Output
 
     counts = thread_counts(args.threads)
     results = []
@@ -363,19 +362,17 @@ def _run_bench(args) -> int:
         one.threads = threads if not getattr(args, "remote", None) else str(threads)
         results.append(_bench_once(one))
         if results[-1] is None:  # a skipped GPU benchmark
-            return 0
+            print(f"no GPU visible to TensorFlow on this machine: skipping the GPU benchmark of {args.keras}",
+                  file=sys.stderr)
+            return Output({"model": str(args.keras), "device": "gpu", "skipped": "no GPU"}, "skipped: no GPU")
     if len(results) == 1:
-        print_json(results[0]) if args.json else print(format_benchmark(results[0]))
-    else:
-        print_json(results) if args.json else print(format_sweep(results))
-    return 0
+        return Output(results[0], format_benchmark(results[0]))
+    return Output(results, format_sweep(results))
 
 
 def _bench_once(args) -> Optional[dict]:
-    from edgemnist.cli import print_json
-
-    config = BenchConfig(int(args.threads), args.warmup, args.runs, args.batch_size, args.throughput_images,
-                         args.backend, args.data_dir)
+    config = BenchConfig(threads=int(args.threads), warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
+                         throughput_images=args.throughput_images, backend=args.backend, data_dir=args.data_dir)
     if getattr(args, "remote", None):
         if args.keras or not args.model:
             raise ValueError("--remote benchmarks a .tflite: give MODEL.tflite and no --keras")
@@ -385,13 +382,7 @@ def _bench_once(args) -> Optional[dict]:
     if args.keras:
         if args.model:
             raise ValueError("give either MODEL.tflite or --keras MODEL, not both")
-        result = benchmark_keras(args.keras, args.device, config)
-        if result is None:
-            print(f"no GPU visible to TensorFlow on this machine: skipping the GPU benchmark of {args.keras}",
-                  file=sys.stderr)
-            if args.json:
-                print_json({"model": str(args.keras), "device": "gpu", "skipped": "no GPU"})
-        return result
+        return benchmark_keras(args.keras, args.device, config)
     if not args.model:
         raise ValueError("give a MODEL.tflite to benchmark (or --keras MODEL.keras)")
     if args.device != "cpu":

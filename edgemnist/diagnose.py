@@ -1,6 +1,6 @@
 """Per-layer quantization error of the int8 model against float, and selective quantization.
 
-Usage: edgemnist diagnose runs/default/model.keras --out runs/default/diagnose [--keep-float 2]
+Usage: edgemnist diagnose --from runs/default/model.keras --out runs/default/diagnose [--keep-float 2]
 
 Runs TensorFlow's `tf.lite.experimental.QuantizationDebugger` on the model (traced with a
 static batch of 1, as convert.py exports it) over real training images. For every
@@ -49,10 +49,11 @@ class DiagnoseConfig:
 
 def _debugger(model, images: np.ndarray, denylisted_nodes: Optional[list] = None):
     from edgemnist._tensorflow import import_tensorflow
-    from edgemnist.convert import _concrete_function
+    from edgemnist.convert import _concrete_function, _variables_holder
 
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model, 1)], model)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model, 1)],
+                                                                _variables_holder(model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def dataset():
@@ -190,7 +191,7 @@ def add_commands(subparsers) -> None:
         "scale) and print the layers that lose most; --keep-float K exports selective_int8.tflite keeping "
         "the K worst layers in float. Writes diagnose.json.",
     )
-    p.add_argument("model", help="the trained float model (.keras)")
+    p.add_argument("--from", dest="model", metavar="MODEL", required=True, help="the trained float model (.keras)")
     p.add_argument("--out", help="output folder for diagnose.json and selective_int8.tflite")
     p.add_argument("--keep-float", type=int, default=0, help="keep the K worst layers in float (default 0)")
     p.add_argument("--samples", type=int, default=DiagnoseConfig.samples, help="training images to run (default 200)")
@@ -198,15 +199,13 @@ def add_commands(subparsers) -> None:
                    help="test digits for the accuracy comparison (default 1000, 0 skips)")
     p.add_argument("--top", type=int, default=DiagnoseConfig.top, help="worst layers to print (default 5)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run_diagnose)
 
 
-def _run_diagnose(args) -> int:
-    from edgemnist.cli import print_json
+def _run_diagnose(args):
+    from edgemnist.cli import Output
 
     config = DiagnoseConfig(samples=args.samples, keep_float=args.keep_float, eval_size=args.eval_size,
                             top=args.top, data_dir=args.data_dir)
     result = diagnose(args.model, args.out, config)
-    print_json(result) if args.json else print(format_diagnosis(result, config.top))
-    return 0
+    return Output(result, format_diagnosis(result, config.top))

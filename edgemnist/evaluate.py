@@ -1,6 +1,6 @@
 """Accuracy of a .tflite model on the test split: overall, per class, confusion matrix.
 
-Usage: edgemnist eval runs/default/tflite/model_int8.tflite [--limit 1000] [--json]
+Usage: edgemnist eval runs/default/tflite/model_int8.tflite [--test-limit 1000] [--json]
 
 Runs on the TensorFlow-free runtime (numpy + LiteRT), batched, so it works on a Raspberry
 Pi with only `pip install edgemnist`.
@@ -180,19 +180,18 @@ def add_commands(subparsers) -> None:
         "10,000 test images (or the first N), run batched on the TensorFlow-free runtime.",
     )
     p.add_argument("model", help="a .tflite file")
-    p.add_argument("--limit", type=int, help="evaluate the first N test images only")
+    p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="evaluate the first N test images only")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--batch-size", type=int, default=256, help="images per invoke (default 256)")
     add_runtime_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_run_eval)
 
 
-def _run_eval(args) -> int:
-    from edgemnist.cli import print_json
+def _run_eval(args):
+    from edgemnist.cli import Output
 
-    config = EvalConfig(args.limit, args.data_dir, args.batch_size, args.threads, args.backend)
+    config = EvalConfig(limit=args.limit, data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads,
+                        backend=args.backend)
     report = evaluate(args.model, config)
     report.pop("predictions")
-    print_json(report) if args.json else print(format_report(report))
-    return 0
+    return Output(report, format_report(report))

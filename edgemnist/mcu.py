@@ -481,12 +481,11 @@ def add_commands(subparsers) -> None:
                    help="seconds QEMU may run before the firmware counts as hung (default %(default)s)")
     p.add_argument("--jobs", type=int, default=McuConfig.jobs, help="parallel compiles (default: all cores)")
     p.add_argument("--build-dir", default=None, help="build folder (default <folder>/build/<cpu>-<kernels>)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_run_mcu)
 
 
-def _run_mcu(args) -> int:
-    from edgemnist.cli import print_json
+def _run_mcu(args):
+    from edgemnist.cli import Output
 
     config = McuConfig(cpu=args.cpu, kernels=args.kernels, tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs,
                        build_dir=args.build_dir)
@@ -497,5 +496,4 @@ def _run_mcu(args) -> int:
     except FirmwareRunError as exc:
         print(f"edgemnist: error: {exc}", file=sys.stderr)
         return 1
-    print_json(report) if args.json else print(format_report(report))
-    return 0 if report["ok"] else 1
+    return Output(report, format_report(report), status=0 if report["ok"] else 1)

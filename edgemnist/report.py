@@ -442,20 +442,19 @@ def add_commands(subparsers) -> None:
                    "files of `bench --json` / `eval --json` from several machines, for device x variant tables")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--reference", help="the float reference for 'agreement' (default: the first float-input model)")
-    p.add_argument("--limit", type=int, help="use the first N test images only")
+    p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="use the first N test images only")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size, help="images per invoke (default 256)")
     p.add_argument("--warmup", type=int, default=CompareConfig.warmup, help="untimed invokes per variant (default 50)")
     p.add_argument("--runs", type=int, default=CompareConfig.runs, help="timed invokes per variant (default 1000)")
-    p.add_argument("--keras", metavar="MODEL", help="the source Keras model: report its parameters and MACs")
+    p.add_argument("--from", dest="keras", metavar="MODEL",
+                   help="the Keras model the variants were exported from: report its parameters and MACs")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     add_runtime_arguments(p)
-    p.add_argument("--json", action="store_true", help="print report.json instead of the table")
     p.set_defaults(func=_run_compare)
 
 
-def _run_compare(args) -> int:
-    from edgemnist.cli import print_json
+def _run_compare(args):
 
     results = [m for m in args.models if str(m).endswith(".json")]
     if results:
@@ -465,21 +464,19 @@ def _run_compare(args) -> int:
     for model in args.models:
         if not str(model).endswith(".tflite"):
             raise ValueError(f"{model}: not a .tflite file (or a result .json)")
-    config = CompareConfig(args.reference, args.limit, args.data_dir, args.threads, args.backend,
-                           args.batch_size, args.warmup, args.runs, args.keras, not args.no_plots)
+    from edgemnist.cli import Output
+
+    config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, threads=args.threads,
+                           backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
+                           keras=args.keras, plots=not args.no_plots)
     report = compare(args.models, args.out, config)
-    if args.json:
-        print_json(report)
-    else:
-        print(format_table(report["variants"]))
-        print(f"wrote {Path(args.out) / 'report.md'} and report.json")
-    return 0
+    return Output(report, f"{format_table(report['variants'])}\nwrote {Path(args.out) / 'report.md'} and report.json")
 
 
-def _run_compare_devices(args) -> int:
+def _run_compare_devices(args):
     """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
     from edgemnist import report_devices
-    from edgemnist.cli import print_json
+    from edgemnist.cli import Output
 
     table = report_devices.compare_devices(args.models)
     out = Path(args.out)
@@ -489,9 +486,4 @@ def _run_compare_devices(args) -> int:
             report_devices.plot_devices(table, out / "devices.png")
         except ImportError:
             log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
-    if args.json:
-        print_json(table)
-    else:
-        print(report_devices.format_device_tables(table))
-        print(f"wrote {out / 'devices.json'}")
-    return 0
+    return Output(table, f"{report_devices.format_device_tables(table)}\nwrote {out / 'devices.json'}")

@@ -24,11 +24,9 @@ from typing import Optional
 from edgemnist.artifacts import sha256_file
 from edgemnist.convert import manifest_path
 from edgemnist.firmware import MANIFEST_NAME as FIRMWARE_MANIFEST
+from edgemnist.pipeline import STAGE_FOLDERS
 from edgemnist.pipeline import STATE_FILE as PIPELINE_FILE
 
-# Stage sub-folders of a pipeline run (pipeline.py), used to find the run folder when
-# pipeline.json of an unfinished run does not record it.
-_STAGE_FOLDERS = ("train", "optimize", "tflite", "report", "firmware")
 
 
 @dataclass
@@ -92,7 +90,8 @@ def _pipeline_root(state: dict, recorded: list) -> str:
     if not recorded:
         return ""
     common = PurePath(os.path.commonpath(recorded))
-    while common.name in _STAGE_FOLDERS or (len(recorded) == 1 and common == PurePath(recorded[0])):
+    # Stage sub-folders tell the run folder when pipeline.json of an unfinished run does not record it.
+    while common.name in STAGE_FOLDERS.values() or (len(recorded) == 1 and common == PurePath(recorded[0])):
         common = common.parent
     return str(common)
 
@@ -267,13 +266,11 @@ def add_commands(subparsers) -> None:
         "(each named), 2 no such folder or nothing to verify.",
     )
     p.add_argument("folder", help="a pipeline run folder, export folder, firmware folder or a copy of one")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     p.set_defaults(func=_run_verify)
 
 
-def _run_verify(args) -> int:
-    from edgemnist.cli import print_json
+def _run_verify(args):
+    from edgemnist.cli import Output
 
     result = verify(args.folder)
-    print_json(result) if args.json else print(format_result(result))
-    return 0 if result["ok"] else 1
+    return Output(result, format_result(result), status=0 if result["ok"] else 1)

@@ -129,8 +129,8 @@ def _cli_json(python, *argv: str) -> dict:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cli_eval_and_bench_run_under_emulation(arm64_python, tflite_models, variant):
     model = str(tflite_models[variant])
-    on_x86 = _cli_json(sys.executable, "eval", model, "--limit", "300")
-    on_arm = _cli_json(arm64_python, "eval", model, "--limit", "300")
+    on_x86 = _cli_json(sys.executable, "eval", model, "--test-limit", "300")
+    on_arm = _cli_json(arm64_python, "eval", model, "--test-limit", "300")
     assert on_arm["n"] == on_x86["n"] == 300
     assert on_arm["accuracy"] == on_x86["accuracy"]
 

@@ -8,3 +8,28 @@ def test_python_m_edgemnist_runs_the_cli():
     assert run.returncode == 0 and run.stdout.startswith("edgemnist ")
     run = subprocess.run([sys.executable, "-m", "edgemnist", "mcu", "--help"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "--kernels" in run.stdout
+
+
+def test_every_command_takes_json_and_one_meaning_per_shared_flag():
+    from edgemnist import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    flags = {name: {o for a in p._actions for o in a.option_strings} for name, p in commands.items()}
+    assert all("--json" in f for f in flags.values()), [n for n, f in flags.items() if "--json" not in f]
+    # --limit counts training images, --test-limit test images; the Keras input is --from everywhere.
+    assert {n for n, f in flags.items() if "--limit" in f} == {"train", "finetune", "optimize"}
+    assert {n for n, f in flags.items() if "--test-limit" in f} == {"optimize", "eval", "compare"}
+    assert {n for n, f in flags.items() if "--from" in f} == {"finetune", "optimize", "export", "diagnose", "compare"}
+
+
+def test_handlers_return_output_that_cli_prints(tflite_variants, capsys):
+    import json
+
+    from edgemnist import cli
+
+    assert cli.main(["info", str(tflite_variants["int8"]), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inputs"][0]["dtype"] == "int8"
+    assert cli.main(["info", str(tflite_variants["int8"])]) == 0
+    assert "DEPTHWISE_CONV_2D" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_shared_run_settings_name_the_first_bad_field_and_its_value():
 
 
 def test_eval_command_json(tflite_variants, capsys):
-    status = cli.main(["eval", str(tflite_variants["int8"]), "--limit", "200", "--batch-size", "50", "--json"])
+    status = cli.main(["eval", str(tflite_variants["int8"]), "--test-limit", "200", "--batch-size", "50", "--json"])
     assert status == 0
     result = json.loads(capsys.readouterr().out)
     assert JSON_KEYS <= set(result)
@@ -80,7 +80,7 @@ def test_eval_command_json(tflite_variants, capsys):
 
 
 def test_eval_command_table(tflite_variants, capsys):
-    assert cli.main(["eval", str(tflite_variants["float32"]), "--limit", "100"]) == 0
+    assert cli.main(["eval", str(tflite_variants["float32"]), "--test-limit", "100"]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "confusion matrix" in out
 
@@ -88,7 +88,7 @@ def test_eval_command_table(tflite_variants, capsys):
 @pytest.mark.parametrize("argv_tail, message", [
     (["{missing}"], "no such file"),
     (["{not_tflite}"], "not_a_model.tflite"),
-    (["{model}", "--limit", "0"], "limit"),
+    (["{model}", "--test-limit", "0"], "limit"),
     (["{model}", "--batch-size", "0"], "batch_size"),
     (["{model}", "--threads", "0"], "threads"),
     (["{model}", "--data-dir", "{missing}"], "does not exist"),

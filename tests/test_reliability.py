@@ -25,11 +25,13 @@ import numpy as np
 import pytest
 
 from _helpers import cli_command, repack
-from _tflite_mutations import OUTCOMES, mutate, run_model
 from edgemnist import cli, data
 from edgemnist.artifacts import sha256_file
 from edgemnist.runtime import Runner, tflite_info
 from edgemnist.verify import verify
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tflite_mutations import OUTCOMES, mutate, run_model  # noqa: E402  (shared with benchmarks/bench_fuzz.py)
 
 REPO = Path(__file__).resolve().parents[1]
 # Mutated models per exported variant in the CI fuzz run (benchmarks/bench_fuzz.py runs more).
@@ -103,10 +105,10 @@ def test_the_crashing_model_really_crashes_a_bare_interpreter(hostile, tmp_path)
 def test_hostile_model_exits_2_with_one_line(hostile, tflite_variants, tmp_path, capsys, command, name):
     path = str(hostile[name])
     argv = {
-        "eval": ["eval", path, "--limit", "20"],
+        "eval": ["eval", path, "--test-limit", "20"],
         "bench": ["bench", path, "--runs", "5", "--warmup", "1", "--throughput-images", "16"],
         "info": ["info", path],
-        "compare": ["compare", str(tflite_variants["float32"]), path, "--out", str(tmp_path / "cmp"), "--limit", "20",
+        "compare": ["compare", str(tflite_variants["float32"]), path, "--out", str(tmp_path / "cmp"), "--test-limit", "20",
                     "--runs", "5", "--warmup", "1", "--no-plots"],
         "firmware": ["firmware", path, "--out", str(tmp_path / "fw")],
     }[command]
@@ -143,12 +145,12 @@ def test_fuzzed_models_never_crash_or_escape(tflite_variants, images, tmp_path, 
         outcome = run_model(path, images)  # anything but ValueError fails the test here
         outcomes[outcome] += 1
         kinds[kind] += 1
-        commands = [["info", str(path)], ["eval", str(path), "--limit", "16"]]
+        commands = [["info", str(path)], ["eval", str(path), "--test-limit", "16"]]
         if outcome == "ran" and seed % 4 == 0:
             commands.append(["bench", str(path), "--runs", "5", "--warmup", "1", "--throughput-images", "8"])
         if seed % 10 == 0:
             commands.append(["compare", str(tflite_variants["float32"]), str(path), "--out", str(tmp_path / "cmp"),
-                             "--limit", "16", "--runs", "3", "--warmup", "0", "--no-plots"])
+                             "--test-limit", "16", "--runs", "3", "--warmup", "0", "--no-plots"])
         for argv in commands:
             status = cli.main(argv)
             err = capsys.readouterr().err
@@ -408,7 +410,7 @@ def existing_outputs(tmp_path, tflite_variants):
         shutil.copy2(path, export / path.name)
         shutil.copy2(f"{path}.json", export / f"{path.name}.json")
     report_dir = tmp_path / "report"
-    assert cli.main(["compare", str(tflite_variants["float32"]), "--out", str(report_dir), "--limit", "50",
+    assert cli.main(["compare", str(tflite_variants["float32"]), "--out", str(report_dir), "--test-limit", "50",
                      "--runs", "5", "--warmup", "0", "--no-plots"]) == 0
     fw = tmp_path / "fw"
     assert cli.main(["firmware", str(tflite_variants["int8"]), "--out", str(fw)]) == 0
@@ -420,7 +422,7 @@ def _writing_commands(outputs: dict, model: Path, tflite_variants: dict) -> dict
         "export": cli_command("export", "--from", model, "--out", outputs["export"], "--variants", "float32,int8",
                               "--representative-size", 50),
         "compare": cli_command("compare", tflite_variants["float32"], tflite_variants["int8"],
-                               "--out", outputs["compare"], "--limit", 50, "--runs", 5, "--warmup", 0),
+                               "--out", outputs["compare"], "--test-limit", 50, "--runs", 5, "--warmup", 0),
         "firmware": cli_command("firmware", tflite_variants["int8"], "--out", outputs["firmware"]),
     }
 

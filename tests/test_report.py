@@ -144,7 +144,7 @@ def test_table_rows_can_come_from_bench_json():
 
 def test_compare_command(tflite_variants, tmp_path, capsys):
     status = cli.main(["compare", str(tflite_variants["float32"]), str(tflite_variants["int8"]), "--out", str(tmp_path),
-                       "--limit", "40", "--warmup", "1", "--runs", "5", "--no-plots", "--json"])
+                       "--test-limit", "40", "--warmup", "1", "--runs", "5", "--no-plots", "--json"])
     assert status == 0
     assert json.loads(capsys.readouterr().out) == json.loads((tmp_path / "report.json").read_text())
 
@@ -152,7 +152,7 @@ def test_compare_command(tflite_variants, tmp_path, capsys):
 @pytest.mark.parametrize("argv_tail, message", [
     (["{text}"], "not a .tflite"),
     (["{missing}"], "no such file"),
-    (["{model}", "--limit", "0"], "limit"),
+    (["{model}", "--test-limit", "0"], "limit"),
     (["{model}", "--reference", "{other}"], "other.tflite: no such file"),
 ])
 def test_compare_bad_input_exits_2(tflite_variants, tmp_path, capsys, argv_tail, message):
@@ -173,7 +173,7 @@ def test_compare_result_json_from_several_machines(tflite_variants, tmp_path, ca
         assert cli.main(["bench", str(tflite_variants[variant]), "--warmup", "3", "--runs", "40", "--json"]) == 0
         files.append(tmp_path / f"bench_{variant}.json")
         files[-1].write_text(capsys.readouterr().out)
-        assert cli.main(["eval", str(tflite_variants[variant]), "--limit", "200", "--json"]) == 0
+        assert cli.main(["eval", str(tflite_variants[variant]), "--test-limit", "200", "--json"]) == 0
         files.append(tmp_path / f"eval_{variant}.json")
         files[-1].write_text(capsys.readouterr().out)
     assert cli.main(["compare", *map(str, files), "--out", str(tmp_path / "devices"), "--json"]) == 0

@@ -311,7 +311,7 @@ def test_eval_and_bench_in_a_fresh_venv_without_tensorflow(tmp_path, tflite_vari
     cli = venv / "bin" / "edgemnist"
     model = tmp_path / "model_int8.tflite"
     shutil.copy2(tflite_variants["int8"], model)
-    evaluated = subprocess.run([str(cli), "eval", str(model), "--limit", "500", "--json"], env=env,
+    evaluated = subprocess.run([str(cli), "eval", str(model), "--test-limit", "500", "--json"], env=env,
                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     import json

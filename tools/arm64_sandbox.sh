@@ -135,6 +135,6 @@ for model in "${MODELS[@]}"; do
     [[ -f "$model" ]] || die "$model: no such model file"
     echo
     echo "== $model on EMULATED aarch64 (qemu-user): accuracy is real, timings are the emulator's, not a board's"
-    "$DIR/bin/python3" -m edgemnist.cli eval "$model" --limit "${EVAL_LIMIT:-1000}"
+    "$DIR/bin/python3" -m edgemnist eval "$model" --test-limit "${EVAL_LIMIT:-1000}"
     "$DIR/bin/python3" -m edgemnist.cli bench "$model" --runs 200 --warmup 20 --throughput-images 256
 done

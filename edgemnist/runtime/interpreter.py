@@ -58,13 +58,15 @@ class TensorSpec:
         return np.issubdtype(self.dtype, np.integer) and self.scale != 0.0
 
     def to_json(self) -> dict:
-        """A JSON-ready description."""
+        """A JSON-ready description, as manifests give it (tflite_info.io_tensor): a tensor without
+        quantization has scale and zero point None."""
+        quantized = self.scale != 0.0
         return {
             "name": self.name,
             "shape": [int(d) for d in self.shape],
             "dtype": np.dtype(self.dtype).name,
-            "scale": float(self.scale),
-            "zero_point": int(self.zero_point),
+            "scale": float(self.scale) if quantized else None,
+            "zero_point": int(self.zero_point) if quantized else None,
         }
 
 
