@@ -19,7 +19,7 @@ Prints a table and writes JSON (--json).
 from __future__ import annotations
 
 import argparse
-import platform
+import json
 import sys
 import tempfile
 import time
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgemnist import convert, data, optimize
+    from edgemnist.machine import machine_info
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-export-") if args.out is None else None
     out = Path(args.out or tmp.name)
@@ -93,6 +94,9 @@ def main(argv=None) -> int:
         optimize_report["seconds"] = time.perf_counter() - started
         for key in ("pruned", "qat", "pruned_qat"):
             sources[key] = sources[key] or optimize_report["models"][key]["path"]
+    elif (Path(args.pruned).parent / "optimize.json").is_file():  # the report of the run that made them
+        optimize_report = json.loads((Path(args.pruned).parent / "optimize.json").read_text())
+        optimize_report["from"] = str(Path(args.pruned).parent / "optimize.json")
     config = convert.ExportConfig(representative_size=args.representative_size)
     exported = convert.export_all(sources, out / "tflite", None, config, quantizer="all")
     manifests = exported["variants"]
@@ -135,7 +139,7 @@ def main(argv=None) -> int:
     result = {
         "model": args.model, "test_examples": len(test), "rows": rows, "targets": targets,
         "optimize": optimize_report, "skipped": exported["skipped"], "export_seconds": exported["seconds"],
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "python": sys.version.split()[0]},
+        "machine": machine_info(),
         "backend": reference["backend"], "threads": 1, "runs": args.runs, "warmup": args.warmup,
         "representative_size": args.representative_size,
     }

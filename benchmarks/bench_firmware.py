@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def find_models(paths: list) -> list:
 
 
 def measure(path: Path, margin: float, digits: int) -> dict:
-    from edgemnist import data, firmware
+    from edgemnist import data, firmware, micro_arena, micro_check
     from edgemnist.runtime import tflite_info
 
     model = tflite_info.validate(path)
@@ -55,15 +54,15 @@ def measure(path: Path, margin: float, digits: int) -> dict:
     except ValueError as exc:
         row["error"] = str(exc)
         return row
-    arena = firmware.measure_arena(path, margin)
+    arena = micro_arena.measure_arena(path, margin)
     row.update({"ops": ops, "arena": arena.to_json(), "flash_ok": model.size <= FLASH_TARGET,
                 "arena_ok": arena.stated <= ARENA_TARGET})
     if digits:
         test = data.load_split("test", limit=digits)
         scale, zero_point = tflite_info.input_quantization(model)
-        model_input = firmware.quantize_images(test.images, scale, zero_point)
-        check = firmware.compare_with_litert(path, model_input, arena.stated)
-        micro = firmware.micro_predict(path, model_input, arena.stated)
+        model_input = micro_check.quantize_images(test.images, scale, zero_point)
+        check = micro_check.compare_with_litert(path, model_input, arena.stated)
+        micro = micro_check.micro_predict(path, model_input, arena.stated)
         check["micro_accuracy"] = float((micro.argmax(1) == test.labels).mean())
         row["litert_check"] = check
     return row
@@ -107,7 +106,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="benchmarks/results/firmware.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.firmware import micro_version
+    from edgemnist.machine import machine_info
+    from edgemnist.micro_arena import micro_version
 
     models = find_models(args.paths)
     if not models:
@@ -115,8 +115,8 @@ def main(argv=None) -> int:
         return 2
     rows = [measure(m, args.margin, args.digits) for m in models]
     print(format_table(rows))
-    result = {"models": rows, "tflite_micro_version": micro_version(), "machine": platform.machine(),
-              "python": platform.python_version(), "targets": {"flash": FLASH_TARGET, "arena": ARENA_TARGET}}
+    result = {"models": rows, "tflite_micro_version": micro_version(), "machine": machine_info(),
+              "targets": {"flash": FLASH_TARGET, "arena": ARENA_TARGET}}
     atomic_write_json(args.json, result)
     print(f"wrote {args.json}")
     return 0

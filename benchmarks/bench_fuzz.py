@@ -23,7 +23,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -32,10 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from tflite_mutations import OUTCOMES, mutate, run_model  # beside this script (python puts its folder on sys.path)
 
-from _tflite_mutations import OUTCOMES, mutate, run_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_VARIANTS = ("float32", "int8")
 
@@ -112,12 +110,11 @@ def campaign(model: Path, count: int, workdir: Path) -> dict:
 
 def preflight_cost(model: Path, repeats: int) -> dict:
     """The preflight's seconds beside the interpreter's own load, and full-test-set eval with and without it."""
-    from edgemnist.runtime import Runner
-    from edgemnist.runtime import interpreter as runtime_interpreter
+    from edgemnist.runtime import Runner, preflight
 
     checks, loads = [], []
     for _ in range(repeats):
-        runtime_interpreter._PREFLIGHT_RESULTS.clear()  # measure a first load every time
+        preflight.forget_results()  # measure a first load every time
         start = time.perf_counter()
         runner = Runner(model)
         checks.append(runner.preflight_seconds)
@@ -163,6 +160,8 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5]))
         return 0
+    from edgemnist.machine import machine_info
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite files, or export folders (their float32 and int8)")
     parser.add_argument("--mutations", type=int, default=2000, help="mutated models in all (default 2000)")
@@ -190,8 +189,7 @@ def main() -> int:
         "campaign_seconds": round(seconds, 1),
         "preflight": {name: preflight_cost(p, args.repeats) for name, p in models.items()},
         "litert_version": version("ai-edge-litert"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version()},
+        "machine": machine_info(),
     }
     print(format_table(result))
     if args.json:

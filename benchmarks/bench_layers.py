@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         parser.error("give a .keras model, or --stems")
 
     from edgemnist import convert, data
-    from edgemnist.bench import machine_info
+    from edgemnist.machine import machine_info
     from edgemnist.runtime import load_backend, tflite_info
 
     config = convert.ExportConfig(representative_size=200)

@@ -103,7 +103,8 @@ def main(argv=None) -> int:
 
     from edgemnist import firmware, mcu
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.bench import machine_info
+    from edgemnist.machine import machine_info
+    from edgemnist.micro_arena import micro_version
 
     models = find_models(args.paths)
     if not models:
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
                     rows.append({"variant": variant, "cpu": cpu, "kernels": kernels, "error": str(exc)})
     print(format_table(rows))
     result = {"rows": rows, "targets": targets(rows), "digits_per_class": args.digits_per_class,
-              "tflite_micro_version": firmware.micro_version(), "machine": machine_info(),
+              "tflite_micro_version": micro_version(), "machine": machine_info(),
               "command": "python benchmarks/bench_mcu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "note": "instruction counts under qemu-system-arm -icount shift=0, not cycles; "
                       "estimate_ms_at_80mhz assumes 1 instruction per cycle"}

@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from edgemnist import data
-    from edgemnist.bench import machine_info
+    from edgemnist.machine import machine_info
     from edgemnist.evaluate import EvalConfig, evaluate
     from edgemnist.report import CompareConfig, interleaved_latency, read_manifest, variant_name
     from edgemnist.runtime import Runner

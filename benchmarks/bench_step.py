@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.bench import machine_info
+    from edgemnist.machine import machine_info
     from edgemnist.model import ModelConfig
 
     default = ModelConfig()

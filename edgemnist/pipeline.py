@@ -31,6 +31,8 @@ from edgemnist.artifacts import atomic_write_json, sha256_file
 
 STATE_FILE = "pipeline.json"
 STAGES = ("train", "optimize", "export", "compare", "firmware")
+STAGE_FOLDERS = {"train": "train", "optimize": "optimize", "export": "tflite", "compare": "report",
+                 "firmware": "firmware"}  # each stage's sub-folder of --out
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,11 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
     elif config.epochs:
         train_config = replace(train_config, epochs=config.epochs)
-    model_path = out / "train" / "model.keras"
+    model_path = out / STAGE_FOLDERS["train"] / "model.keras"
 
     def do_train():
-        summary = train.train(train_config, out / "train", verbose=verbose)
-        return summary, [model_path, out / "train" / "summary.json"]
+        summary = train.train(train_config, out / STAGE_FOLDERS["train"], verbose=verbose)
+        return summary, [model_path, out / STAGE_FOLDERS["train"] / "summary.json"]
 
     summary = stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], do_train)
 
@@ -152,12 +154,12 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         qat_config = replace(qat_config, epochs=1, batch_size=32)
 
     def do_optimize():
-        result = optimize.optimize(model_path, out / "optimize",
+        result = optimize.optimize(model_path, out / STAGE_FOLDERS["optimize"],
                                    optimize.OptimizeConfig(prune_config=prune_config, qat_config=qat_config,
                                                            data_dir=config.data_dir, limit=train_limit,
                                                            test_limit=test_limit),
                                    verbose=verbose)
-        return result, [Path(m["path"]) for m in result["models"].values()] + [out / "optimize" / "optimize.json"]
+        return result, [Path(m["path"]) for m in result["models"].values()] + [out / STAGE_FOLDERS["optimize"] / "optimize.json"]
 
     optimized = stages.run("optimize", {"prune": asdict(prune_config), "qat": asdict(qat_config),
                                         "limit": train_limit, "test_limit": test_limit}, [model_path], do_optimize)
@@ -168,7 +170,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     export_config = convert.ExportConfig(data_dir=config.data_dir, representative_seed=config.seed)
 
     def do_export():
-        result = convert.export_all(sources, out / "tflite", config=export_config, quantizer=config.quantizer,
+        result = convert.export_all(sources, out / STAGE_FOLDERS["export"], config=export_config, quantizer=config.quantizer,
                                     progress=stages.progress("export"))
         files = [Path(m["path"]) for m in result["variants"].values()]
         return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
@@ -182,8 +184,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
                                           keras=str(model_path), runs=200 if quick else 1000)
 
     def do_compare():
-        result = report.compare(tflite_paths, out / "report", compare_config)
-        return result, [out / "report" / "report.json", out / "report" / "report.md"]
+        result = report.compare(tflite_paths, out / STAGE_FOLDERS["compare"], compare_config)
+        return result, [out / STAGE_FOLDERS["compare"] / "report.json", out / STAGE_FOLDERS["compare"] / "report.md"]
 
     compared = stages.run("compare", asdict(compare_config), tflite_paths, do_compare)
 
@@ -191,7 +193,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     firmware_result = None
     # The microcontroller gets the per-tensor int8 model: per-channel quantization parameters
     # (24 bytes per channel) take the default model past 32 KB of flash (35.5 KB vs 24 KB).
-    candidates = [out / "tflite" / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
+    candidates = [out / STAGE_FOLDERS["export"] / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
     int8_path = next((path for path in candidates if path.is_file()), candidates[0])
     if config.firmware and int8_path.is_file():
         from edgemnist import firmware
@@ -201,8 +203,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
                                             + (" --quick" if quick else ""))
 
         def do_firmware():
-            result = firmware.generate(int8_path, out / "firmware", fw_config)
-            return result, [out / "firmware" / "firmware_manifest.json"]
+            result = firmware.generate(int8_path, out / STAGE_FOLDERS["firmware"], fw_config)
+            return result, [out / STAGE_FOLDERS["firmware"] / "firmware_manifest.json"]
 
         firmware_result = stages.run("firmware", asdict(fw_config), [int8_path], do_firmware)
 
@@ -211,10 +213,10 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         "quick": quick,
         "train": summary,
         "optimize": {name: {"accuracy": m["accuracy"], "path": m["path"]} for name, m in optimized["models"].items()},
-        "report": str(out / "report" / "report.md"),
+        "report": str(out / STAGE_FOLDERS["compare"] / "report.md"),
         "variants": compared["variants"],
         "firmware": None if firmware_result is None else {
-            "out": str(out / "firmware"), "flash_bytes": firmware_result.get("flash_bytes"),
+            "out": str(out / STAGE_FOLDERS["firmware"]), "flash_bytes": firmware_result.get("flash_bytes"),
             "arena": firmware_result.get("arena")},
     }
     stages.state["result"] = result

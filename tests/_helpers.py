@@ -1,6 +1,6 @@
 """Test helpers shared by several test modules: the CLI as a child process, flatbuffer edits, exports, ports.
 
-Usage: from _helpers import run_cli, repack, export_variant, calibrated_int8, bare_interpreter_scores
+Usage: from _helpers import run_cli, repack, export_variant, bare_interpreter_scores
 """
 from __future__ import annotations
 
@@ -45,18 +45,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def calibrated_int8(tmp_path_factory, calibrated_model_path) -> Path:
-    """The int8 export of the session's calibrated model (a real classifier), made once per session.
-
-    Its odd file name ("Digits-Net v1.tflite") exercises the C names derived from it.
-    """
-    path = Path(tmp_path_factory.getbasetemp()) / "calibrated_int8" / "Digits-Net v1.tflite"
-    if not path.is_file():
-        path.parent.mkdir(exist_ok=True)
-        export_variant(calibrated_model_path, "int8", path)
-    return path
 
 
 def bare_interpreter_scores(model, images) -> "np.ndarray":

@@ -88,3 +88,16 @@ def tflite_variants(tmp_path_factory, trained_model_path):
     for variant, path in paths.items():
         export_variant(trained_model_path, variant, path, ExportConfig(representative_size=200))
     return paths
+
+
+@pytest.fixture(scope="session")
+def calibrated_int8_path(tmp_path_factory, calibrated_model_path):
+    """The int8 export of the calibrated model (a real classifier), 100 calibration images.
+
+    Its odd file name ("Digits-Net v1.tflite") exercises the C names derived from it.
+    """
+    from edgemnist.convert import ExportConfig, export_variant
+
+    path = tmp_path_factory.mktemp("calibrated_int8") / "Digits-Net v1.tflite"
+    export_variant(calibrated_model_path, "int8", path, ExportConfig(representative_size=100))
+    return path

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from _helpers import calibrated_int8, export_variant, run_cli
+from _helpers import export_variant, run_cli
 from edgemnist import data, firmware
 from edgemnist.micro_check import quantize_images
 from edgemnist.runtime import tflite_info
@@ -19,8 +19,8 @@ needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C+
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_model_path, tmp_path_factory):
-    return calibrated_int8(tmp_path_factory, calibrated_model_path)
+def int8_path(calibrated_int8_path):
+    return calibrated_int8_path
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ import subprocess
 
 import pytest
 
-from _helpers import calibrated_int8
 from edgemnist import micro_arena
 from edgemnist.runtime.preflight import module_command
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_model_path, tmp_path_factory):
-    return calibrated_int8(tmp_path_factory, calibrated_model_path)
+def int8_path(calibrated_int8_path):
+    return calibrated_int8_path
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from _helpers import calibrated_int8
 from edgemnist import micro_arena, micro_check
 from edgemnist.runtime import tflite_info
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_model_path, tmp_path_factory):
-    return calibrated_int8(tmp_path_factory, calibrated_model_path)
+def int8_path(calibrated_int8_path):
+    return calibrated_int8_path
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
-"""Test helper: hostile variants of a real .tflite, and what edgemnist's runtime API does with one.
+"""Hostile variants of a real .tflite, and what edgemnist's runtime API does with one.
 
-Shared by tests/test_reliability.py (a bounded, derandomized campaign in CI) and
-benchmarks/bench_fuzz.py (a larger campaign whose counts the README quotes). A mutation is
+Usage: from tflite_mutations import mutate, run_model   (benchmarks/ on sys.path)
+
+Shared by benchmarks/bench_fuzz.py (the campaign whose counts benchmarks/README.md quotes)
+and tests/test_reliability.py (a bounded, derandomized campaign in CI). A mutation is
 either a raw byte edit (anywhere in the file) or a structural edit made through the TFLite
 schema's object API, so that the file still parses and reaches the native interpreter:
 wrong shapes, wrong tensor wiring, wrong op codes, options and quantization parameters.
