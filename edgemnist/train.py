@@ -314,8 +314,9 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     callback = _epoch_commit(folder, state, config, clock, batchnorm_sample(fit_split, config.seed))
     schedule = k.callbacks.LearningRateScheduler(lambda e: learning_rate_at(e, config))
     if state["epoch"] < config.epochs and not _should_stop(state, config):
+        callbacks = [schedule, callback] + ([_EpochEta(state["epoch"], config.epochs)] if verbose == 2 else [])
         model.fit(train_ds, validation_data=val_ds, initial_epoch=state["epoch"], epochs=config.epochs,
-                  callbacks=[schedule, callback], verbose=verbose)
+                  callbacks=callbacks, verbose=verbose)
     if state.get("best_weights"):
         with np.load(folder.out / state["best_weights"], allow_pickle=False) as saved:
             model.set_weights([saved[f"w{i}"] for i in range(len(saved.files))])
@@ -427,6 +428,31 @@ def _epoch_commit(folder: RunFolder, state: dict, config: TrainConfig, clock, bn
                 self.model.stop_training = True
 
     return EpochCommit()
+
+
+def _EpochEta(first_epoch: int, epochs: int):
+    """A Keras callback printing, after each epoch, the time left at the mean epoch time so far.
+
+    Only with one-line-per-epoch output (verbose 2: logs, pipelines); the progress bar has its own.
+    """
+    from edgemnist._tensorflow import keras
+
+    k = keras()
+
+    class EpochEta(k.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1 - first_epoch
+            per_epoch = (time.monotonic() - self.started) / done
+            left = (epochs - epoch - 1) * per_epoch
+            if left > 0:
+                remaining = f"{left:.0f} s" if left < 120 else f"{left / 60:.0f} min"
+                log_progress(2, f"epoch {epoch + 1}/{epochs} done: {per_epoch:.0f} s per epoch, at most "
+                                f"{remaining} left (early stopping may end sooner)")
+
+    return EpochEta()
 
 
 def log_progress(verbose: int, message: str) -> None:

@@ -182,6 +182,8 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     result = run_cli(*args[:-1], "--json", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"resuming after epoch {killed_at}" in result.stderr
+    if killed_at == 1:  # one line per epoch (stderr is not a terminal) with the time left
+        assert "epoch 2/3 done: " in result.stderr and "left" in result.stderr
     summary = json.loads(result.stdout)
     assert summary["epochs_run"] == 3 and summary["test_accuracy"] > 0.8
     assert summary["wall_s"] > killed_state["wall_s"] > 0  # the killed run's committed time counts too
