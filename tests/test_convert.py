@@ -184,5 +184,6 @@ def test_export_all_converts_each_variant_once_and_reports_progress(trained_mode
     assert list(result["variants"]) == ["float16", "dynamic"]
     assert [line.split()[:2] for line in lines] == [["1/2", "float16"], ["2/2", "dynamic"]]
     assert "left" in lines[0] and "left" not in lines[1]  # an ETA while work remains
-    assert result["seconds"] >= sum(m["seconds"] for m in result["variants"].values())
+    # the total covers every variant's time (each value is rounded to 0.01 s on its own)
+    assert result["seconds"] >= sum(m["seconds"] for m in result["variants"].values()) - 0.01 * len(lines)
     assert len({n for n in convert.default_variants("all")}) == len(convert.default_variants("all"))
