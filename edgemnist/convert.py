@@ -264,7 +264,7 @@ def _tflite_convert(model, recipe: str, config: ExportConfig, representative) ->
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
         # One weight scale per tensor instead of per output channel: each channel costs
-        # 24 bytes of scales and int64 zero points (weights and bias), 10 KB on this model.
+        # 24 bytes of scales and int64 zero points (weights and bias); bench_export.py measures the sizes.
         converter._experimental_disable_per_channel = recipe == "full_integer_per_tensor"
     elif recipe != "float32":
         raise ValueError(f"unknown TFLite converter recipe {recipe!r}")
@@ -340,8 +340,8 @@ def strip_model(tflite: bytes) -> bytes:
 
     The names of the input and output tensors and the signature stay (runtimes look them
     up). Weights, quantization parameters and ops are untouched, so every output is
-    bit-identical (tests/test_convert.py checks it with LiteRT). On the default model this
-    saves about 1.4 KB, 5 % of the int8 file. Bias quantization parameters look
+    bit-identical (tests/test_convert.py checks it with LiteRT); `--no-strip` shows what it
+    saves. Bias quantization parameters look
     redundant too, but LiteRT's outputs change without them, so they stay.
     """
     from ai_edge_litert import schema_py_generated as schema
