@@ -4,9 +4,9 @@ Usage: python benchmarks/bench_export.py runs/default/model.keras --json export.
        python benchmarks/bench_export.py /tmp/model.keras --limit 1000 --optimize-limit 2000 --runs 100  (smoke run)
 
 Steps, in one process:
-1. unless --pruned/--qat/--pruned-qat are given, `edgemnist.optimize` makes them from the
+1. unless --pruned/--qat/--pruned-qat are given, `edgemnist.training.optimize` makes them from the
    model (pruning to 75 % sparsity and QAT, --optimize-epochs on --optimize-limit images);
-2. `edgemnist.convert.export_all` writes every variant of the TFLite converter and of AI
+2. `edgemnist.export.convert.export_all` writes every variant of the TFLite converter and of AI
    Edge Quantizer (static int8, int16x8, dynamic, int4 weights) with manifests;
 3. each .tflite runs on the test set with the TensorFlow-free runtime (batched), and its
    single-image p50 latency is timed (LiteRT, 1 thread, interleaved across variants).
@@ -74,8 +74,10 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="benchmarks/results/export.json", help="where to write the results")
     args = parser.parse_args(argv)
 
-    from edgemnist import convert, data, optimize
-    from edgemnist.machine import machine_info
+    from edgemnist import data
+    from edgemnist.export import convert
+    from edgemnist.training import optimize
+    from edgemnist.runtime.machine import machine_info
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-export-") if args.out is None else None
     out = Path(args.out or tmp.name)

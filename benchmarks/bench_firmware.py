@@ -40,7 +40,10 @@ def find_models(paths: list) -> list:
 
 
 def measure(path: Path, margin: float, digits: int) -> dict:
-    from edgemnist import data, firmware, micro_arena, micro_check
+    from edgemnist import data
+    from edgemnist.micro import firmware
+    from edgemnist.micro import arena as micro_arena
+    from edgemnist.micro import check as micro_check
     from edgemnist.runtime import tflite_info
 
     model = tflite_info.validate(path)
@@ -106,8 +109,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="benchmarks/results/firmware.json", help="where to write the JSON")
     args = parser.parse_args(argv)
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.machine import machine_info
-    from edgemnist.micro_arena import micro_version
+    from edgemnist.runtime.machine import machine_info
+    from edgemnist.micro.arena import micro_version
 
     models = find_models(args.paths)
     if not models:

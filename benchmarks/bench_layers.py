@@ -60,7 +60,7 @@ def stem_models():
     (2x2 pixel blocks into 4 channels, then a 1x1 or 2x2 convolution at stride 1).
     """
     from edgemnist._tensorflow import keras
-    from edgemnist.model import space_to_depth
+    from edgemnist.training.model import space_to_depth
 
     k = keras()
     layers = k.layers
@@ -87,8 +87,9 @@ def main(argv=None) -> int:
     if not args.model and not args.stems:
         parser.error("give a .keras model, or --stems")
 
-    from edgemnist import convert, data
-    from edgemnist.machine import machine_info
+    from edgemnist import data
+    from edgemnist.export import convert
+    from edgemnist.runtime.machine import machine_info
     from edgemnist.runtime import load_backend, tflite_info
 
     config = convert.ExportConfig(representative_size=200)

@@ -101,10 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default="benchmarks/results/mcu.json", help="where to write the JSON")
     args = parser.parse_args(argv)
 
-    from edgemnist import firmware, mcu
+    from edgemnist.micro import firmware
+    from edgemnist.micro import mcu
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.machine import machine_info
-    from edgemnist.micro_arena import micro_version
+    from edgemnist.runtime.machine import machine_info
+    from edgemnist.micro.arena import micro_version
 
     models = find_models(args.paths)
     if not models:

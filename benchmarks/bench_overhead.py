@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgemnist import data
-    from edgemnist.machine import machine_info
+    from edgemnist.runtime.machine import machine_info
     from edgemnist.runtime import Runner, load_backend
 
     runner = Runner(args.model, num_threads=1)

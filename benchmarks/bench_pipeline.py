@@ -30,7 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="where to write the results (default benchmarks/results/pipeline[_quick].json)")
     args = parser.parse_args(argv)
 
-    from edgemnist import machine, pipeline
+    from edgemnist import pipeline
+    from edgemnist.runtime import machine
     from edgemnist.artifacts import atomic_write_json
 
     json_path = args.json or f"benchmarks/results/pipeline{'_quick' if args.quick else ''}.json"

@@ -45,7 +45,7 @@ def _find_tflite(paths: list) -> list:
 def _train_tutorial(epochs: int, limit, out: Path) -> Path:
     from edgemnist import data
     from edgemnist._tensorflow import keras
-    from edgemnist.model import build_model
+    from edgemnist.training.model import build_model
 
     k = keras()
     k.utils.set_random_seed(0)
@@ -62,7 +62,7 @@ def _train_tutorial(epochs: int, limit, out: Path) -> Path:
 
 
 def _export(keras_path: Path, variants: list, out: Path, stem: str) -> list:
-    from edgemnist.convert import ExportConfig, export_variant
+    from edgemnist.export.convert import ExportConfig, export_variant
 
     paths = []
     for variant in variants:
@@ -80,7 +80,7 @@ def overhead(runner, pixels: np.ndarray, blocks: int, block_size: int) -> dict:
     its own and medians are compared, so a call preempted by another process on a shared
     machine does not count against either side.
     """
-    from edgemnist.bench import timed_calls
+    from edgemnist.measure.bench import timed_calls
     from edgemnist.data import to_model_input
 
     interpreter = runner.interpreter
@@ -147,9 +147,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from edgemnist import data
-    from edgemnist.machine import machine_info
-    from edgemnist.evaluate import EvalConfig, evaluate
-    from edgemnist.report import CompareConfig, interleaved_latency, read_manifest, variant_name
+    from edgemnist.runtime.machine import machine_info
+    from edgemnist.measure.eval import EvalConfig, evaluate
+    from edgemnist.measure.compare import CompareConfig, interleaved_latency, read_manifest, variant_name
     from edgemnist.runtime import Runner
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_runtime_"))

@@ -27,8 +27,8 @@ from dataclasses import replace
 def fit_seconds_per_100(model_config, augment: bool, steps: int, rounds: int, batch_size: int = 128) -> float:
     from edgemnist import data
     from edgemnist._tensorflow import import_tensorflow, keras
-    from edgemnist.augment import make_dataset
-    from edgemnist.model import build_model
+    from edgemnist.data.augment import make_dataset
+    from edgemnist.training.model import build_model
 
     tf, k = import_tensorflow(), keras()
     k.utils.set_random_seed(0)
@@ -102,8 +102,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.machine import machine_info
-    from edgemnist.model import ModelConfig
+    from edgemnist.runtime.machine import machine_info
+    from edgemnist.training.model import ModelConfig
 
     default = ModelConfig()
     undilated = replace(default, dilation_rates=tuple(1 for _ in default.dilation_rates))

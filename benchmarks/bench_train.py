@@ -15,7 +15,7 @@ import sys
 import time
 
 from edgemnist.artifacts import atomic_write_json
-from edgemnist.train import TrainConfig, train
+from edgemnist.training.train import TrainConfig, train
 
 TARGETS = {"test_accuracy_min": 0.995, "params_max": 20000, "wall_s_max": 15 * 60}
 

@@ -210,3 +210,13 @@ def gzip_size(data: bytes) -> int:
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0, filename="") as fh:
         fh.write(data)
     return len(buf.getvalue())
+
+
+# File names other stages and devices look for. They live here, with no stage imports, so
+# `verify` and `compare` run on a device that has only the TensorFlow-free part.
+FIRMWARE_MANIFEST_NAME = "firmware_manifest.json"  # the firmware folder's manifest
+
+
+def manifest_path(tflite_path: Union[str, os.PathLike]) -> Path:
+    """Where the manifest of a .tflite lives: the same path with `.json` appended."""
+    return Path(f"{os.fspath(tflite_path)}.json")

@@ -27,17 +27,17 @@ from edgemnist.artifacts import OutputError
 
 # Stage modules that contribute sub-commands, in the order --help lists them.
 COMMAND_MODULES = (
-    "edgemnist.download",
-    "edgemnist.train",
-    "edgemnist.finetune",
-    "edgemnist.optimize",
-    "edgemnist.convert",
-    "edgemnist.diagnose",
-    "edgemnist.evaluate",
-    "edgemnist.bench",
-    "edgemnist.report",
-    "edgemnist.firmware",
-    "edgemnist.mcu",
+    "edgemnist.data.download",
+    "edgemnist.training.train",
+    "edgemnist.training.finetune",
+    "edgemnist.training.optimize",
+    "edgemnist.export.convert",
+    "edgemnist.export.diagnose",
+    "edgemnist.measure.eval",
+    "edgemnist.measure.bench",
+    "edgemnist.measure.compare",
+    "edgemnist.micro.firmware",
+    "edgemnist.micro.mcu",
     "edgemnist.pipeline",
     "edgemnist.verify",
 )
@@ -82,10 +82,20 @@ def _run_info(args) -> Output:
 
         info = tflite_info.describe(args.model)
         return Output(info, tflite_info.format_description(info))
-    from edgemnist import model as model_lib
+    from edgemnist.training import model as model_lib
 
     summary = model_lib.model_summary(model_lib.load_keras_model(args.model))
     return Output(summary, model_lib.format_summary(summary))
+
+
+def _import_stage(name: str):
+    """The stage module `name`, or None where this install leaves it out (a device gets only
+    the TensorFlow-free part: `bench --remote` ships runtime/ and measure/)."""
+    relative = Path(*name.split(".")[1:])
+    package = Path(__file__).resolve().parent
+    if not (package / relative.with_suffix(".py")).is_file():
+        return None
+    return importlib.import_module(name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "output (by default it goes to a log: <out>/logs/<command>.log, shown if the command fails)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
+        module = _import_stage(name)
+        if module is not None:
+            module.add_commands(subparsers)
     _add_info(subparsers)
     for command_parser in subparsers.choices.values():
         _add_json_flag(command_parser)

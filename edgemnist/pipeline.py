@@ -123,7 +123,10 @@ class _Stages:
 def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
     """Runs (or resumes) the whole pipeline in `out` and returns pipeline.json's content."""
-    from edgemnist import convert, optimize, report, train
+    from edgemnist.export import convert
+    from edgemnist.training import optimize
+    from edgemnist.measure import compare as report
+    from edgemnist.training import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +199,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     candidates = [out / STAGE_FOLDERS["export"] / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
     int8_path = next((path for path in candidates if path.is_file()), candidates[0])
     if config.firmware and int8_path.is_file():
-        from edgemnist import firmware
+        from edgemnist.micro import firmware
 
         fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
                                             regenerate_command=f"edgemnist pipeline --out {out}"
@@ -226,7 +229,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
 
 def format_result(result: dict) -> str:
     """The closing table of a pipeline run."""
-    from edgemnist.report import format_table
+    from edgemnist.measure.compare import format_table
 
     lines = [f"trained model: test accuracy {result['train']['test_accuracy']:.2%}, "
              f"{result['train']['params']:,} parameters, {result['train']['macs']:,} MACs"]

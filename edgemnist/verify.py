@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Optional
 
-from edgemnist.artifacts import sha256_file
-from edgemnist.convert import manifest_path
-from edgemnist.firmware import MANIFEST_NAME as FIRMWARE_MANIFEST
+from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME as FIRMWARE_MANIFEST
+from edgemnist.artifacts import manifest_path, sha256_file
 from edgemnist.pipeline import STAGE_FOLDERS
 from edgemnist.pipeline import STATE_FILE as PIPELINE_FILE
 
@@ -69,7 +68,7 @@ def _load_json(check: _Check, path: Path) -> Optional[object]:
 
 
 def _exported_model(path: Path) -> Optional[Path]:
-    """The .tflite whose export manifest `path` is (convert.manifest_path's rule), or None."""
+    """The .tflite whose export manifest `path` is (artifacts.manifest_path's rule), or None."""
     model = path.with_suffix("")
     return model if model.suffix == ".tflite" and manifest_path(model) == path else None
 

@@ -33,8 +33,8 @@ def repack(buf: bytes, edit) -> bytes:
 
 
 def export_variant(keras_path, variant: str, out_path) -> Path:
-    """Exports one variant of a Keras model with edgemnist.convert (100 calibration images); returns the path."""
-    from edgemnist import convert
+    """Exports one variant of a Keras model with edgemnist.export.convert (100 calibration images); returns the path."""
+    from edgemnist.export import convert
 
     convert.export_variant(keras_path, variant, out_path, convert.ExportConfig(representative_size=100))
     return Path(out_path)

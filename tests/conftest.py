@@ -31,9 +31,9 @@ def mnist_test():
 
 @pytest.fixture(scope="session")
 def trained_model_path(tmp_path_factory):
-    """The default ds_cnn trained with `edgemnist.train` for 2 epochs on 3,000 digits (batch 32,
+    """The default ds_cnn trained with `edgemnist.training.train` for 2 epochs on 3,000 digits (batch 32,
     so BatchNorm statistics settle); a .keras file, float, batch dimension unknown. ~90 % accurate."""
-    from edgemnist.train import TrainConfig, train
+    from edgemnist.training.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("trained")
     config = TrainConfig(epochs=2, warmup_epochs=0, limit=TRAIN_SUBSET, batch_size=32, augment=False)
@@ -49,7 +49,7 @@ def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
     class for everything; agreement between interpreters would then prove nothing.
     """
     from edgemnist._tensorflow import keras
-    from edgemnist.model import load_keras_model
+    from edgemnist.training.model import load_keras_model
 
     model = load_keras_model(trained_model_path)
     norms = [layer for layer in model.layers if isinstance(layer, keras().layers.BatchNormalization)]
@@ -81,7 +81,7 @@ def quick_pipeline(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tflite_variants(tmp_path_factory, trained_model_path):
     """{"float32": Path, "int8": Path}: exports of the session's trained model, manifests beside them."""
-    from edgemnist.convert import ExportConfig, export_variant
+    from edgemnist.export.convert import ExportConfig, export_variant
 
     folder = tmp_path_factory.mktemp("tflite_variants")
     paths = {v: folder / f"model_{v}.tflite" for v in ("float32", "int8")}
@@ -96,7 +96,7 @@ def calibrated_int8_path(tmp_path_factory, calibrated_model_path):
 
     Its odd file name ("Digits-Net v1.tflite") exercises the C names derived from it.
     """
-    from edgemnist.convert import ExportConfig, export_variant
+    from edgemnist.export.convert import ExportConfig, export_variant
 
     path = tmp_path_factory.mktemp("calibrated_int8") / "Digits-Net v1.tflite"
     export_variant(calibrated_model_path, "int8", path, ExportConfig(representative_size=100))

@@ -32,7 +32,7 @@ def test_native_output_goes_to_the_log_and_python_output_to_the_terminal(tmp_pat
         print("[export] 1/2 int8", file=sys.stderr)
         warnings.warn("a third-party deprecation")
         logging.getLogger("tensorflow.lite").warning("a third-party log record")
-        logging.getLogger("edgemnist.convert").warning("skipping qat_int8")
+        logging.getLogger("edgemnist.export.convert").warning("skipping qat_int8")
     out, err = capfd.readouterr()
     assert out == "edgemnist table\n"
     assert err == "[export] 1/2 int8\nskipping qat_int8\n"

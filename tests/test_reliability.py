@@ -456,7 +456,7 @@ def test_unwritable_output_is_one_clear_error_and_keeps_earlier_artifacts(
     assert _snapshot(folder.parent) == before  # byte-identical, and no half-written or temporary file left
 
 
-# --------------------------------------------------------------------------- inference API (beyond tests/test_runtime.py)
+# --------------------------------------------------------------------------- inference API (beyond tests/runtime/test_interpreter.py)
 
 
 @pytest.mark.parametrize("bad, fragment", [

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgemnist import cli, firmware
+from edgemnist import cli
+from edgemnist.micro import firmware
 from edgemnist.artifacts import atomic_write_json, sha256_file
 from edgemnist.verify import verify
 

@@ -1,0 +1,488 @@
+"""Compare .tflite variants side by side: one table, PNG plots, report.md and report.json.
+
+Usage: edgemnist compare runs/default/tflite/*.tflite --out runs/default/report [--reference model_float32.tflite]
+
+Every variant is evaluated on the same test images and timed in the same run (latency
+rounds interleaved across variants, so a busy machine slows them all alike). "agreement"
+is the fraction of test images on which a variant predicts the same class as the float
+reference. report.json keys (stable; documented in the README); each variant's "path" is
+relative to the folder holding report.json, so the run folder can move:
+
+    {"variants": [{"name", "path", "bytes", "gzip_bytes", "accuracy", "agreement",
+                   "latency_us": {"p50", "p90", "p99", "mean", "std"}, "backend", "threads"}],
+     "model": {"params", "macs"}, "dataset": {"source", "split", "n"}, "machine": {...}}
+
+Table rows are plain dicts with the keys of one "variants" entry, so rows can also come
+from `edgemnist bench --json` results (`row_from_bench`), e.g. of other machines.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from edgemnist import data
+from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size, manifest_path
+from edgemnist.measure.bench import latency_percentiles, timed_invokes
+from edgemnist.measure.eval import check_digit_classifier, check_run_settings, confusion_matrix
+from edgemnist.runtime.machine import machine_info
+from edgemnist.runtime import Runner
+
+log = logging.getLogger(__name__)
+
+LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std")
+VARIANT_KEYS = ("name", "path", "bytes", "gzip_bytes", "accuracy", "agreement", "latency_us", "backend", "threads")
+PLOT_FILES = {
+    "accuracy_vs_size": "accuracy_vs_size.png",
+    "latency": "latency.png",
+    "confusion": "confusion_float_vs_int8.png",
+    "disagreements": "disagreements.png",
+}
+_LATENCY_ROUNDS = 10  # timed runs are split into rounds that cycle through the variants
+_MAX_DISAGREEMENTS_SHOWN = 40
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Settings of one comparison."""
+
+    reference: Optional[str] = None  # the float reference .tflite; None: the first float-input variant
+    limit: Optional[int] = None  # the first N test images; None: all 10,000
+    data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    threads: int = 1  # interpreter threads for accuracy and latency
+    backend: Optional[str] = None  # force one of runtime.BACKENDS
+    batch_size: int = 256  # images per invoke when evaluating
+    warmup: int = 50  # untimed invokes per variant before latency runs
+    runs: int = 1000  # timed single-image invokes per variant
+    keras: Optional[str] = None  # the Keras model the variants came from: params and MACs (needs TensorFlow)
+    plots: bool = True  # write PNG plots (needs matplotlib; skipped with a note when missing)
+
+    def __post_init__(self):
+        check_run_settings(self, at_least_one=("threads", "batch_size", "runs"), at_least_zero=("warmup",))
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def read_manifest(tflite_path) -> Optional[dict]:
+    """The manifest `edgemnist export` wrote beside a .tflite (`<file>.tflite.json`), or None."""
+    path = manifest_path(tflite_path)
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable manifest, using the file name instead (%s)", path, exc)
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def variant_name(tflite_path, manifest: Optional[dict] = None) -> str:
+    """The variant's name: the manifest's "variant" when there is one, else the file stem."""
+    manifest = read_manifest(tflite_path) if manifest is None else manifest
+    name = manifest.get("variant") if manifest else None
+    return str(name) if name else Path(tflite_path).stem
+
+
+def _unique_names(paths: Sequence[Path], names: list) -> list:
+    """Names made unique by prefixing the parent folder where two variants share one."""
+    if len(set(names)) == len(names):
+        return names
+    return [f"{p.parent.name}/{n}" if names.count(n) > 1 else n for p, n in zip(paths, names)]
+
+
+def _pick_reference(paths: list, runners: list, reference: Optional[str]) -> int:
+    if reference is not None:
+        wanted = Path(reference).resolve()
+        for i, p in enumerate(paths):
+            if p.resolve() == wanted:
+                return i
+        raise ValueError(f"--reference {reference} is not one of the compared files")
+    for i, runner in enumerate(runners):
+        if not runner.input.quantized and np.issubdtype(runner.input.dtype, np.floating):
+            return i
+    log.warning("no float-input variant among the compared files: %s is the reference", paths[0])
+    return 0
+
+
+def _pick_int8(runners: list, manifests: list, ref: int) -> Optional[int]:
+    """The int8 variant shown beside the float reference: manifest variant "int8", else an int8 input."""
+    for i, m in enumerate(manifests):
+        if i != ref and m and m.get("variant") == "int8":
+            return i
+    for i, runner in enumerate(runners):
+        if i != ref and np.dtype(runner.input.dtype) == np.int8:
+            return i
+    return None
+
+
+def interleaved_latency(runners: list, inputs: list, config: CompareConfig) -> list:
+    """Per-runner latency percentiles; timed runs alternate between runners in rounds."""
+    for runner, quantized in zip(runners, inputs):
+        timed_invokes(runner, quantized, config.warmup)
+    rounds = min(_LATENCY_ROUNDS, config.runs)
+    per_round = [config.runs // rounds + (1 if r < config.runs % rounds else 0) for r in range(rounds)]
+    samples = [[] for _ in runners]
+    for count in per_round:
+        for i, (runner, quantized) in enumerate(zip(runners, inputs)):
+            samples[i].append(timed_invokes(runner, quantized, count))
+    return [{k: v for k, v in latency_percentiles(np.concatenate(s)).items() if k in LATENCY_KEYS}
+            for s in samples]
+
+
+def _model_info(config: CompareConfig, manifests: list) -> dict:
+    """{"params", "macs"} from --keras (needs TensorFlow) or a manifest; None where unknown."""
+    if config.keras:
+        from edgemnist._tensorflow import MissingExtraError
+
+        try:
+            from edgemnist.training.model import load_keras_model, model_summary
+
+            summary = model_summary(load_keras_model(config.keras))
+            return {"params": summary["params"], "macs": summary["macs"]}
+        except MissingExtraError as exc:
+            log.warning("params and MACs left empty: %s", exc)
+    for m in manifests:
+        if m and (m.get("params") is not None or m.get("macs") is not None):
+            return {"params": m.get("params"), "macs": m.get("macs")}
+    return {"params": None, "macs": None}
+
+
+def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -> dict:
+    """Evaluates and times .tflite variants side by side and writes the report.
+
+    Args:
+        paths: the .tflite files (at least one).
+        out_dir: folder for report.json, report.md and the PNG plots.
+        config: comparison settings.
+
+    Returns:
+        The report.json content (see the module docstring).
+
+    Raises:
+        FileNotFoundError, ValueError, data.DataError: missing or malformed models or data.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("compare needs at least one .tflite file")
+    if config.reference is not None and Path(config.reference).resolve() not in {p.resolve() for p in paths}:
+        paths.insert(0, Path(config.reference))
+    runners = [Runner(p, num_threads=config.threads, backend=config.backend) for p in paths]
+    for runner in runners:
+        check_digit_classifier(runner)
+    manifests = [read_manifest(p) for p in paths]
+    names = _unique_names(paths, [variant_name(p, m or {}) for p, m in zip(paths, manifests)])
+    split = data.load_split("test", config.data_dir, config.limit)
+    images = data.to_model_input(split.images)
+
+    predictions = [r.predict(images, batch_size=config.batch_size).argmax(axis=1) for r in runners]
+    ref = _pick_reference(paths, runners, config.reference)
+    timing_images = images[: min(256, len(images))]
+    latencies = interleaved_latency(
+        runners, [[np.ascontiguousarray(r.quantize_input(img[np.newaxis])) for img in timing_images] for r in runners],
+        config)
+
+    variants = []
+    for path, runner, name, pred, latency in zip(paths, runners, names, predictions, latencies):
+        content = path.read_bytes()
+        variants.append({
+            "name": name,
+            "path": Path(os.path.relpath(path.resolve(), Path(out_dir).resolve())).as_posix(),
+            "bytes": len(content),
+            "gzip_bytes": gzip_size(content),
+            "accuracy": float(np.mean(pred == split.labels)),
+            "agreement": float(np.mean(pred == predictions[ref])),
+            "latency_us": latency,
+            "backend": runner.backend.describe(),
+            "threads": runner.num_threads,
+        })
+    report = {
+        "variants": variants,
+        "model": _model_info(config, manifests),
+        "dataset": {"source": split.source, "split": "test", "n": len(split)},
+        "machine": machine_info(),
+    }
+
+    out_dir = Path(out_dir)
+    int8 = _pick_int8(runners, manifests, ref)
+    plots = {}
+    if config.plots:
+        plots = write_plots(out_dir, report, split, predictions, ref, int8)
+    atomic_write_json(out_dir / "report.json", report)
+    atomic_write_text(out_dir / "report.md", markdown_report(report, plots, variants[ref]["name"]))
+    return report
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def row_from_bench(result: dict) -> dict:
+    """A table row (the keys of one report.json variant) from an `edgemnist bench --json` result.
+
+    Accuracy, agreement and gzip size are None: bench does not measure them.
+    """
+    backend = result.get("backend")
+    if backend and result.get("backend_version"):
+        backend = f"{backend} {result['backend_version']}"
+    latency = result.get("latency_us") or {}
+    device = result.get("device")
+    name = result.get("name") or Path(str(result.get("model", "?"))).stem
+    return {
+        "name": f"{name} @ {device['name']}" if isinstance(device, dict) and device.get("name") else name,
+        "path": result.get("model"),
+        "bytes": result.get("bytes"),
+        "gzip_bytes": result.get("gzip_bytes"),
+        "accuracy": result.get("accuracy"),
+        "agreement": result.get("agreement"),
+        "latency_us": {k: latency.get(k) for k in LATENCY_KEYS},
+        "backend": backend,
+        "threads": result.get("threads"),
+    }
+
+
+def _cells(row: dict) -> list:
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    lat = row.get("latency_us") or {}
+    return [
+        str(row.get("name", "?")),
+        num(row.get("bytes"), ","),
+        num(row.get("gzip_bytes"), ","),
+        "-" if row.get("accuracy") is None else f"{row['accuracy']:.2%}",
+        "-" if row.get("agreement") is None else f"{row['agreement']:.2%}",
+        num(lat.get("p50"), ".1f"),
+        num(lat.get("p99"), ".1f"),
+    ]
+
+
+TABLE_HEADER = ["variant", "bytes", "gzip bytes", "accuracy", "agreement", "p50 us", "p99 us"]
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A plain-text table of variant rows (report.json variants or `row_from_bench` rows)."""
+    cells = [TABLE_HEADER] + [_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(TABLE_HEADER))]
+    lines = ["  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(c)))
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    """The same table in Markdown."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" + "---:|" * (len(TABLE_HEADER) - 1)]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_report(report: dict, plots: dict, reference_name: str) -> str:
+    """report.md: the table, where it ran, and the plots."""
+    ds, m, model = report["dataset"], report["machine"], report["model"]
+    backends = sorted({v["backend"] for v in report["variants"]})
+    threads = sorted({v["threads"] for v in report["variants"]})
+    lines = [
+        "# edgemnist: variants compared",
+        "",
+        markdown_table(report["variants"]),
+        "",
+        f"- **Test set:** {ds['n']:,} images from {ds['source']}.",
+        f"- **Agreement:** share of test images on which a variant predicts the same class as "
+        f"the reference `{reference_name}`.",
+        f"- **Latency:** single-image invoke, microseconds, {', '.join(backends)}, "
+        f"{'/'.join(map(str, threads))} thread(s); timed runs interleaved across variants.",
+        f"- **Machine:** {m['cpu']} ({m['cores']} cores, {m['machine']}), {m['system']}, Python {m['python']}.",
+    ]
+    if model.get("params") is not None or model.get("macs") is not None:
+        params = "?" if model.get("params") is None else f"{model['params']:,}"
+        macs = "?" if model.get("macs") is None else f"{model['macs']:,}"
+        lines.append(f"- **Model:** {params} parameters, {macs} multiply-accumulates per image.")
+    titles = {
+        "accuracy_vs_size": "Accuracy against file size",
+        "latency": "Latency per variant (p50 bar, p90 whisker)",
+        "confusion": "Confusion matrices: float reference and int8",
+        "disagreements": "Test digits where float and int8 disagree",
+    }
+    for key, file in plots.items():
+        lines += ["", f"## {titles[key]}", "", f"![{titles[key]}]({file})"]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def save_png(fig, path) -> None:
+    """Writes a matplotlib figure to `path` as PNG, atomically (every plot of compare's reports)."""
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), suffix=".png")
+
+
+def accuracy_vs_size_figure(variants: Sequence[dict], n: int):
+    """Accuracy against file size, one marker per variant, named in a legend beside the axes.
+
+    Variants often sit on top of each other (same size, accuracies 0.01 pp apart), so the
+    names are not written at the points, where they would overlap: each variant gets its
+    own colour and marker, and the legend lists it with its size and accuracy.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xh<>p"
+    for i, v in enumerate(variants):
+        kib, acc = v["bytes"] / 1024, v["accuracy"] * 100
+        ax.scatter(kib, acc, s=46, color=colors[i % len(colors)], marker=markers[i % len(markers)],
+                   edgecolors="black", linewidths=0.4, label=f"{v['name']} ({kib:.1f} KiB, {acc:.2f} %)")
+    ax.set_xlabel("file size (KiB)")
+    ax.set_ylabel(f"test accuracy (%), n={n:,}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
+    return fig
+
+
+def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: list, ref: int,
+                int8: Optional[int]) -> dict:
+    """Writes the PNG plots; returns {plot key: file name} of those written (empty without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: skipping the plots (pip install 'edgemnist[plots]')")
+        return {}
+    written = {}
+    variants = report["variants"]
+    names = [v["name"] for v in variants]
+
+    fig = accuracy_vs_size_figure(variants, report["dataset"]["n"])
+    save_png(fig, out_dir / PLOT_FILES["accuracy_vs_size"])
+    plt.close(fig)
+    written["accuracy_vs_size"] = PLOT_FILES["accuracy_vs_size"]
+
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(variants) + 1.2))
+    p50 = np.array([v["latency_us"]["p50"] for v in variants])
+    p90 = np.array([v["latency_us"]["p90"] for v in variants])
+    y = np.arange(len(variants))
+    ax.barh(y, p50, color="#4C72B0")
+    # p90, not p99: on a shared machine one preempted run makes p99 dwarf every bar (p99 is in the table)
+    ax.errorbar(p50, y, xerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], fmt="none", ecolor="black", capsize=3)
+    for yi, value in zip(y, p50):
+        ax.text(value, yi, f"{value:.0f} ", va="center", ha="right", fontsize=7, color="white")
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"single-image latency (us), {variants[0]['backend']}, {variants[0]['threads']} thread(s)")
+    ax.grid(axis="x", alpha=0.3)
+    save_png(fig, out_dir / PLOT_FILES["latency"])
+    plt.close(fig)
+    written["latency"] = PLOT_FILES["latency"]
+
+    if int8 is None:
+        log.info("no int8 variant besides the reference: no confusion or disagreement plots")
+        return written
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
+    for ax, i in zip(axes, (ref, int8)):
+        cm = confusion_matrix(split.labels, predictions[i])
+        shown = np.log1p(cm)  # the diagonal dwarfs the errors otherwise
+        ax.imshow(shown, cmap="Blues")
+        for (r, c), count in np.ndenumerate(cm):
+            if count:
+                ax.text(c, r, str(count), ha="center", va="center", fontsize=6,
+                        color="white" if shown[r, c] > shown.max() * 0.6 else "black")
+        ax.set_title(f"{names[i]}: {variants[i]['accuracy']:.2%}", fontsize=10)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+    save_png(fig, out_dir / PLOT_FILES["confusion"])
+    plt.close(fig)
+    written["confusion"] = PLOT_FILES["confusion"]
+
+    differ = np.flatnonzero(predictions[ref] != predictions[int8])
+    shown = differ[:_MAX_DISAGREEMENTS_SHOWN]
+    cols = 10
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35 + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, idx in zip(axes.flat, shown):
+        ax.imshow(split.images[idx], cmap="gray_r")
+        ax.set_title(f"#{idx} y={split.labels[idx]}\n{predictions[ref][idx]} vs {predictions[int8][idx]}", fontsize=7)
+    fig.suptitle(f"{len(differ)} of {len(split):,} test digits where {names[ref]} and {names[int8]} disagree"
+                 + (f" (first {len(shown)} shown)" if len(differ) > len(shown) else "")
+                 + "; caption: index, label, float vs int8", fontsize=9)
+    save_png(fig, out_dir / PLOT_FILES["disagreements"])
+    plt.close(fig)
+    written["disagreements"] = PLOT_FILES["disagreements"]
+    return written
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist compare`."""
+    from edgemnist.measure.eval import add_runtime_arguments
+
+    p = subparsers.add_parser(
+        "compare",
+        help="compare .tflite variants: table, plots, report.md, report.json",
+        description="Evaluate and time several .tflite variants on the same test images in one run and "
+        "write report.json, report.md and PNG plots (accuracy vs size, latency, float vs int8 confusion "
+        "matrices, the digits where they disagree) to --out.",
+    )
+    p.add_argument("models", nargs="+",
+                   help=".tflite files (a manifest <file>.tflite.json beside one names its variant); or result JSON "
+                   "files of `bench --json` / `eval --json` from several machines, for device x variant tables")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--reference", help="the float reference for 'agreement' (default: the first float-input model)")
+    p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="use the first N test images only")
+    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size, help="images per invoke (default 256)")
+    p.add_argument("--warmup", type=int, default=CompareConfig.warmup, help="untimed invokes per variant (default 50)")
+    p.add_argument("--runs", type=int, default=CompareConfig.runs, help="timed invokes per variant (default 1000)")
+    p.add_argument("--from", dest="keras", metavar="MODEL",
+                   help="the Keras model the variants were exported from: report its parameters and MACs")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    add_runtime_arguments(p)
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args):
+
+    results = [m for m in args.models if str(m).endswith(".json")]
+    if results:
+        if len(results) != len(args.models):
+            raise ValueError("give either .tflite models or result .json files, not both")
+        return _run_compare_devices(args)
+    for model in args.models:
+        if not str(model).endswith(".tflite"):
+            raise ValueError(f"{model}: not a .tflite file (or a result .json)")
+    from edgemnist.cli import Output
+
+    config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, threads=args.threads,
+                           backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
+                           keras=args.keras, plots=not args.no_plots)
+    report = compare(args.models, args.out, config)
+    return Output(report, f"{format_table(report['variants'])}\nwrote {Path(args.out) / 'report.md'} and report.json")
+
+
+def _run_compare_devices(args):
+    """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
+    from edgemnist.measure import devices as report_devices
+    from edgemnist.cli import Output
+
+    table = report_devices.compare_devices(args.models)
+    out = Path(args.out)
+    atomic_write_json(out / "devices.json", table)
+    if not args.no_plots:
+        try:
+            report_devices.plot_devices(table, out / "devices.png")
+        except ImportError:
+            log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
+    return Output(table, f"{report_devices.format_device_tables(table)}\nwrote {out / 'devices.json'}")

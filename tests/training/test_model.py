@@ -1,0 +1,65 @@
+"""The model family's shapes: the space-to-depth stem is an exact pixel rearrangement."""
+import numpy as np
+import pytest
+
+from edgemnist.training.model import ModelConfig, build_ds_cnn, build_model, model_summary
+
+
+def test_space_to_depth_stem_puts_each_2x2_block_in_4_channels():
+    from edgemnist._tensorflow import keras
+
+    model = build_ds_cnn(ModelConfig(stem="space_to_depth", stem_kernel=2))
+    blocks = keras().Model(model.input, model.get_layer("stem_space_to_depth").output)
+    image = np.arange(28 * 28, dtype=np.float32).reshape(1, 28, 28, 1)
+    out = blocks(image).numpy()
+    assert out.shape == (1, 14, 14, 4)
+    for i, j in ((0, 0), (3, 5), (13, 13)):
+        assert out[0, i, j].tolist() == [image[0, 2 * i, 2 * j, 0], image[0, 2 * i, 2 * j + 1, 0],
+                                         image[0, 2 * i + 1, 2 * j, 0], image[0, 2 * i + 1, 2 * j + 1, 0]]
+    stem = model.get_layer("stem")
+    assert stem.strides == (1, 1) and stem.output_shape[1:3] == (14, 14)
+    assert model_summary(model)["macs"] > 0
+
+
+def test_space_to_depth_stem_keeps_every_tensor_4d():
+    # TFLite Micro's CMSIS-NN TRANSPOSE takes at most 4 dimensions (a 5-D one returned success
+    # with a stale output on Cortex-M), so no layer of the stem may produce a 5-D tensor.
+    model = build_ds_cnn(ModelConfig(stem="space_to_depth", stem_kernel=2))
+    stem_layers = [layer for layer in model.layers if layer.name.startswith("stem")]
+    assert [type(layer).__name__ for layer in stem_layers[:4]] == ["Reshape", "Permute", "Reshape", "Permute"]
+    assert all(len(layer.output_shape) <= 4 for layer in model.layers)
+
+
+def test_unknown_stem_is_named():
+    with pytest.raises(ValueError, match="'pixels'"):
+        ModelConfig(stem="pixels")
+
+
+def test_a_shape_for_the_fixed_shape_model_is_an_error():
+    with pytest.raises(ValueError, match=r"'tutorial_cnn' has a fixed shape; the ds_cnn settings stem_channels=16, "
+                                         r"width_multiplier=0\.5 do not apply"):
+        build_model("tutorial_cnn", ModelConfig(stem_channels=16, width_multiplier=0.5))
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        build_model("resnet")
+    assert build_model("tutorial_cnn", ModelConfig()).name == "tutorial_cnn"  # the defaults are no conflict
+
+
+def test_precise_batchnorm_sets_the_moving_statistics_to_the_data_and_keeps_the_weights(mnist_train):
+    from edgemnist._tensorflow import keras
+    from edgemnist.data import to_model_input
+    from edgemnist.training.model import recalibrate_batchnorm
+
+    model = build_ds_cnn(ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1),
+                                     pool_after=(1,)))
+    images = to_model_input(mnist_train.images[:300])
+    bn = model.get_layer("stem_bn")
+    weights = [w.copy() for w in model.get_weights()]
+    bn.moving_mean.assign(np.full(8, 5.0, np.float32))  # stale statistics
+    assert recalibrate_batchnorm(model, images, batch_size=100) == 300
+    stem_out = keras().Model(model.input, model.get_layer("stem").output)(images).numpy()
+    np.testing.assert_allclose(bn.moving_mean.numpy(), stem_out.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    assert bn.momentum == pytest.approx(0.9)  # restored
+    changed = [i for i, (a, b) in enumerate(zip(weights, model.get_weights())) if not np.array_equal(a, b)]
+    moving = {id(v) for layer in model.layers if "bn" in layer.name for v in (layer.moving_mean, layer.moving_variance)}
+    all_vars = model.weights
+    assert changed and all(id(all_vars[i]) in moving for i in changed)  # only moving statistics moved
