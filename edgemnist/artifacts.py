@@ -220,3 +220,17 @@ FIRMWARE_MANIFEST_NAME = "firmware_manifest.json"  # the firmware folder's manif
 def manifest_path(tflite_path: Union[str, os.PathLike]) -> Path:
     """Where the manifest of a .tflite lives: the same path with `.json` appended."""
     return Path(f"{os.fspath(tflite_path)}.json")
+
+
+CACHE_ENV = "EDGEMNIST_CACHE"  # overrides where downloads and compiled TFLite Micro objects are kept
+
+
+def cache_dir() -> Path:
+    """The one cache folder rule: $EDGEMNIST_CACHE, else $XDG_CACHE_HOME/edgemnist, else ~/.cache/edgemnist.
+
+    Empty variables count as unset (the XDG Base Directory rule), so `EDGEMNIST_CACHE=` falls back.
+    """
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "edgemnist"

@@ -17,7 +17,6 @@ train stage resumes from its last completed epoch).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +27,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgemnist.artifacts import atomic_write_json, sha256_file
+
+try:  # the export table owns the quantizer names; a device install (bench --remote) has no export/
+    from edgemnist.export.convert import QUANTIZERS
+except ModuleNotFoundError:
+    QUANTIZERS = ()
+QUANTIZER_CHOICES = QUANTIZERS + ("all",)
 
 STATE_FILE = "pipeline.json"
 STAGES = ("train", "optimize", "export", "compare", "firmware")
@@ -50,8 +55,8 @@ class PipelineConfig:
     def __post_init__(self):
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.quantizer not in ("tflite", "ai-edge", "all"):
-            raise ValueError(f"quantizer must be tflite, ai-edge or all, got {self.quantizer!r}")
+        if self.quantizer not in QUANTIZER_CHOICES:
+            raise ValueError(f"quantizer must be one of {', '.join(QUANTIZER_CHOICES)}, got {self.quantizer!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
@@ -243,7 +248,9 @@ def format_result(result: dict) -> str:
 
 
 def add_commands(subparsers) -> None:
-    """Registers `edgemnist pipeline`."""
+    """Registers `edgemnist pipeline` (not on a device install, which has no export stage)."""
+    if not QUANTIZERS:
+        return
     p = subparsers.add_parser(
         "pipeline",
         help="the whole job: train, optimize, export every variant, compare, firmware",
@@ -257,7 +264,7 @@ def add_commands(subparsers) -> None:
                         f"{_QUICK_TEST_IMAGES} test images")
     p.add_argument("--epochs", type=int, help="training epochs (default: edgemnist train's)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    p.add_argument("--quantizer", default="all", choices=("tflite", "ai-edge", "all"),
+    p.add_argument("--quantizer", default="all", choices=QUANTIZER_CHOICES,
                    help="which quantizers' variants to export (default all)")
     p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads when comparing (default 1)")
@@ -273,7 +280,6 @@ def _run_pipeline(args):
 
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads)
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
-                              (lambda line: print(line, file=sys.stderr, flush=True)))
+    result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
+                          (lambda line: print(line, file=sys.stderr, flush=True)))
     return Output(result, format_result(result))

@@ -59,3 +59,22 @@ def test_an_unwritable_location_is_an_output_error(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OutputError, match="cannot write"):
         atomic_write_folder(tmp_path / "file" / "fw", {"a.txt": "x"})
+
+
+def test_one_cache_folder_rule_for_downloads_and_mcu_objects(tmp_path, monkeypatch):
+    from edgemnist.micro import mcu
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EDGEMNIST_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert artifacts.cache_dir() == tmp_path / "home" / ".cache" / "edgemnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert artifacts.cache_dir() == tmp_path / "xdg" / "edgemnist"
+    monkeypatch.setenv("EDGEMNIST_CACHE", "")  # empty counts as unset
+    assert artifacts.cache_dir() == tmp_path / "xdg" / "edgemnist"
+    monkeypatch.setenv("EDGEMNIST_CACHE", str(tmp_path / "mine"))
+    assert artifacts.cache_dir() == tmp_path / "mine"
+    # mcu's compiled objects follow the same rule, unless --cache-dir names a folder
+    monkeypatch.delenv("EDGEMNIST_CACHE")
+    assert mcu._cache_root(mcu.McuConfig()) == tmp_path / "xdg" / "edgemnist"
+    assert mcu._cache_root(mcu.McuConfig(cache_dir=str(tmp_path / "given"))) == tmp_path / "given"

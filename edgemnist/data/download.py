@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from edgemnist.artifacts import cache_dir as artifacts_cache_dir
 from edgemnist.data import (SPLITS, DataError, find_idx, load_split, packaged_data_dir, read_decompressed,
                             resolve_data_dir)
 
@@ -61,14 +62,6 @@ def remote_datasets() -> dict[str, RemoteDataset]:
     }
 
 
-def default_cache_dir() -> Path:
-    """$EDGEMNIST_CACHE, else $XDG_CACHE_HOME/edgemnist, else ~/.cache/edgemnist."""
-    if os.environ.get("EDGEMNIST_CACHE"):
-        return Path(os.environ["EDGEMNIST_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgemnist"
-
-
 def download_dataset(
     name: str,
     url: Optional[str] = None,
@@ -85,7 +78,7 @@ def download_dataset(
     Args:
         name: a key of `remote_datasets()`.
         url: base URL overriding the data set's default (e.g. a mirror or a local server).
-        cache_dir: where data sets live; default `default_cache_dir()`.
+        cache_dir: where data sets live; default `artifacts.cache_dir()`.
         timeout: seconds per request.
         progress: called with one line per file.
 
@@ -100,7 +93,7 @@ def download_dataset(
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(sorted(datasets))}")
     spec = datasets[name]
     base = (url or spec.base_url).rstrip("/") + "/"
-    dest = Path(cache_dir or default_cache_dir()) / name
+    dest = Path(cache_dir or artifacts_cache_dir()) / name
     dest.mkdir(parents=True, exist_ok=True)
     for basename, digest in sorted(spec.sha256_uncompressed.items()):
         target = dest / f"{basename}.gz"
@@ -182,12 +175,13 @@ def add_commands(subparsers) -> None:
         "download",
         help="download a data set into the cache, verifying digests",
         description="Download a data set's IDX files into the cache ($EDGEMNIST_CACHE, else "
-        "~/.cache/edgemnist) and verify the sha256 of each decompressed file. Prints the folder "
+        "$XDG_CACHE_HOME/edgemnist, else ~/.cache/edgemnist) and verify the sha256 of each decompressed file. Prints the folder "
         "to pass as --data-dir.",
     )
     dl.add_argument("name", choices=sorted(remote_datasets()), help="which data set")
     dl.add_argument("--url", help="base URL to fetch the .gz files from (a mirror or a local server)")
-    dl.add_argument("--cache-dir", help="cache folder (default: $EDGEMNIST_CACHE or ~/.cache/edgemnist)")
+    dl.add_argument("--cache-dir", help="cache folder (default: $EDGEMNIST_CACHE, else $XDG_CACHE_HOME/edgemnist, "
+                    "else ~/.cache/edgemnist)")
     dl.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     dl.set_defaults(func=_run_download)
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgemnist.micro import firmware
 from edgemnist._tensorflow import MissingExtraError
-from edgemnist.artifacts import sha256_bytes
+from edgemnist.artifacts import CACHE_ENV, cache_dir, sha256_bytes  # noqa: F401 - CACHE_ENV: tests set it
 from edgemnist.runtime.machine import usable_cores
 from edgemnist.micro.check import litert_raw_outputs
 
@@ -45,7 +45,6 @@ BOARDS = {
 }
 KERNEL_SETS = firmware.KERNEL_SETS
 TFLM_ENV = "EDGEMNIST_TFLM"  # default for --tflm
-CACHE_ENV = "EDGEMNIST_CACHE"  # where compiled TFLite Micro objects are kept (default ~/.cache/edgemnist)
 ESTIMATE_MHZ = 80  # the clock of the "at 1 instruction per cycle" estimate
 RAM_START = 0x20000000  # cortex_m/cortex_m.ld: FLASH below, RAM from here
 
@@ -74,7 +73,7 @@ class McuConfig:
     timeout_s: float = 300.0  # QEMU wall-clock limit; a firmware that runs longer counts as hung
     jobs: int = max(1, usable_cores() or 1)  # parallel compiler processes
     build_dir: Optional[str] = None  # default: <folder>/build/<cpu>-<kernels>
-    cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default $EDGEMNIST_CACHE or ~/.cache/edgemnist)
+    cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default artifacts.cache_dir())
 
     def __post_init__(self):
         if self.cpu not in BOARDS:
@@ -186,7 +185,7 @@ def embedded_data(folder: Path, manifest: dict) -> tuple:
 
 
 def _cache_root(config: McuConfig) -> Path:
-    return Path(config.cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgemnist")
+    return Path(config.cache_dir) if config.cache_dir else cache_dir()
 
 
 def object_cache(config: McuConfig, tree: Path, makefile: bytes) -> Path:
