@@ -31,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edgemnist.console import first_line
 from tflite_mutations import OUTCOMES, mutate, run_model  # beside this script (python puts its folder on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def worker(model: Path, first: int, last: int, workdir: Path) -> None:
         try:
             outcome, detail = run_model(path, images), None
         except Exception as exc:  # noqa: BLE001 -- exactly what the campaign counts
-            outcome, detail = "unexpected_error", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            outcome, detail = "unexpected_error", f"{type(exc).__name__}: {first_line(exc, default='')}"
         path.unlink()
         print(json.dumps({"seed": seed, "kind": kind, "outcome": outcome, "detail": detail}), flush=True)
 

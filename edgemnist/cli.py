@@ -12,6 +12,7 @@ failure (also one line; set EDGEMNIST_DEBUG=1 for the traceback), 130 interrupte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -144,17 +145,24 @@ def _emit(args, result) -> int:
     return result.status
 
 
+def _call_handler(args):
+    """The handler's result. Its prints (Keras progress, stage lines) go to stderr: stdout holds
+    only the result, so `--json` output stays one JSON object a script can parse."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return args.func(args)
+
+
 def _run(args) -> int:
     """Runs the command's handler with native output captured (console.native_output_to)."""
     if args.verbose:
         os.environ[console.VERBOSE_ENV] = "1"  # also for the stages and child processes it starts
     if console.verbose():
-        return _emit(args, args.func(args))
+        return _emit(args, _call_handler(args))
     log_path, temporary = _native_log(args)
     failed = True
     try:
         with console.native_output_to(log_path):
-            result = args.func(args)
+            result = _call_handler(args)
         status = _emit(args, result)
         failed = status != 0
         return status
@@ -185,12 +193,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         if os.environ.get("EDGEMNIST_DEBUG"):
             raise
-        return _fail(2, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return _fail(2, console.first_line(exc))
     except Exception as exc:  # a real failure: one line, traceback on request
         if os.environ.get("EDGEMNIST_DEBUG"):
             raise
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return _fail(1, f"{type(exc).__name__}: {first} (EDGEMNIST_DEBUG=1 shows the traceback)")
+        return _fail(1, f"{type(exc).__name__}: {console.first_line(exc, default='')} "
+                        "(EDGEMNIST_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":  # python -m edgemnist.cli: run the imported module, whose Output the handlers return

@@ -32,6 +32,22 @@ def verbose() -> bool:
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
+def first_line(exc: BaseException, default: Optional[str] = None) -> str:
+    """The first line of an exception's message: what a one-line error report shows.
+
+    Args:
+        exc: any exception.
+        default: what a blank message gives (None: the exception's type name).
+
+    Returns:
+        The message's first non-blank line, stripped, or `default`.
+    """
+    text = str(exc).strip()
+    if text:
+        return text.splitlines()[0].strip()
+    return type(exc).__name__ if default is None else default
+
+
 def _fileno(stream) -> Optional[int]:
     try:
         return stream.fileno()

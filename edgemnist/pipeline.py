@@ -258,19 +258,20 @@ def add_commands(subparsers) -> None:
         "variant, compare them side by side (report.md, report.json, plots) and generate TFLite Micro "
         "assets of the int8 model. A rerun skips stages whose inputs did not change; a killed run resumes.",
     )
-    p.add_argument("--out", default="runs/default", help="run folder (default runs/default)")
+    p.add_argument("--out", default="runs/default", help="run folder (default %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {_QUICK_TRAIN_IMAGES} training images, one epoch per stage, "
                         f"{_QUICK_TEST_IMAGES} test images")
     p.add_argument("--epochs", type=int, help="training epochs (default: edgemnist train's)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    p.add_argument("--quantizer", default="all", choices=QUANTIZER_CHOICES,
-                   help="which quantizers' variants to export (default all)")
+    p.add_argument("--quantizer", default=PipelineConfig.quantizer, choices=QUANTIZER_CHOICES,
+                   help="which quantizers' variants to export (default %(default)s)")
     p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
-    p.add_argument("--threads", type=int, default=1, help="interpreter threads when comparing (default 1)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--threads", type=int, default=PipelineConfig.threads,
+                   help="interpreter threads when comparing (default %(default)s)")
+    p.add_argument("--seed", type=int, default=PipelineConfig.seed,
                    help="random seed of every stage: training, pruning and QAT fine-tuning, calibration images "
-                   "(default 0)")
+                   "(default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stage starts, each exported variant)")
     p.set_defaults(func=_run_pipeline)
 

@@ -33,3 +33,28 @@ def test_handlers_return_output_that_cli_prints(tflite_variants, capsys):
     assert data["inputs"][0]["dtype"] == "int8"
     assert cli.main(["info", str(tflite_variants["int8"])]) == 0
     assert "DEPTHWISE_CONV_2D" in capsys.readouterr().out
+
+
+def test_handler_prints_go_to_stderr_and_stdout_holds_one_json_object(capsys, monkeypatch):
+    import json
+
+    from edgemnist import cli
+
+    def chatty(args):  # what Keras progress bars and stage lines do inside a handler
+        print("epoch 1/1: progress")
+        return cli.Output({"ok": True}, "done")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["verify", "somewhere", "--json"])
+    monkeypatch.setattr(args, "func", chatty)
+    assert cli._run(args) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"ok": True} and "epoch 1/1: progress" in err
+
+
+def test_bad_input_and_failures_are_one_line(capsys, tmp_path):
+    from edgemnist import cli
+
+    missing = tmp_path / "missing.tflite"
+    assert cli.main(["eval", str(missing)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"edgemnist: error: {missing}: no such file"]

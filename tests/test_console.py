@@ -94,3 +94,10 @@ def test_cli_keeps_a_failed_commands_log_and_names_it(tmp_path):
     assert lines[-1].startswith("edgemnist: error: ") and str(bad) in lines[-1], result.stderr
     assert len(lines) == 1, result.stderr  # bad input: its own message, not TensorFlow's start-up lines
     assert "cuda" in (out / "logs" / "export.log").read_text().lower()  # TensorFlow's lines were kept there
+
+
+def test_first_line_is_the_one_line_an_error_report_shows():
+    assert console.first_line(ValueError("model.tflite: truncated\n  at offset 12")) == "model.tflite: truncated"
+    assert console.first_line(RuntimeError("\n  converter failed  \nstack")) == "converter failed"
+    assert console.first_line(KeyError()) == "KeyError"  # a blank message names the exception's type
+    assert console.first_line(OSError(""), default="") == ""

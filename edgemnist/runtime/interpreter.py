@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgemnist.console import first_line
 from edgemnist.runtime.backend import load_backend
 from edgemnist.runtime.preflight import preflight, trusted_by_environment
 from edgemnist.runtime.tflite_info import check_tflite_file
@@ -141,7 +142,7 @@ class Runner:
                 interpreter = self.backend.interpreter_class(model_path=str(self.path), num_threads=self.num_threads)
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError, SystemError) as exc:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc)
                 raise ValueError(f"{self.path}: {self.backend.describe()} cannot load it ({first})") from None
         return interpreter
 
@@ -489,7 +490,7 @@ class Runner:
         return scores
 
     def _invoke_error(self, exc: Exception) -> ValueError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return ValueError(f"{self.path}: {self.backend.describe()} failed running it ({first})")
 
     # ------------------------------------------------------------------ raw access (benchmarks)

@@ -7,9 +7,7 @@ on the new data before, after the head and after every layer).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -131,13 +129,13 @@ def add_commands(subparsers) -> None:
     p.add_argument("--from", dest="source", required=True, help="trained model (.keras)")
     p.add_argument("--data-dir", required=True, help="the new data: IDX files or PNG class folders 0/..9/")
     p.add_argument("--out", required=True, help="output folder for model.keras and finetune.json")
-    p.add_argument("--head-epochs", type=int, default=f.head_epochs, help=f"head-only epochs (default {f.head_epochs})")
-    p.add_argument("--epochs", type=int, default=f.epochs, help=f"all-layer epochs (default {f.epochs})")
-    p.add_argument("--lr", type=float, default=f.learning_rate, help=f"head learning rate (default {f.learning_rate})")
+    p.add_argument("--head-epochs", type=int, default=f.head_epochs, help="head-only epochs (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=f.epochs, help="all-layer epochs (default %(default)s)")
+    p.add_argument("--lr", type=float, default=f.learning_rate, help="head learning rate (default %(default)s)")
     p.add_argument("--augment", action="store_true",
                    help="the training augmentation (rotations, shifts, elastic distortion) while fine-tuning")
     p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
-    p.add_argument("--seed", type=int, default=f.seed, help=f"random seed (default {f.seed})")
+    p.add_argument("--seed", type=int, default=f.seed, help="random seed (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_finetune)
 
@@ -147,7 +145,6 @@ def _run_finetune(args):
 
     config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
                             augment=args.augment, limit=args.limit, seed=args.seed)
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
+    result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
     return Output(result, f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
                           f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")

@@ -15,7 +15,6 @@ the same command is run again.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -471,6 +470,11 @@ def _int_tuple(text: str) -> tuple:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _int_text(values: tuple) -> str:
+    """(1, 2, 1, 2) -> '1,2,1,2': how _int_tuple reads it."""
+    return ",".join(str(v) for v in values)
+
+
 def add_commands(subparsers) -> None:
     """Registers `edgemnist train`."""
     d = TrainConfig()
@@ -483,42 +487,43 @@ def add_commands(subparsers) -> None:
         "summary.json.",
     )
     p.add_argument("--out", required=True, help="run folder (created; resumed if it holds a run)")
-    p.add_argument("--model", default=d.model, choices=list(MODELS), help=f"architecture (default {d.model})")
-    p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"global batch size (default {d.batch_size})")
-    p.add_argument("--lr", type=float, default=d.learning_rate, help=f"peak learning rate (default {d.learning_rate})")
+    p.add_argument("--model", default=d.model, choices=list(MODELS), help="architecture (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size (default %(default)s)")
+    p.add_argument("--lr", type=float, default=d.learning_rate, help="peak learning rate (default %(default)s)")
     p.add_argument("--patience", type=int, default=d.patience,
-                   help=f"early stopping patience in epochs (default {d.patience})")
+                   help="early stopping patience in epochs (default %(default)s)")
     p.add_argument("--no-augment", action="store_true",
                    help="train without random rotations/shifts/elastic distortion")
     p.add_argument("--rotation", type=float, default=d.rotation,
-                   help=f"augmentation: random rotation, degrees either way (default {d.rotation:g})")
+                   help="augmentation: random rotation, degrees either way (default %(default)s)")
     p.add_argument("--shift", type=float, default=d.shift,
-                   help=f"augmentation: random shift, pixels either way (default {d.shift:g})")
+                   help="augmentation: random shift, pixels either way (default %(default)s)")
     p.add_argument("--elastic", type=float, default=d.elastic,
                    help="augmentation: elastic distortion, scale of the smoothed random displacement field "
-                        f"(default {d.elastic:g}: about 0.8 px RMS; Simard et al. 2003 use 34; 0 = off)")
+                        "(default %(default)s: about 0.8 px RMS; Simard et al. 2003 use 34; 0 = off)")
     p.add_argument("--elastic-sigma", type=float, default=d.elastic_sigma,
-                   help=f"augmentation: smoothness of the elastic field, pixels (default {d.elastic_sigma:g})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+                   help="augmentation: smoothness of the elastic field, pixels (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     p.add_argument("--limit", type=int, help="use only the first N training images")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--width", type=float, default=d.model_config.width_multiplier,
-                   help="ds_cnn width multiplier (default 1.0)")
-    p.add_argument("--dilations", type=_int_tuple, default=d.model_config.dilation_rates,
-                   help="ds_cnn dilation rate per block, e.g. 1,2,1,2")
-    p.add_argument("--channels", type=_int_tuple, default=d.model_config.block_channels,
-                   help="ds_cnn pointwise channels per block (default "
-                        f"{','.join(str(c) for c in d.model_config.block_channels)}; one dilation rate each)")
+                   help="ds_cnn width multiplier (default %(default)s)")
+    # Tuple defaults as text: argparse parses a text default with `type`, and --help shows it as typed.
+    p.add_argument("--dilations", type=_int_tuple, default=_int_text(d.model_config.dilation_rates),
+                   help="ds_cnn dilation rate per block (default %(default)s)")
+    p.add_argument("--channels", type=_int_tuple, default=_int_text(d.model_config.block_channels),
+                   help="ds_cnn pointwise channels per block (default %(default)s; one dilation rate each)")
     p.add_argument("--stem-channels", type=int, default=d.model_config.stem_channels,
-                   help=f"ds_cnn stem output channels (default {d.model_config.stem_channels})")
+                   help="ds_cnn stem output channels (default %(default)s)")
     p.add_argument("--stem-kernel", type=int, default=d.model_config.stem_kernel,
-                   help=f"ds_cnn stem kernel size (default {d.model_config.stem_kernel})")
+                   help="ds_cnn stem kernel size (default %(default)s)")
     p.add_argument("--stem", default=d.model_config.stem, choices=STEMS,
                    help="ds_cnn stem: a stride-2 convolution, or 2x2 space-to-depth then a stride-1 "
-                        f"convolution (faster in int8; default {d.model_config.stem})")
+                        "convolution (faster in int8; default %(default)s)")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
-                   help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG")
+                   help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG "
+                        "(default %(default)s)")
     p.add_argument("--restart", action="store_true", help="discard an existing run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_train)
@@ -540,8 +545,7 @@ def _run_train(args):
         data_dir=args.data_dir,
     )
     verbose = 0 if args.quiet else (1 if sys.stderr.isatty() else 2)
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        summary = train(config, args.out, restart=args.restart, verbose=verbose)
+    summary = train(config, args.out, restart=args.restart, verbose=verbose)
     return Output(summary, f"test accuracy {summary['test_accuracy']:.4f} on {summary['test_n']} images; "
                   f"{summary['params']:,} parameters, {summary['macs']:,} MACs; {summary['epochs_run']} epochs "
                   f"in {summary['wall_s']:.0f} s; model: {Path(args.out) / 'model.keras'}")
