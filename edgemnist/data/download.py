@@ -22,6 +22,8 @@ from edgemnist.artifacts import cache_dir as artifacts_cache_dir
 from edgemnist.data import (SPLITS, DataError, find_idx, load_split, packaged_data_dir, read_decompressed,
                             resolve_data_dir)
 
+REQUEST_TIMEOUT_S = 60.0  # seconds per HTTP request: download_dataset's and `data download --timeout`'s default
+
 
 @dataclass(frozen=True)
 class RemoteDataset:
@@ -66,7 +68,7 @@ def download_dataset(
     name: str,
     url: Optional[str] = None,
     cache_dir: str | os.PathLike | None = None,
-    timeout: float = 60.0,
+    timeout: float = REQUEST_TIMEOUT_S,
     progress: Optional[Callable[[str], None]] = None,
 ) -> Path:
     """Downloads a data set's four IDX .gz files into the cache and verifies them.
@@ -182,7 +184,7 @@ def add_commands(subparsers) -> None:
     dl.add_argument("--url", help="base URL to fetch the .gz files from (a mirror or a local server)")
     dl.add_argument("--cache-dir", help="cache folder (default: $EDGEMNIST_CACHE, else $XDG_CACHE_HOME/edgemnist, "
                     "else ~/.cache/edgemnist)")
-    dl.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
+    dl.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT_S, help="seconds per request (default %(default)s)")
     dl.set_defaults(func=_run_download)
 
 

@@ -309,16 +309,18 @@ def add_commands(subparsers) -> None:
         "With --keras, the float Keras model on the desktop CPU or GPU instead (needs TensorFlow).",
     )
     p.add_argument("model", nargs="?", help="a .tflite file")
-    p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="untimed invokes first (default 50)")
-    p.add_argument("--runs", type=int, default=BenchConfig.runs, help="timed single-image invokes (default 1000)")
+    p.add_argument("--warmup", type=int, default=BenchConfig.warmup, help="untimed invokes first (default %(default)s)")
+    p.add_argument("--runs", type=int, default=BenchConfig.runs,
+                   help="timed single-image invokes (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=BenchConfig.batch_size,
-                   help="images per invoke for the throughput figure (default 256)")
+                   help="images per invoke for the throughput figure (default %(default)s)")
     p.add_argument("--throughput-images", type=int, default=BenchConfig.throughput_images,
-                   help="test images pushed through for the throughput figure (default 2048)")
+                   help="test images pushed through for the throughput figure (default %(default)s)")
     p.add_argument("--data-dir", help="test digits used as inputs (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    add_runtime_arguments(p, thread_sweep=True)
+    add_runtime_arguments(p, thread_sweep=True, threads=BenchConfig.threads)
     p.add_argument("--keras", metavar="MODEL", help="benchmark this float Keras model (.keras/.h5) with TensorFlow")
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="with --keras: where it runs (default cpu)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="with --keras: where it runs (default %(default)s)")
     try:
         from edgemnist.measure import remote
     except ImportError:

@@ -443,13 +443,16 @@ def add_commands(subparsers) -> None:
     p.add_argument("--reference", help="the float reference for 'agreement' (default: the first float-input model)")
     p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="use the first N test images only")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size, help="images per invoke (default 256)")
-    p.add_argument("--warmup", type=int, default=CompareConfig.warmup, help="untimed invokes per variant (default 50)")
-    p.add_argument("--runs", type=int, default=CompareConfig.runs, help="timed invokes per variant (default 1000)")
+    p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size,
+                   help="images per invoke (default %(default)s)")
+    p.add_argument("--warmup", type=int, default=CompareConfig.warmup,
+                   help="untimed invokes per variant (default %(default)s)")
+    p.add_argument("--runs", type=int, default=CompareConfig.runs,
+                   help="timed invokes per variant (default %(default)s)")
     p.add_argument("--from", dest="keras", metavar="MODEL",
                    help="the Keras model the variants were exported from: report its parameters and MACs")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    add_runtime_arguments(p)
+    add_runtime_arguments(p, threads=CompareConfig.threads)
     p.set_defaults(func=_run_compare)
 
 

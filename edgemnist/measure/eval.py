@@ -159,14 +159,16 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def add_runtime_arguments(parser, thread_sweep: bool = False) -> None:
-    """--threads and --backend, shared by eval, bench and compare (bench also takes a list: 1,2,4)."""
+def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = EvalConfig.threads) -> None:
+    """--threads and --backend, shared by eval, bench and compare (bench also takes a list: 1,2,4);
+    `threads` is the command's config default."""
     if thread_sweep:
         # kept as text: parsed by the handler, and forwarded as given by `bench --remote`
-        parser.add_argument("--threads", default="1",
-                            help="interpreter threads (default 1); a comma-separated list such as 1,2,4 sweeps them")
+        parser.add_argument("--threads", default=str(threads),
+                            help="interpreter threads (default %(default)s); a comma-separated list such as 1,2,4 "
+                            "sweeps them")
     else:
-        parser.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+        parser.add_argument("--threads", type=int, default=threads, help="interpreter threads (default %(default)s)")
     parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
                         "(default: the first installed of " + ", ".join(BACKENDS) + ")")
 
@@ -182,7 +184,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="evaluate the first N test images only")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    p.add_argument("--batch-size", type=int, default=256, help="images per invoke (default 256)")
+    p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
+                   help="images per invoke (default %(default)s)")
     add_runtime_arguments(p)
     p.set_defaults(func=_run_eval)
 

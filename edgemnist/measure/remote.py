@@ -131,17 +131,17 @@ def add_remote_arguments(parser) -> None:
         "with numpy and ai-edge-litert (or tflite-runtime).",
     )
     group.add_argument("--remote", metavar="USER@HOST", help="benchmark on this SSH destination instead of here")
-    group.add_argument("--remote-python", default="python3", metavar="PATH",
-                       help="the Python on the device (default: python3)")
+    group.add_argument("--remote-python", default=RemoteConfig.python, metavar="PATH",
+                       help="the Python on the device (default: %(default)s)")
     group.add_argument("--identity", "-i", metavar="KEY", help="SSH private key file (only this key is offered)")
     group.add_argument("--port", type=int, metavar="P", help="SSH port (default: ssh's, 22)")
     group.add_argument("--ssh-option", dest="ssh_options", action="append", default=[], metavar="KEY=VALUE",
                        help="extra ssh/scp -o option, repeatable; overrides edgemnist's defaults "
                             "(BatchMode=yes, ConnectTimeout, StrictHostKeyChecking=accept-new)")
-    group.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
-                       help="seconds to wait for the SSH connection (default: 10)")
-    group.add_argument("--remote-timeout", type=float, default=600.0, metavar="S",
-                       help="seconds the benchmark may run on the device (default: 600)")
+    group.add_argument("--connect-timeout", type=float, default=RemoteConfig.connect_timeout, metavar="S",
+                       help="seconds to wait for the SSH connection (default: %(default)s)")
+    group.add_argument("--remote-timeout", type=float, default=RemoteConfig.timeout, metavar="S",
+                       help="seconds the benchmark may run on the device (default: %(default)s)")
     parser.set_defaults(_remote_parser=parser)
 
 
