@@ -10,6 +10,15 @@ def test_python_m_edgemnist_runs_the_cli():
     assert run.returncode == 0 and "--kernels" in run.stdout
 
 
+def test_help_of_every_command_is_instant_no_tensorflow_imported():
+    code = ("import sys\nfrom edgemnist import cli\nparser = cli.build_parser()\n"
+            "for name, command in parser._subparsers._group_actions[0].choices.items():\n"
+            "    command.format_help()\n"
+            "assert 'tensorflow' not in sys.modules, 'building the parser imported TensorFlow'\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_every_command_takes_json_and_one_meaning_per_shared_flag():
     from edgemnist import cli
 

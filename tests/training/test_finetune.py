@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _helpers import run_cli
 from edgemnist.training import finetune as finetune_lib
 from edgemnist.data import packaged_data_dir
 from edgemnist.training.model import ModelConfig
@@ -56,9 +55,13 @@ def test_unknown_head_layer_is_named(tmp_path):
                               finetune_lib.FinetuneConfig(head_layers=("head",)), verbose=0)
 
 
-def test_finetune_help():
-    result = run_cli("finetune", "--help", timeout=60)
-    assert result.returncode == 0 and "--from" in result.stdout and "--seed" in result.stdout
+def test_finetune_help(capsys):
+    from edgemnist import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["finetune", "--help"])
+    help_text = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--from" in help_text and "--seed" in help_text
 
 
 @pytest.mark.slow
