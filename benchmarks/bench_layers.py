@@ -88,11 +88,11 @@ def main(argv=None) -> int:
         parser.error("give a .keras model, or --stems")
 
     from edgemnist import data
-    from edgemnist.export import convert
+    from edgemnist.export.tflite_converter import tflite_convert
     from edgemnist.runtime.machine import machine_info
     from edgemnist.runtime import load_backend, tflite_info
+    from edgemnist.training.model import load_keras_model
 
-    config = convert.ExportConfig(representative_size=200)
     representative = data.to_model_input(data.load_split("train", limit=200).images)
     image = data.to_model_input(data.load_split("test", limit=1).images)[0]
     if args.stems:
@@ -100,14 +100,14 @@ def main(argv=None) -> int:
     else:
         from edgemnist._tensorflow import keras
 
-        full = convert._load_keras(Path(args.model))
+        full = load_keras_model(args.model)
         models = {name: keras().Model(full.input, full.get_layer(name).output) for name in cut_points(full)}
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_layers_") as tmp:
         for name, model in models.items():
             row = {"up_to": name}
             for recipe, key in (("full_integer", "int8_us"), ("float32", "float32_us")):
-                tflite = convert._tflite_convert(model, recipe, config, representative)
+                tflite = tflite_convert(model, recipe, 1, representative)
                 row[key] = round(p50_us(tflite, image, args.runs, args.warmup, Path(tmp)), 2)
                 if key == "int8_us":
                     row["ops"] = list(tflite_info.read_model(tflite, name="prefix model").ops)

@@ -4,9 +4,10 @@ Usage: edgemnist export --from runs/default/model.keras --out runs/default/tflit
 
 One table (`VARIANTS`) names each variant, the file it writes, what it needs (the float
 model, a pruned or QAT model, or the float32 .tflite) and which quantizer makes it; one
-small function per quantizer does the real work. Every .tflite is exported from a
-static-batch-1 copy of the model, so dilated convolutions stay one native op (no
-SPACE_TO_BATCH_ND / BATCH_TO_SPACE_ND, whose int8 form TFLite Micro runs wrongly).
+small function per quantizer does the real work, each in its own module beside this one:
+`tflite_converter` (the TFLite converter on a static-batch-1 trace, so dilated
+convolutions stay one native op), `ai_edge` (AI Edge Quantizer), then `strip` (drops
+metadata and internal names) and `manifest` (the JSON written beside each file).
 
 Files: `<stem>_<variant>.tflite` and its manifest `<stem>_<variant>.tflite.json` (written
 after the .tflite, both atomically). Exports are deterministic: the same source model
@@ -14,24 +15,24 @@ and settings give byte-identical .tflite files.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import os
 import sys
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from edgemnist.artifacts import atomic_path, gzip_size, manifest_path, sha256_bytes, sha256_file
+from edgemnist.artifacts import atomic_path, manifest_path, sha256_bytes, sha256_file
+from edgemnist.export.ai_edge import ai_edge_quantize
+from edgemnist.export.manifest import build_manifest
+from edgemnist.export.strip import strip_model
+from edgemnist.export.tflite_converter import tflite_convert
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +154,15 @@ def _sample_training_images(data_dir: Optional[str], size: int, seed: int) -> np
     return images
 
 
-# --------------------------------------------------------------------------- TFLite converter
+# --------------------------------------------------------------------------- sources
 
 
-def _load_source(model_or_path):
-    """(Keras model, sha256 of its source, description of the source)."""
+def load_source(model_or_path):
+    """(Keras model, sha256 of its source, description of the source), loading a path once per file version.
+
+    Raises:
+        ValueError: a .tflite or not a Keras model. FileNotFoundError: no such file.
+    """
     if isinstance(model_or_path, (str, os.PathLike)):
         path = Path(model_or_path)
         if path.suffix == ".tflite":
@@ -173,25 +178,9 @@ def _load_source(model_or_path):
 @functools.lru_cache(maxsize=4)
 def _load_keras_cached(path: str, mtime_ns: int, size: int):
     """Loads once per file version: exporting every variant reuses the model (conversion never changes it)."""
-    return _load_keras(Path(path))
+    from edgemnist.training.model import load_keras_model
 
-
-def _load_keras(path: Path):
-    """Loads plain, pruned-and-stripped or QAT Keras models (QAT needs tfmot's custom objects)."""
-    from edgemnist.training import model as model_lib
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        return model_lib.load_keras_model(path)
-    except ValueError as plain_error:
-        try:
-            from edgemnist._tensorflow import import_tfmot
-
-            with import_tfmot().quantization.keras.quantize_scope():
-                return model_lib.load_keras_model(path)
-        except ValueError:
-            raise plain_error from None
+    return load_keras_model(path)
 
 
 def _keras_model_digest(model) -> str:
@@ -200,274 +189,6 @@ def _keras_model_digest(model) -> str:
     for w in model.get_weights():
         digest.update(np.ascontiguousarray(w).tobytes())
     return digest.hexdigest()
-
-
-def _concrete_function(model, batch_size: int):
-    """The model's inference function traced for a static [batch, 28, 28, 1] input named `image`.
-
-    Tracing with a fixed batch works for plain and tfmot-wrapped (QAT) models alike, where
-    rebuilding the Keras graph with a new input shape would need every custom object.
-    """
-    from edgemnist._tensorflow import import_tensorflow
-
-    tf = import_tensorflow()
-    spec = tf.TensorSpec([batch_size] + list(model.input_shape[1:]), tf.float32, name="image")
-
-    @tf.function(input_signature=[spec])
-    def serve(image):
-        return {"probabilities": model(image, training=False)}
-
-    return serve.get_concrete_function()
-
-
-def _variables_holder(model):
-    """A plain tf.Module owning the model's variables: what the converter saves beside the function.
-
-    The converter writes its input as a SavedModel first. Handed the Keras model itself, that
-    save serializes every layer's call functions, most of a conversion's time; the traced
-    function only needs its variables tracked, and the converted bytes are the same.
-    """
-    from edgemnist._tensorflow import import_tensorflow
-
-    holder = import_tensorflow().Module()
-    holder.variables_of_model = list(model.variables)
-    return holder
-
-
-def _tflite_convert(model, recipe: str, config: ExportConfig, representative) -> bytes:
-    """Runs the TFLite converter in one of its modes on a static-batch trace of `model`."""
-    from edgemnist._tensorflow import import_tensorflow
-
-    tf = import_tensorflow()
-    concrete = _concrete_function(model, config.batch_size)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], _variables_holder(model))
-    if recipe == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif recipe == "dynamic_range":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif recipe in ("full_integer", "full_integer_per_tensor"):
-        images = representative_images(config, representative)
-
-        def representative_dataset():
-            for i in range(len(images)):
-                yield [images[i : i + 1].repeat(config.batch_size, axis=0)]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-        # One weight scale per tensor instead of per output channel: each channel costs
-        # 24 bytes of scales and int64 zero points (weights and bias); bench_export.py measures the sizes.
-        converter._experimental_disable_per_channel = recipe == "full_integer_per_tensor"
-    elif recipe != "float32":
-        raise ValueError(f"unknown TFLite converter recipe {recipe!r}")
-    try:
-        return bytes(converter.convert())
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"TFLite converter failed for {model.name!r} ({recipe}): {first[:300]}") from None
-
-
-# --------------------------------------------------------------------------- AI Edge Quantizer
-
-
-def _ai_edge_quantize(float_tflite: bytes, recipe_name: str, config: ExportConfig, representative) -> bytes:
-    """Quantizes a float32 .tflite with AI Edge Quantizer (no TensorFlow involved)."""
-    try:
-        from ai_edge_quantizer import quantizer, recipe
-    except ImportError as exc:
-        from edgemnist._tensorflow import MissingExtraError
-
-        raise MissingExtraError(f"--quantizer ai-edge needs ai-edge-quantizer: pip install ai-edge-quantizer ({exc})")
-    # The quantizer prints a size summary and a progress bar on stdout; keep our output clean.
-    with tempfile.TemporaryDirectory(prefix="edgemnist-aie-") as tmp, _quiet():
-        src = Path(tmp) / "float32.tflite"
-        src.write_bytes(float_tflite)
-        qt = quantizer.Quantizer(str(src))
-        qt.load_quantization_recipe(getattr(recipe, recipe_name)())
-        calibration = None
-        if qt.need_calibration:
-            images = representative_images(config, representative)
-            signature, input_name = _signature_input(float_tflite)
-            samples = [{input_name: images[i : i + 1].repeat(config.batch_size, axis=0)} for i in range(len(images))]
-            calibration = qt.calibrate({signature: samples})
-        result = qt.quantize(calibration) if calibration is not None else qt.quantize()
-        out = Path(tmp) / "quantized.tflite"
-        result.export_model(str(out), overwrite=True)
-        return out.read_bytes()
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Silences stdout, tqdm bars and warnings of chatty third-party code."""
-    previous = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-                warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        if previous is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = previous
-
-
-def _signature_input(tflite: bytes) -> tuple[str, str]:
-    """(signature key, input name) of a one-input model's first signature."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    signatures = Interpreter(model_content=tflite).get_signature_list()
-    if not signatures:
-        raise ValueError("the float32 .tflite has no signature; AI Edge Quantizer calibration needs one")
-    key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
-
-
-# --------------------------------------------------------------------------- flatbuffer edits
-
-
-def strip_model(tflite: bytes) -> bytes:
-    """Drops what no interpreter reads: conversion metadata and internal tensor names.
-
-    The names of the input and output tensors and the signature stay (runtimes look them
-    up). Weights, quantization parameters and ops are untouched, so every output is
-    bit-identical (tests/export/test_convert.py checks it with LiteRT); `--no-strip` shows what it
-    saves. Bias quantization parameters look
-    redundant too, but LiteRT's outputs change without them, so they stay.
-    """
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(tflite), 0))
-    kept = []
-    for meta in model.metadata or []:
-        if meta.name == b"min_runtime_version":  # 16 bytes that tools print
-            kept.append(meta)
-        else:
-            model.buffers[meta.buffer].data = None
-    model.metadata = kept or None
-    model.description = None
-    for subgraph in model.subgraphs:
-        io_tensors = set(subgraph.inputs) | set(subgraph.outputs)
-        for index, tensor in enumerate(subgraph.tensors):
-            if index not in io_tensors:
-                tensor.name = None
-    return _pack_model(model, schema)
-
-
-class _AlignedBuffer:
-    """Packs a Buffer with its data 16-byte aligned, as the converter writes it (SIMD kernels read in place)."""
-
-    def __init__(self, buffer, schema):
-        self.buffer, self.schema = buffer, schema
-
-    def Pack(self, builder):
-        data = self.buffer.data
-        offset = None
-        if data is not None and len(data):
-            payload = np.asarray(data, dtype=np.uint8).tobytes()
-            builder.StartVector(1, len(payload), 16)
-            builder.head -= len(payload)
-            builder.Bytes[builder.head : builder.head + len(payload)] = payload
-            builder.vectorNumElems = len(payload)
-            offset = builder.EndVector()
-        self.schema.BufferStart(builder)
-        if offset is not None:
-            self.schema.BufferAddData(builder, offset)
-        return self.schema.BufferEnd(builder)
-
-
-def _pack_model(model, schema) -> bytes:
-    import flatbuffers
-
-    model.buffers = [_AlignedBuffer(b, schema) for b in model.buffers]
-    builder = flatbuffers.Builder(1 << 16)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-# --------------------------------------------------------------------------- manifest
-
-
-_WEIGHT_OPS = {"CONV_2D": 1, "DEPTHWISE_CONV_2D": 1, "FULLY_CONNECTED": 1}
-
-
-def weight_sparsity(tflite: bytes) -> dict:
-    """Fraction of exactly-zero weights in each conv/dense kernel of a .tflite, and overall.
-
-    Read with the one TFLite reader (runtime/tflite_info.py). Follows a DEQUANTIZE to its
-    constant (float16 weights). int4 weights are unpacked.
-    """
-    from edgemnist.runtime import tflite_info
-
-    graph = tflite_info.read_model(tflite, name="exported model").main
-    producer = {out: op for op in graph.operators for out in op.outputs}
-    layers, zeros_total, count_total = {}, 0, 0
-    for op in graph.operators:
-        if op.op not in _WEIGHT_OPS or len(op.inputs) < 2:
-            continue
-        index = op.inputs[_WEIGHT_OPS[op.op]]
-        if index in producer and producer[index].op == "DEQUANTIZE":
-            index = producer[index].inputs[0]
-        tensor = graph.tensors[index]
-        if not tensor.data or tensor.dtype not in ("float32", "float16", "int8", "uint8", "int4"):
-            continue
-        count = int(np.prod(tensor.shape))
-        if tensor.dtype == "int4":
-            packed = np.frombuffer(tensor.data, dtype=np.uint8)
-            values = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(-1)[:count]
-        else:
-            values = np.frombuffer(tensor.data, dtype=np.dtype(tensor.dtype).newbyteorder("<"))
-        zeros = int(np.count_nonzero(values == 0))
-        label = tensor.name.split(";")[0] if tensor.name else f"{op.op}#{len(layers)}"
-        layers[label] = round(zeros / max(count, 1), 4)
-        zeros_total += zeros
-        count_total += count
-    return {"overall": round(zeros_total / max(count_total, 1), 4), "layers": layers, "weights": count_total}
-
-
-def build_manifest(converted: "Converted", variant: str, settings: dict) -> dict:
-    """The manifest of one exported .tflite, as a JSON-ready dict."""
-    from edgemnist.runtime import tflite_info
-
-    tflite = converted.tflite
-    model = tflite_info.read_model(tflite, name="exported model")
-    io = tflite_info.io_tensors(model)
-    v = _variant(variant)
-    return {
-        "variant": v.name,
-        "description": v.description,
-        "quantizer": v.quantizer,
-        "recipe": v.recipe,
-        "source": converted.source,
-        "source_sha256": converted.source_sha256,
-        "sha256": sha256_bytes(tflite),
-        "bytes": len(tflite),
-        "gzip_bytes": gzip_size(tflite),
-        "inputs": io["inputs"],
-        "outputs": io["outputs"],
-        "ops": list(model.ops),
-        "sparsity": weight_sparsity(converted.unstripped),  # same weights, tensor names intact
-        "converter": _converter_versions(v.quantizer),
-        "settings": settings,
-    }
-
-
-def _converter_versions(quantizer: str) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = ("tensorflow",) if quantizer == "tflite" else ("ai-edge-quantizer", "ai-edge-litert")
-    found = {}
-    for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = None
-    name = "TFLiteConverter" if quantizer == "tflite" else "ai_edge_quantizer.Quantizer"
-    return {"name": name, "versions": found}
 
 
 # --------------------------------------------------------------------------- export
@@ -500,12 +221,14 @@ def convert_variant(model_or_path, variant: str, config: ExportConfig = ExportCo
                 raise FileNotFoundError(f"{path}: no such file")
             float_tflite, digest, source = path.read_bytes(), sha256_file(path), str(path)
         else:
-            model, digest, source = _load_source(model_or_path)
-            float_tflite = _tflite_convert(model, "float32", config, None)
-        raw = _ai_edge_quantize(float_tflite, v.recipe, config, representative)
+            model, digest, source = load_source(model_or_path)
+            float_tflite = tflite_convert(model, "float32", config.batch_size)
+        raw = ai_edge_quantize(float_tflite, v.recipe, lambda: representative_images(config, representative),
+                               config.batch_size)
     else:
-        model, digest, source = _load_source(model_or_path)
-        raw = _tflite_convert(model, v.recipe, config, representative)
+        model, digest, source = load_source(model_or_path)
+        images = representative_images(config, representative) if _is_calibrated(v) else None
+        raw = tflite_convert(model, v.recipe, config.batch_size, images)
     return Converted(strip_model(raw) if config.strip else raw, raw, digest, source)
 
 
@@ -540,7 +263,7 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
     elif representative is not None:
         settings["representative_size"] = len(representative_images(config, representative))
         settings["representative_seed"] = settings["data_dir"] = None  # the caller's own images
-    manifest = build_manifest(converted, v.name, settings)
+    manifest = build_manifest(converted, v, settings)
     out_path = Path(out_path)
     # Both files are written and fsynced first, then renamed back to back (.tflite first), so a
     # kill or a full disk never leaves a new .tflite beside an old manifest for long.
@@ -656,12 +379,12 @@ def add_commands(subparsers) -> None:
                    "plus pruned/QAT variants whose model is given)")
     p.add_argument("--quantizer", choices=QUANTIZERS + ("all",), default="tflite",
                    help="which quantizer's variants to export by default: the TFLite converter, "
-                   "AI Edge Quantizer, or both (default tflite)")
+                   "AI Edge Quantizer, or both (default %(default)s)")
     p.add_argument("--representative-size", type=int, default=ExportConfig.representative_size,
-                   help="training images that calibrate int8 ranges (default 500)")
+                   help="training images that calibrate int8 ranges (default %(default)s)")
     p.add_argument("--data-dir", help="data folder for calibration (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--seed", type=int, default=ExportConfig.representative_seed,
-                   help="picks the calibration images from the training split (default 0)")
+                   help="picks the calibration images from the training split (default %(default)s)")
     p.add_argument("--no-strip", action="store_true", help="keep conversion metadata and internal tensor names")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_export)

@@ -49,11 +49,10 @@ class DiagnoseConfig:
 
 def _debugger(model, images: np.ndarray, denylisted_nodes: Optional[list] = None):
     from edgemnist._tensorflow import import_tensorflow
-    from edgemnist.export.convert import _concrete_function, _variables_holder
+    from edgemnist.export.tflite_converter import tflite_converter
 
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model, 1)],
-                                                                _variables_holder(model))
+    converter = tflite_converter(model, batch_size=1)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def dataset():
@@ -125,9 +124,10 @@ def diagnose(model_or_path, out=None, config: DiagnoseConfig = DiagnoseConfig())
     """
     from edgemnist import data
     from edgemnist.export import convert
+    from edgemnist.export.strip import strip_model
     from edgemnist.artifacts import atomic_write_bytes, atomic_write_json
 
-    model, _, source = convert._load_source(model_or_path)
+    model, _, source = convert.load_source(model_or_path)
     images = convert.representative_images(
         convert.ExportConfig(representative_size=config.samples, representative_seed=config.seed,
                              data_dir=config.data_dir))
@@ -143,7 +143,7 @@ def diagnose(model_or_path, out=None, config: DiagnoseConfig = DiagnoseConfig())
         float_layers = [r["tensor"] for r in rows[: config.keep_float]]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            selective = convert.strip_model(_debugger(model, images, float_layers).get_nondebug_quantized_model())
+            selective = strip_model(_debugger(model, images, float_layers).get_nondebug_quantized_model())
         result["selective"] = {"bytes": len(selective), "float_layers": float_layers, "path": None}
     if config.eval_size:
         test = data.load_split("test", config.data_dir, config.eval_size)
@@ -194,11 +194,13 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("--from", dest="model", metavar="MODEL", required=True, help="the trained float model (.keras)")
     p.add_argument("--out", help="output folder for diagnose.json and selective_int8.tflite")
-    p.add_argument("--keep-float", type=int, default=0, help="keep the K worst layers in float (default 0)")
-    p.add_argument("--samples", type=int, default=DiagnoseConfig.samples, help="training images to run (default 200)")
+    p.add_argument("--keep-float", type=int, default=DiagnoseConfig.keep_float,
+                   help="keep the K worst layers in float (default %(default)s)")
+    p.add_argument("--samples", type=int, default=DiagnoseConfig.samples,
+                   help="training images to run (default %(default)s)")
     p.add_argument("--eval-size", type=int, default=DiagnoseConfig.eval_size,
-                   help="test digits for the accuracy comparison (default 1000, 0 skips)")
-    p.add_argument("--top", type=int, default=DiagnoseConfig.top, help="worst layers to print (default 5)")
+                   help="test digits for the accuracy comparison (default %(default)s, 0 skips)")
+    p.add_argument("--top", type=int, default=DiagnoseConfig.top, help="worst layers to print (default %(default)s)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.set_defaults(func=_run_diagnose)
 

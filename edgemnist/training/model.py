@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from edgemnist._tensorflow import keras
+from edgemnist.console import first_line
 
 INPUT_SHAPE = (28, 28, 1)
 STEMS = ("conv", "space_to_depth")
@@ -207,19 +208,42 @@ def build_model(name: str = "ds_cnn", config: Optional[ModelConfig] = None, batc
 
 
 def load_keras_model(path: str | os.PathLike):
-    """Loads a Keras model saved by edgemnist (.keras or .h5), with a clear error.
+    """Loads any Keras model edgemnist saves (.keras or .h5), with a clear error: the one loader.
+
+    Plain and pruned-and-stripped models load as they are; a quantization-aware trained
+    model (`edgemnist optimize`'s qat.h5, pruned_qat.h5) needs tfmot's custom objects, so
+    a model that fails to load plainly is tried once more inside tfmot's quantize scope.
+
+    Args:
+        path: the .keras or .h5 file.
+
+    Returns:
+        The uncompiled Keras model.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a Keras model file.
+        FileNotFoundError: no such file. ValueError: not a loadable Keras model file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
-    k = keras()
     try:
-        return k.models.load_model(path, compile=False)
+        return _load_uncompiled(path)
+    except ValueError as plain_error:
+        from edgemnist._tensorflow import import_tfmot
+
+        try:
+            with import_tfmot().quantization.keras.quantize_scope():
+                return _load_uncompiled(path)
+        except ValueError:
+            raise plain_error from None
+
+
+def _load_uncompiled(path: str):
+    """keras.models.load_model without compiling; any failure becomes one ValueError naming the file."""
+    try:
+        return keras().models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file; name the file instead.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ValueError(f"{path}: not a loadable Keras model ({first[:200]})") from None
 
 

@@ -15,7 +15,6 @@ convolutions stay native ops as in the other variants.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 import numpy as np
+
+from edgemnist.console import first_line
 
 # How the target sparsity is spread over the prunable kernels (PruneConfig.allocation).
 ALLOCATIONS = ("uniform", "erk")
@@ -394,7 +395,7 @@ def qat(model, train_split, config: QATConfig = QATConfig(), preserve_sparsity: 
         else:
             quantized = quantization.quantize_model(clone)
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ValueError(f"tfmot cannot quantize model {model.name!r}: {first}") from None
     _compile(quantized, config.learning_rate)
     _fit(quantized, train_split, config.epochs, config.batch_size, config.seed, verbose=verbose)
@@ -420,17 +421,6 @@ def _check_quantizable(model) -> None:
                 f"layer {layer.name!r} ({type(layer).__name__}) cannot be quantized by tfmot: it is not a "
                 "built-in Keras layer; annotate it with a tfmot QuantizeConfig or replace it"
             )
-
-
-def load_model(path: str | os.PathLike):
-    """Loads a model saved by this module (plain, pruned, or QAT with tfmot's custom objects).
-
-    Raises:
-        FileNotFoundError: no such file. ValueError: not a loadable Keras model.
-    """
-    from edgemnist.export.convert import _load_keras
-
-    return _load_keras(Path(path))
 
 
 def save_model(model, path: str | os.PathLike) -> Path:
@@ -495,10 +485,11 @@ def optimize(model_path: str | os.PathLike, out: str | os.PathLike, config: Opti
     """
     from edgemnist import data
     from edgemnist.artifacts import atomic_write_json, sha256_file
+    from edgemnist.training.model import load_keras_model
 
     do_prune, do_qat, prune_config, qat_config = config.prune, config.qat, config.prune_config, config.qat_config
     out = Path(out)
-    model = load_model(model_path)
+    model = load_keras_model(model_path)
     train_split = data.load_split("train", config.data_dir, config.limit)
     test_split = data.load_split("test", config.data_dir, config.test_limit)
     report = {
@@ -575,9 +566,9 @@ def add_commands(subparsers) -> None:
                    help=f"fine-tuning epochs of each step (default: prune {PruneConfig.epochs}, "
                    f"QAT {QATConfig.epochs})")
     p.add_argument("--batch-size", type=int, default=PruneConfig.batch_size,
-                   help=f"fine-tuning batch size of each step (default {PruneConfig.batch_size})")
+                   help="fine-tuning batch size of each step (default %(default)s)")
     p.add_argument("--seed", type=int, default=PruneConfig.seed,
-                   help=f"random seed of each step's fine-tune (default {PruneConfig.seed})")
+                   help="random seed of each step's fine-tune (default %(default)s)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--limit", type=int, help="fine-tune on the first N training examples only")
     p.add_argument("--test-limit", type=int, help="measure accuracy on the first N test examples only")
@@ -601,6 +592,5 @@ def _run_optimize(args):
         qat_config=QATConfig(**shared) if args.qat else QATConfig(),
         data_dir=args.data_dir, limit=args.limit, test_limit=args.test_limit,
     )
-    with contextlib.redirect_stdout(sys.stderr):  # progress on stderr; stdout holds only the result
-        report = optimize(args.model, args.out, config, verbose=0 if args.quiet else (1 if sys.stderr.isatty() else 2))
+    report = optimize(args.model, args.out, config, verbose=0 if args.quiet else (1 if sys.stderr.isatty() else 2))
     return Output(report, format_report(report))

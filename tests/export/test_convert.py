@@ -9,7 +9,7 @@ import pytest
 from _helpers import bare_interpreter_scores
 from edgemnist import data
 from edgemnist.export import convert
-from edgemnist.artifacts import sha256_file
+from edgemnist.artifacts import gzip_size, sha256_file
 from edgemnist.export.convert import ExportConfig
 
 CONFIG = ExportConfig(representative_size=100)
@@ -69,7 +69,7 @@ def test_manifest_matches_file(exported, trained_model_path):
         data_bytes = open(manifest["path"], "rb").read()
         assert on_disk["sha256"] == sha256_file(manifest["path"])
         assert on_disk["bytes"] == len(data_bytes)
-        assert on_disk["gzip_bytes"] == convert.gzip_size(data_bytes) < len(data_bytes)
+        assert on_disk["gzip_bytes"] == gzip_size(data_bytes) < len(data_bytes)
         assert on_disk["source_sha256"] == sha256_file(trained_model_path)
         assert on_disk["variant"] in manifest["path"]
         assert on_disk["converter"]["versions"]

@@ -63,3 +63,25 @@ def test_precise_batchnorm_sets_the_moving_statistics_to_the_data_and_keeps_the_
     moving = {id(v) for layer in model.layers if "bn" in layer.name for v in (layer.moving_mean, layer.moving_variance)}
     all_vars = model.weights
     assert changed and all(id(all_vars[i]) in moving for i in changed)  # only moving statistics moved
+
+
+def test_one_loader_reads_plain_and_qat_models_and_names_a_bad_file(tmp_path):
+    from edgemnist._tensorflow import import_tfmot, keras
+    from edgemnist.training.model import load_keras_model
+    from edgemnist.training.optimize import save_model
+
+    k = keras()
+    plain = k.Sequential([k.Input((28, 28, 1)), k.layers.Conv2D(2, 3), k.layers.Flatten(), k.layers.Dense(10)])
+    qat = import_tfmot().quantization.keras.quantize_model(plain)
+    save_model(plain, tmp_path / "plain.keras")
+    save_model(qat, tmp_path / "qat.h5")
+    image = np.random.default_rng(0).random((1, 28, 28, 1), np.float32)
+    for model, name in ((plain, "plain.keras"), (qat, "qat.h5")):
+        loaded = load_keras_model(tmp_path / name)
+        np.testing.assert_array_equal(loaded(image).numpy(), model(image).numpy())
+    assert any("quant" in layer.name for layer in load_keras_model(tmp_path / "qat.h5").layers)
+    (tmp_path / "bad.keras").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="bad.keras: not a loadable Keras model"):
+        load_keras_model(tmp_path / "bad.keras")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        load_keras_model(tmp_path / "missing.h5")
