@@ -23,6 +23,7 @@ from typing import Optional
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME as FIRMWARE_MANIFEST
 from edgemnist.artifacts import manifest_path, sha256_file
+from edgemnist.console import first_line
 from edgemnist.pipeline import STAGE_FOLDERS
 from edgemnist.pipeline import STATE_FILE as PIPELINE_FILE
 
@@ -63,7 +64,7 @@ def _load_json(check: _Check, path: Path) -> Optional[object]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        check.problem(path, "malformed", f"not readable JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        check.problem(path, "malformed", f"not readable JSON ({first_line(exc)})")
         return None
 
 
@@ -240,6 +241,36 @@ def verify(folder: str | os.PathLike) -> dict:
         "unrecorded": sorted(check.rel(p) for p in tflites if p not in check.expected),
         "problems": problems,
     }
+
+
+def check_firmware_folder(folder: str | os.PathLike) -> dict:
+    """The manifest of a firmware folder, after checking every file it lists as `verify` does.
+
+    Args:
+        folder: a folder written by `edgemnist firmware`.
+
+    Returns:
+        The parsed firmware_manifest.json.
+
+    Raises:
+        FileNotFoundError: no firmware_manifest.json in the folder.
+        ValueError: the manifest is malformed, or a listed file is missing or differs (the first named).
+    """
+    folder = Path(folder)
+    path = folder / FIRMWARE_MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: not a firmware folder (no {FIRMWARE_MANIFEST}); "
+                                "write one with `edgemnist firmware MODEL --out DIR`")
+    check = _Check(folder)
+    manifest = _load_json(check, path)
+    if manifest is not None:
+        _firmware_manifest(check, path, manifest)
+        _compare(check)
+    if check.problems:
+        first = check.problems[0]
+        raise ValueError(f"{folder / first['path']}: {first['problem']} ({first['detail']}); "
+                         "regenerate the folder with `edgemnist firmware`")
+    return manifest
 
 
 def format_result(result: dict) -> str:

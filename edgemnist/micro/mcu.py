@@ -10,77 +10,56 @@ the int8 scores of every embedded digit, whether every score equals the host's (
 reference kernels, and LiteRT's builtin kernels), flash and RAM from the ELF (arena and stack
 named), the arena actually used, and instructions per inference and per op.
 
-Instruction counts come from `-icount shift=0` (one guest instruction per nanosecond of
-virtual time) and the SysTick timer, calibrated by the firmware itself against a loop of
-known length. QEMU does not model cycles: these are instruction counts, not timings.
+The steps are modules of their own: `micro.build` (tools, TFLite Micro tree, make),
+`micro.elf` (flash and RAM), `micro.qemu` (the run, with the command line the folder's
+Makefile gives); the folder is checked against its manifest by `verify`. QEMU does not model
+cycles: the counts are instructions, not timings.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgemnist.micro import firmware
 from edgemnist._tensorflow import MissingExtraError
-from edgemnist.artifacts import CACHE_ENV, cache_dir, sha256_bytes  # noqa: F401 - CACHE_ENV: tests set it
-from edgemnist.runtime.machine import usable_cores
+from edgemnist.artifacts import CACHE_ENV, sha256_bytes  # noqa: F401 - CACHE_ENV: tests set it
+from edgemnist.micro import build as firmware_build
+from edgemnist.micro import elf, qemu
+from edgemnist.micro.build import (INSTALL_HINT, TFLM_ENV, TREE_HINT, FirmwareRunError, MissingToolError,  # noqa: F401
+                                   find_tools, resolve_tflm)
 from edgemnist.micro.check import litert_raw_outputs
+from edgemnist.micro.kernels import KERNEL_SETS
+from edgemnist.runtime.machine import usable_cores
+from edgemnist.verify import check_firmware_folder
 
-# Core -> (QEMU machine, QEMU cpu). mps2-an386 is a Cortex-M4 board, mps2-an500 a Cortex-M7 one,
-# mps3-an547 the Corstone-300 subsystem with a Cortex-M55.
-BOARDS = {
-    "cortex-m4": ("mps2-an386", "cortex-m4"),
-    "cortex-m7": ("mps2-an500", "cortex-m7"),
-    "cortex-m55": ("mps3-an547", "cortex-m55"),
-}
-KERNEL_SETS = firmware.KERNEL_SETS
-TFLM_ENV = "EDGEMNIST_TFLM"  # default for --tflm
+# The cores the firmware Makefile builds for (its CPU=); the Makefile picks each one's flags
+# and QEMU board.
+CPUS = ("cortex-m4", "cortex-m7", "cortex-m55")
 ESTIMATE_MHZ = 80  # the clock of the "at 1 instruction per cycle" estimate
-RAM_START = 0x20000000  # cortex_m/cortex_m.ld: FLASH below, RAM from here
-
-_INSTALL = ("apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib "
-            "qemu-system-arm make")
-_TREE_HINT = ("make one in a tflite-micro checkout with: python3 tensorflow/lite/micro/tools/project_generation/"
-              "create_tflm_tree.py --makefile_options=\"TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp "
-              "[OPTIMIZED_KERNEL_DIR=cmsis_nn]\" OUT")
-
-
-class MissingToolError(FileNotFoundError):
-    """A tool or source tree the build needs is not there (exit status 2)."""
-
-
-class FirmwareRunError(RuntimeError):
-    """The build failed, or the firmware hung or faulted under QEMU (exit status 1)."""
 
 
 @dataclass(frozen=True)
 class McuConfig:
     """Settings of `edgemnist mcu`."""
 
-    cpu: str = "cortex-m4"  # a key of BOARDS
+    cpu: str = "cortex-m4"  # one of CPUS
     kernels: str = "cmsis_nn"  # "reference" or "cmsis_nn": TFLite Micro's kernel set
     tflm: Optional[str] = None  # a create_tflm_tree.py tree, or a folder holding tree_<kernels>/ (default $EDGEMNIST_TFLM)
-    timeout_s: float = 300.0  # QEMU wall-clock limit; a firmware that runs longer counts as hung
+    timeout_s: Optional[float] = None  # QEMU wall-clock limit (None: QEMU_TIMEOUT of the folder's Makefile)
     jobs: int = max(1, usable_cores() or 1)  # parallel compiler processes
     build_dir: Optional[str] = None  # default: <folder>/build/<cpu>-<kernels>
     cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default artifacts.cache_dir())
 
     def __post_init__(self):
-        if self.cpu not in BOARDS:
-            raise ValueError(f"cpu must be one of {', '.join(BOARDS)}, got {self.cpu!r}")
+        if self.cpu not in CPUS:
+            raise ValueError(f"cpu must be one of {', '.join(CPUS)}, got {self.cpu!r}")
         if self.kernels not in KERNEL_SETS:
             raise ValueError(f"kernels must be one of {', '.join(KERNEL_SETS)}, got {self.kernels!r}")
-        if not 0 < float(self.timeout_s) <= 24 * 3600:
+        if self.timeout_s is not None and not 0 < float(self.timeout_s) <= 24 * 3600:
             raise ValueError(f"timeout_s must be in (0, 86400], got {self.timeout_s}")
         if int(self.jobs) < 1:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
@@ -89,73 +68,17 @@ class McuConfig:
 # --------------------------------------------------------------------------- inputs
 
 
-def find_tools() -> dict:
-    """Paths of the cross compiler, binutils, make and QEMU.
-
-    Raises:
-        MissingToolError: one is missing (the message says what to install).
-    """
-    names = {"make": "make", "gcc": "arm-none-eabi-gcc", "g++": "arm-none-eabi-g++",
-             "size": "arm-none-eabi-size", "nm": "arm-none-eabi-nm", "qemu": "qemu-system-arm"}
-    found = {key: shutil.which(name) for key, name in names.items()}
-    missing = [names[key] for key, path in found.items() if path is None]
-    if missing:
-        raise MissingToolError(f"{', '.join(missing)} not found; install them with: {_INSTALL}")
-    return found
-
-
-def resolve_tflm(tflm: Optional[str], kernels: str) -> Path:
-    """The TFLite Micro tree for a kernel set: `tflm` itself, or its `tree_<kernels>/` folder.
-
-    Raises:
-        MissingToolError: no tree given or found, or the tree lacks that kernel set.
-    """
-    given = tflm or os.environ.get(TFLM_ENV)
-    if not given:
-        raise MissingToolError(f"no TFLite Micro tree: pass --tflm DIR or set {TFLM_ENV}; {_TREE_HINT}")
-    root = Path(given).expanduser()
-    for tree in (root, root / f"tree_{kernels}"):
-        if (tree / "tensorflow" / "lite" / "micro" / "micro_interpreter.h").is_file():
-            break
-    else:
-        raise MissingToolError(f"{root}: not a TFLite Micro tree (no tensorflow/lite/micro/micro_interpreter.h, "
-                               f"nor in tree_{kernels}/); {_TREE_HINT}")
-    kernel_dir = tree / "tensorflow" / "lite" / "micro" / "kernels"
-    has_cmsis = (kernel_dir / "cmsis_nn").is_dir()
-    if kernels == "cmsis_nn" and not has_cmsis:
-        raise MissingToolError(f"{tree}: this TFLite Micro tree has no CMSIS-NN kernels "
-                               "(make it with OPTIMIZED_KERNEL_DIR=cmsis_nn)")
-    if kernels == "reference" and has_cmsis:
-        raise MissingToolError(f"{tree}: this TFLite Micro tree was made with OPTIMIZED_KERNEL_DIR=cmsis_nn; "
-                               "reference kernels need a tree made without it")
-    return tree
-
-
 def verify_folder(folder: Path) -> dict:
-    """The folder's manifest, after checking every listed file's sha256.
+    """The folder's manifest, after `verify` checked every listed file against it.
 
     Raises:
-        FileNotFoundError: not a firmware folder. ValueError: a file differs from the manifest.
+        FileNotFoundError: not a firmware folder. ValueError: a file differs from the manifest, or
+        the folder has no Cortex-M build.
     """
-    manifest_path = folder / firmware.MANIFEST_NAME
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{folder}: not a firmware folder (no {firmware.MANIFEST_NAME}); "
-                                "write one with `edgemnist firmware MODEL --out DIR`")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{manifest_path}: not a readable firmware manifest ({exc})") from None
-    if "Makefile" not in files:
+    manifest = check_firmware_folder(folder)
+    if "Makefile" not in manifest.get("files", {}):
         raise ValueError(f"{folder}: written by an older edgemnist without the Cortex-M build; "
                          "regenerate it with `edgemnist firmware`")
-    for name, entry in sorted(files.items()):
-        path = folder / name
-        if not path.is_file():
-            raise ValueError(f"{path}: missing (listed in {firmware.MANIFEST_NAME})")
-        if sha256_bytes(path.read_bytes()) != entry["sha256"]:
-            raise ValueError(f"{path}: differs from the sha256 in {firmware.MANIFEST_NAME}; "
-                             "regenerate the folder with `edgemnist firmware`")
     return manifest
 
 
@@ -181,161 +104,6 @@ def embedded_data(folder: Path, manifest: dict) -> tuple:
     return model, digits, expected
 
 
-# --------------------------------------------------------------------------- build
-
-
-def _cache_root(config: McuConfig) -> Path:
-    return Path(config.cache_dir) if config.cache_dir else cache_dir()
-
-
-def object_cache(config: McuConfig, tree: Path, makefile: bytes) -> Path:
-    """The folder for TFLite Micro objects: one per tree, core, kernel set and Makefile (its flags)."""
-    key = hashlib.sha256("\0".join([str(tree.resolve()), config.cpu, config.kernels]).encode() + makefile)
-    return _cache_root(config) / "tflm-objects" / f"{config.cpu}-{config.kernels}-{key.hexdigest()[:16]}"
-
-
-def build(folder: Path, tree: Path, config: McuConfig, tools: dict) -> dict:
-    """Runs the folder's Makefile; returns {"elf", "build_dir", "seconds", "log"}.
-
-    Raises:
-        FirmwareRunError: the compiler or linker failed (the log's tail in the message).
-    """
-    build_dir = Path(config.build_dir) if config.build_dir else folder / "build" / f"{config.cpu}-{config.kernels}"
-    cache = object_cache(config, tree, (folder / "Makefile").read_bytes())
-    build_dir.mkdir(parents=True, exist_ok=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    log = build_dir / "build.log"
-    cmd = [tools["make"], "-C", str(folder), f"-j{int(config.jobs)}", f"TFLM={tree.resolve()}", f"CPU={config.cpu}",
-           f"KERNELS={config.kernels}", f"BUILD={build_dir.resolve()}", f"OBJ_CACHE={cache}", "all"]
-    start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as fh:
-        fh.write(" ".join(cmd) + "\n")
-        fh.flush()
-        result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
-    elf = build_dir / "firmware.elf"
-    if result.returncode != 0 or not elf.is_file():
-        tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
-        raise FirmwareRunError(f"building {folder} for {config.cpu} ({config.kernels}) failed: "
-                               f"{' | '.join(tail)[-600:]} (full log: {log})")
-    return {"elf": elf, "build_dir": build_dir, "seconds": round(seconds, 2), "log": str(log)}
-
-
-_NOT_LOADED = (".debug", ".comment", ".ARM.attributes", ".stab", ".note")
-
-
-def elf_sizes(elf: Path, stem: str, tools: dict) -> dict:
-    """Flash (everything loaded from flash, .data's initial values included) and RAM (.data,
-    .bss, heap and stack) of the ELF, with the arena, stack, model and test digits named."""
-    out = subprocess.run([tools["size"], "-A", str(elf)], capture_output=True, text=True, check=True).stdout
-    sections = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit() \
-                and not parts[0].startswith(_NOT_LOADED):
-            sections[parts[0]] = (int(parts[1]), int(parts[2]))
-    flash = sum(size for size, addr in sections.values() if addr < RAM_START)
-    ram = sum(size for size, addr in sections.values() if addr >= RAM_START)
-    flash += sections.get(".data", (0, 0))[0]  # initial values live in flash
-    symbols = {}
-    nm = subprocess.run([tools["nm"], "-S", "-C", str(elf)], capture_output=True, text=True, check=True).stdout
-    for line in nm.splitlines():
-        parts = line.split()
-        if len(parts) >= 4:
-            symbols[" ".join(parts[3:])] = int(parts[1], 16)
-    arena = next((size for name, size in symbols.items() if name.endswith("tensor_arena")), None)
-    return {
-        "flash_bytes": flash,
-        "ram_bytes": ram,
-        "sections": {name: size for name, (size, _) in sorted(sections.items()) if size},
-        "arena_bytes": arena,
-        "stack_bytes": sections.get(".stack", (None, 0))[0],
-        "model_bytes": symbols.get(f"g_{stem}_model_data"),
-        "test_digit_bytes": sum(v for k, v in symbols.items()
-                                if k in (f"g_{stem}_test_digits", f"g_{stem}_test_labels", f"g_{stem}_expected_scores")),
-    }
-
-
-# --------------------------------------------------------------------------- run
-
-
-def qemu_command(elf: Path, cpu: str, qemu: str = "qemu-system-arm") -> list:
-    """The QEMU argv that runs `elf` on the board of `cpu` with semihosting and exact instruction counting.
-
-    Args:
-        elf: the firmware.
-        cpu: a key of BOARDS.
-        qemu: the qemu-system-arm program.
-    """
-    machine, qemu_cpu = BOARDS[cpu]
-    return [qemu, "-M", machine, "-cpu", qemu_cpu, "-nographic", "-monitor", "none", "-serial", "none",
-            "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
-
-
-_DIGIT = re.compile(r"digit (\d+): label (\S+), predicted (\S+), scores ([-\d ]+) \((bit-exact|MISMATCH)\)")
-_KEYS = re.compile(r"(\w+)=(\S+)")
-
-
-def parse_output(text: str) -> dict:
-    """The firmware's digit lines and `EDGEMNIST ...` lines as data."""
-    digits, invokes, ops, calibration, result, arena_used = {}, {}, {}, None, None, None
-    for line in text.splitlines():
-        line = line.strip()
-        m = _DIGIT.search(line)
-        if m:
-            digits[int(m.group(1))] = {"label": m.group(2), "predicted": m.group(3),
-                                       "scores": [int(v) for v in m.group(4).split()]}
-            continue
-        m = re.search(r"arena \d+ bytes \((\d+) used\)", line)
-        if m:
-            arena_used = int(m.group(1))
-        if not line.startswith("EDGEMNIST "):
-            continue
-        kind = line.split()[1]
-        fields = dict(_KEYS.findall(line))
-        if kind == "invoke" and "digit" in fields:
-            invokes[int(fields["digit"])] = int(fields["instructions"])
-        elif kind == "op":
-            ops[int(fields["index"])] = {"op": fields["tag"], "calls": int(fields["calls"]),
-                                         "instructions": int(fields["instructions"])}
-        elif kind == "calibration":
-            calibration = fields.get("instructions_per_tick")
-        elif kind == "result":
-            result = {"mismatches": int(fields["mismatches"])}
-    return {"digits": digits, "invokes": invokes, "ops": ops, "calibration": calibration, "result": result,
-            "arena_used": arena_used}
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(kept)[-400:] or "no output"
-
-
-def run_firmware(elf: Path, config: McuConfig, tools: dict) -> dict:
-    """Runs the ELF under QEMU; returns {"returncode", "output", "seconds", "command"}.
-
-    Raises:
-        FirmwareRunError: QEMU did not finish within the timeout, or the firmware faulted.
-    """
-    cmd = qemu_command(elf, config.cpu, tools["qemu"])
-    start = time.perf_counter()
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=config.timeout_s,
-                                stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") + (exc.stderr or b"")
-        text = out.decode(errors="replace") if isinstance(out, bytes) else out
-        raise FirmwareRunError(f"{elf}: the firmware did not finish within {config.timeout_s:g} s under "
-                               f"{' '.join(cmd[:5])}: {_tail(text)}") from None
-    output = result.stdout + result.stderr
-    if result.returncode == 3 or "EDGEMNIST FAULT" in output:
-        raise FirmwareRunError(f"{elf}: the firmware faulted under {' '.join(cmd[:5])}: {_tail(output)}")
-    if result.returncode not in (0, 1, 2):
-        raise FirmwareRunError(f"{elf}: QEMU exited with status {result.returncode}: {_tail(output)}")
-    return {"returncode": result.returncode, "output": output, "seconds": round(time.perf_counter() - start, 2),
-            "command": " ".join(cmd)}
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -356,15 +124,17 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
     tools = find_tools()
     tree = resolve_tflm(config.tflm, config.kernels)
     model, digits, expected = embedded_data(folder, manifest)
-    built = build(folder, tree, config, tools)
-    sizes = elf_sizes(built["elf"], manifest["stem"], tools)
-    ran = run_firmware(built["elf"], config, tools)
+    built = firmware_build.build(folder, tree, config.cpu, config.kernels, tools, jobs=config.jobs,
+                                 build_dir=config.build_dir, cache_dir=config.cache_dir)
+    sizes = elf.elf_sizes(built["elf"], manifest["stem"], tools)
+    qemu_argv = qemu.command(folder, config.cpu, built["build_dir"], tools, config.timeout_s)
+    ran = qemu.run_firmware(qemu_argv)
     (built["build_dir"] / "qemu.log").write_text(ran["output"], encoding="utf-8")
-    parsed = parse_output(ran["output"])
+    parsed = qemu.parse_output(ran["output"])
     n = len(expected)
     if ran["returncode"] == 2 or parsed["result"] is None or len(parsed["digits"]) != n:
         raise FirmwareRunError(f"{built['elf']}: the firmware stopped before reporting all {n} digits "
-                               f"(exit status {ran['returncode']}): {_tail(ran['output'])}")
+                               f"(exit status {ran['returncode']}): {qemu.output_tail(ran['output'])}")
     scores = np.array([parsed["digits"][i]["scores"] for i in range(n)], np.int8)
     try:
         litert = litert_raw_outputs(model, digits).astype(np.int8)
@@ -388,7 +158,7 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
         "model": manifest["model"],
         "cpu": config.cpu,
         "kernels": config.kernels,
-        "board": BOARDS[config.cpu][0],
+        "board": qemu.board(qemu_argv),
         "tflm_tree": str(tree),
         "digits": n,
         "correct": int(np.sum(predicted == np.array(labels))),
@@ -467,17 +237,18 @@ def add_commands(subparsers) -> None:
         "and report predictions, bit-exactness of every int8 score against the host, flash and RAM, and "
         "instructions per inference and per op. Exit status: 0 bit-exact, 1 mismatch, hang, fault or "
         "failed build, 2 missing toolchain, QEMU or TFLite Micro tree, or bad input.",
-        epilog=f"Needs: {_INSTALL}; a TFLite Micro tree ({_TREE_HINT}).",
+        epilog=f"Needs: {INSTALL_HINT}; a TFLite Micro tree ({TREE_HINT}).",
     )
     p.add_argument("folder", help="a firmware folder written by `edgemnist firmware`")
     p.add_argument("--tflm", default=None,
                    help=f"TFLite Micro tree (create_tflm_tree.py output), or a folder holding tree_reference/ and "
                    f"tree_cmsis_nn/ (default ${TFLM_ENV})")
-    p.add_argument("--cpu", choices=list(BOARDS), default=McuConfig.cpu, help="core (default %(default)s)")
+    p.add_argument("--cpu", choices=list(CPUS), default=McuConfig.cpu, help="core (default %(default)s)")
     p.add_argument("--kernels", choices=list(KERNEL_SETS), default=McuConfig.kernels,
                    help="TFLite Micro kernel set (default %(default)s)")
     p.add_argument("--timeout", type=float, default=McuConfig.timeout_s,
-                   help="seconds QEMU may run before the firmware counts as hung (default %(default)s)")
+                   help="seconds QEMU may run before the firmware counts as hung (default: QEMU_TIMEOUT in the "
+                   "folder's Makefile)")
     p.add_argument("--jobs", type=int, default=McuConfig.jobs, help="parallel compiles (default: all cores)")
     p.add_argument("--build-dir", default=None, help="build folder (default <folder>/build/<cpu>-<kernels>)")
     p.set_defaults(func=_run_mcu)
@@ -492,7 +263,8 @@ def _run_mcu(args):
           file=sys.stderr)
     try:
         report = run_mcu(args.folder, config)
-    except FirmwareRunError as exc:
-        print(f"edgemnist: error: {exc}", file=sys.stderr)
-        return 1
+    except FirmwareRunError as exc:  # a failed check, as a mismatch is: a result with status 1
+        failed = {"folder": str(args.folder), "cpu": config.cpu, "kernels": config.kernels, "ok": False,
+                  "error": str(exc)}
+        return Output(failed, f"FAILED: {exc}", status=1)
     return Output(report, format_report(report), status=0 if report["ok"] else 1)
