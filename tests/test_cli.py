@@ -1,4 +1,5 @@
 """The command line as a user starts it."""
+import difflib
 import subprocess
 import sys
 
@@ -67,3 +68,20 @@ def test_bad_input_and_failures_are_one_line(capsys, tmp_path):
     missing = tmp_path / "missing.tflite"
     assert cli.main(["eval", str(missing)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"edgemnist: error: {missing}: no such file"]
+
+
+def test_docs_cli_md_is_the_parser_rendered():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "tools" / "gen_cli_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_cli_docs", script)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    from edgemnist.training.train import TrainConfig
+
+    fresh = gen.render()
+    assert f"`--epochs EPOCHS` | maximum epochs (default {TrainConfig().epochs})" in fresh  # the config's default
+    committed = gen.DOC.read_text(encoding="utf-8").splitlines() if gen.DOC.is_file() else []
+    stale = [line for line in difflib.unified_diff(committed, fresh.splitlines(), lineterm="", n=0)][2:12]
+    assert not stale, f"docs/cli.md is stale: run {gen.REGENERATE}\n" + "\n".join(stale)
