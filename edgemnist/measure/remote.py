@@ -290,7 +290,7 @@ def describe_result_device(result: dict) -> str:
 def probe_device(config: RemoteConfig, make_workdir: bool = False) -> dict:
     """Describes the device as `machine.describe_device` does, with "workdir" made there when asked.
 
-    The device runs edgemnist/machine.py itself: its source goes to the device's Python on
+    The device runs edgemnist/runtime/machine.py itself: its source goes to the device's Python on
     stdin, so the probe needs no edgemnist installed there.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Tests for edgemnist/augment.py: the warp against exact references, elastic distortion, the seeded pipeline."""
+"""Tests for edgemnist/data/augment.py: the warp against exact references, elastic distortion, the seeded pipeline."""
 from __future__ import annotations
 
 import numpy as np

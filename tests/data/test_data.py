@@ -1,4 +1,4 @@
-"""Tests for edgemnist/data.py: IDX and PNG reading, errors that name the file, no TensorFlow on the device side."""
+"""Tests for edgemnist/data/__init__.py: IDX and PNG reading, errors that name the file, no TensorFlow on the device side."""
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,4 @@
-"""Tests for edgemnist/download.py: digest checks of a data folder, verified downloads from a local server."""
+"""Tests for edgemnist/data/download.py: digest checks of a data folder, verified downloads from a local server."""
 from __future__ import annotations
 
 import functools

@@ -1,4 +1,4 @@
-"""Tests for edgemnist/finetune.py: the head phase trains only the head, real transfer to Fashion-MNIST."""
+"""Tests for edgemnist/training/finetune.py: the head phase trains only the head, real transfer to Fashion-MNIST."""
 from __future__ import annotations
 
 import json

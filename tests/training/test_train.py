@@ -1,4 +1,4 @@
-"""Tests for edgemnist/train.py: real training on MNIST subsets, determinism, resume after SIGKILL,
+"""Tests for edgemnist/training/train.py: real training on MNIST subsets, determinism, resume after SIGKILL,
 multi-worker training on loopback."""
 from __future__ import annotations
 
