@@ -1,0 +1,299 @@
+"""The Python API: read digits in real images with a .tflite model, no TensorFlow needed.
+
+Usage: import edgemnist; model = edgemnist.load("model_int8.tflite"); print(model.predict("photo.jpg").digit)
+
+`load` gives a `Model`: `predict` (one image of one digit), `predict_batch` (many, one
+invoke per batch) and `predict_number` (one image of several digits, read left to
+right). Images are file paths, encoded bytes, PIL images or numpy arrays, of any size;
+each is first put into MNIST's form by `edgemnist.runtime.prepare` (unless the model was
+loaded with `prepare=False`, for input that is MNIST-shaped already), then run through
+`Runner`, which handles float and integer-input models alike.
+
+The rejection rule (docs/outputs.md): a prediction is `rejected` when no digit was found
+(nothing stands out of the paper, or ink covers too much of the frame to be a digit), or
+when the model's probability for its digit is below `min_probability`. A rejected
+prediction still carries the model's best guess when there was a digit-like input.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from edgemnist.runtime.accelerator import open_runner
+from edgemnist.runtime.prepare import ImageSource, Prepared, PrepareConfig, plain, prepare, prepare_digits
+
+# Below this probability a digit is flagged as low confidence. benchmarks/bench_predict.py
+# measures what it costs on digits and what it catches on images that hold none.
+MIN_PROBABILITY = 0.5
+LOW_CONFIDENCE = "low confidence"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's reading of one digit.
+
+    Attributes:
+        digit: the most probable digit; None when no digit was found.
+        probability: its probability (the model's softmax output); None without a digit.
+        runner_up: the second most probable digit; None without a digit.
+        runner_up_probability: its probability; None without a digit.
+        probabilities: all ten probabilities, digit 0 first; None without a digit.
+        rejected: no digit found, or the probability is under the model's min_probability.
+        reason: why it was rejected ("no digit found", "too much ink for a digit", "low
+            confidence"); None when accepted.
+        image: the uint8 28x28 image the model saw (None without a digit).
+        box: (top, left, bottom, right) of the digit in the input's pixels, when prepared.
+        inverted: the input was dark on light and was inverted.
+    """
+
+    digit: Optional[int]
+    probability: Optional[float]
+    runner_up: Optional[int]
+    runner_up_probability: Optional[float]
+    probabilities: Optional[tuple]
+    rejected: bool
+    reason: Optional[str] = None
+    image: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+    box: Optional[tuple] = None
+    inverted: bool = False
+
+    def top(self, k: int = 2) -> list:
+        """The k most probable digits as [(digit, probability)], most probable first ([] without a digit)."""
+        if self.probabilities is None:
+            return []
+        order = np.argsort(-np.asarray(self.probabilities), kind="stable")[:k]
+        return [(int(d), float(self.probabilities[d])) for d in order]
+
+    def to_json(self, top: int = 2) -> dict:
+        """The JSON object of `edgemnist predict --json` for this digit (keys: docs/outputs.md)."""
+        return {
+            "digit": self.digit,
+            "probability": _rounded(self.probability),
+            "runner_up": self.runner_up,
+            "runner_up_probability": _rounded(self.runner_up_probability),
+            "top": [{"digit": d, "probability": _rounded(p)} for d, p in self.top(top)],
+            "probabilities": None if self.probabilities is None else [_rounded(p) for p in self.probabilities],
+            "rejected": self.rejected,
+            "reason": self.reason,
+            "box": None if self.box is None else list(self.box),
+            "inverted": self.inverted,
+        }
+
+
+@dataclass(frozen=True)
+class NumberPrediction:
+    """The model's reading of a number: its digits, left to right.
+
+    Attributes:
+        number: the digits as a string ("2024"); None when no digit was found.
+        digits: one Prediction per digit, left to right.
+        probability: the product of the digits' probabilities (that every digit is right,
+            were they independent); None without digits.
+        rejected: no digit found, or any digit rejected.
+        reason: "no digit found", "too much ink for a digit", or "low confidence" (some
+            digit is); None when accepted.
+    """
+
+    number: Optional[str]
+    digits: tuple
+    probability: Optional[float]
+    rejected: bool
+    reason: Optional[str] = None
+
+    def to_json(self, top: int = 2) -> dict:
+        """The JSON object of `edgemnist predict --digits --json` for this image (keys: docs/outputs.md)."""
+        return {
+            "number": self.number,
+            "probability": _rounded(self.probability),
+            "rejected": self.rejected,
+            "reason": self.reason,
+            "digits": [d.to_json(top) for d in self.digits],
+        }
+
+
+def _rounded(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(float(value), 6)
+
+
+class Model:
+    """A .tflite digit classifier that reads real images: `predict`, `predict_batch`, `predict_number`.
+
+    Attributes:
+        runner: the underlying `Runner` or `GpuRunner` (path, backend, threads, input and output tensors).
+        prepare: whether images are put into MNIST's form first.
+        min_probability: the rejection threshold.
+        config: the preparation settings.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None,
+                 prepare: bool = True, min_probability: float = MIN_PROBABILITY,
+                 config: PrepareConfig = PrepareConfig(), trusted: Optional[bool] = None,
+                 accelerator: str = "cpu", gpu_precision: str = "fp16"):
+        """Loads a .tflite model that gives one score per digit.
+
+        Args:
+            path: the .tflite file (any exported variant: float or integer input).
+            threads: interpreter threads (>= 1).
+            backend: force one of runtime.BACKENDS; None picks the first installed.
+            prepare: put images into MNIST's form first (False: they are MNIST-shaped already:
+                white digit on black, centred; other sizes are resized to 28x28).
+            min_probability: predictions under this probability are rejected (0 keeps all).
+            config: preparation settings.
+            trusted: as for `Runner` (True skips the child-process check of the file).
+            accelerator: "cpu" (the interpreter) or "gpu" (LiteRT's GPU accelerator,
+                edgemnist.runtime.accelerator).
+            gpu_precision: with "gpu": "fp16" or "fp32".
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not a .tflite model, one that does not give 10 scores per image, or a
+                bad setting.
+            BackendNotFoundError: no interpreter package is installed.
+            AcceleratorUnavailableError: the accelerator asked for cannot run here.
+        """
+        if not 0.0 <= float(min_probability) <= 1.0:
+            raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
+        if not isinstance(config, PrepareConfig):
+            raise ValueError(f"config must be a PrepareConfig, got {type(config).__name__}")
+        self.runner = open_runner(path, accelerator, num_threads=threads, backend=backend, trusted=trusted,
+                                  gpu_precision=gpu_precision)
+        classes = int(np.prod(self.runner.output.shape[1:]))
+        if classes != 10 or tuple(self.runner.image_shape[:2]) != (28, 28):
+            raise ValueError(f"{self.runner.path}: expected a digit classifier taking 28x28 images and giving 10 "
+                             f"scores, got input {tuple(self.runner.input.shape)} and output "
+                             f"{tuple(self.runner.output.shape)}")
+        self.prepare = bool(prepare)
+        self.min_probability = float(min_probability)
+        self.config = config
+
+    @property
+    def path(self):
+        """The model file."""
+        return self.runner.path
+
+    def prepared(self, image: ImageSource) -> Prepared:
+        """The image as the model will see it (MNIST's form, or only resized with prepare=False).
+
+        Raises:
+            FileNotFoundError, ValueError: a missing, unreadable or truncated image.
+        """
+        if self.prepare:
+            return prepare(image, self.config)
+        return Prepared(plain(image))
+
+    def predict(self, image: ImageSource) -> Prediction:
+        """Reads the digit in one image.
+
+        Args:
+            image: a file path, encoded image bytes, a PIL image, or a numpy array (H, W),
+                (H, W, 3) or (H, W, 4), uint8 or float in [0, 1].
+
+        Returns:
+            Prediction.
+
+        Raises:
+            FileNotFoundError, ValueError: a missing, unreadable or truncated image.
+        """
+        ready = self.prepared(image)
+        if ready.image is None:
+            return _no_digit(ready)
+        return self._prediction(self.runner.predict_one(ready.image), ready)
+
+    def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 64) -> list:
+        """Reads the digit in each of many images, `batch_size` images per invoke.
+
+        Args:
+            images: image sources, as `predict` takes.
+            batch_size: images per invoke (>= 1).
+
+        Returns:
+            list of Prediction, in the order given.
+
+        Raises:
+            FileNotFoundError, ValueError: a missing, unreadable or truncated image (the first one).
+        """
+        ready = [self.prepared(image) for image in images]
+        found = [i for i, r in enumerate(ready) if r.image is not None]
+        results: list = [_no_digit(r) for r in ready]
+        if found:
+            scores = self.runner.predict(np.stack([ready[i].image for i in found]), batch_size=batch_size)
+            for i, row in zip(found, scores):
+                results[i] = self._prediction(row, ready[i])
+        return results
+
+    def predict_number(self, image: ImageSource) -> NumberPrediction:
+        """Reads a number: the image is cut into digits (left to right), each read on its own.
+
+        Args:
+            image: as for `predict`.
+
+        Returns:
+            NumberPrediction.
+
+        Raises:
+            FileNotFoundError, ValueError: a missing, unreadable or truncated image.
+        """
+        if not self.prepare:
+            raise ValueError("predict_number needs the preparation step (load the model with prepare=True)")
+        digits, reason, inverted = prepare_digits(image, self.config)
+        if not digits:
+            return NumberPrediction(None, (), None, True, reason)
+        predictions = tuple(self._prediction(self.runner.predict_one(d.image), d) for d in digits)
+        number = "".join(str(p.digit) for p in predictions)
+        probability = float(np.prod([p.probability for p in predictions]))
+        rejected = any(p.rejected for p in predictions)
+        return NumberPrediction(number, predictions, probability, rejected, LOW_CONFIDENCE if rejected else None)
+
+    def _prediction(self, scores: np.ndarray, ready: Prepared) -> Prediction:
+        probabilities = np.asarray(scores, dtype=np.float64).reshape(-1)
+        order = np.argsort(-probabilities, kind="stable")
+        best, second = int(order[0]), int(order[1])
+        probability = float(probabilities[best])
+        rejected = probability < self.min_probability
+        return Prediction(
+            digit=best, probability=probability, runner_up=second,
+            runner_up_probability=float(probabilities[second]),
+            probabilities=tuple(float(p) for p in probabilities),
+            rejected=rejected, reason=LOW_CONFIDENCE if rejected else None,
+            image=ready.image, box=ready.box, inverted=ready.inverted,
+        )
+
+    def __repr__(self) -> str:
+        return (f"Model({str(self.path)!r}, prepare={self.prepare}, min_probability={self.min_probability}, "
+                f"backend={self.runner.backend.describe()!r}, threads={self.runner.num_threads})")
+
+
+def _no_digit(ready: Prepared) -> Prediction:
+    return Prediction(None, None, None, None, None, True, ready.reason, None, None, ready.inverted)
+
+
+def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
+         min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
+         trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16") -> Model:
+    """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
+
+    Args:
+        path: the .tflite file.
+        threads: interpreter threads.
+        backend: force an interpreter package.
+        prepare: put images into MNIST's form first.
+        min_probability: the rejection threshold.
+        config: preparation settings.
+        trusted: as for `Runner`.
+        accelerator: "cpu" or "gpu".
+        gpu_precision: with "gpu": "fp16" or "fp32".
+
+    Returns:
+        Model.
+
+    Raises:
+        FileNotFoundError, ValueError, BackendNotFoundError, AcceleratorUnavailableError: as `Model`.
+    """
+    return Model(path, threads=threads, backend=backend, prepare=prepare, min_probability=min_probability,
+                 config=config, trusted=trusted, accelerator=accelerator, gpu_precision=gpu_precision)
+
+
+__all__: Sequence[str] = ("load", "Model", "Prediction", "NumberPrediction", "MIN_PROBABILITY")
