@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "edgemnist.measure.eval",
     "edgemnist.measure.bench",
     "edgemnist.measure.compare",
+    "edgemnist.predict",
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
     "edgemnist.pipeline",
@@ -59,7 +60,13 @@ def print_json(obj) -> None:
 
 
 def _add_json_flag(parser: argparse.ArgumentParser) -> None:
-    """Every command takes --json; cli prints the handler's Output accordingly."""
+    """Every command takes --json; cli prints the handler's Output accordingly. A command with
+    actions of its own (`data check`, `data download`) gets it on each action, where it is typed."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if actions:
+        for action_parser in actions[0].choices.values():
+            _add_json_flag(action_parser)
+        return
     if not any("--json" in action.option_strings for action in parser._actions):
         parser.add_argument("--json", action="store_true",
                             help="print the result as one JSON object instead of the table (keys: docs/outputs.md)")

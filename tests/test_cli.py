@@ -26,7 +26,10 @@ def test_every_command_takes_json_and_one_meaning_per_shared_flag():
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     flags = {name: {o for a in p._actions for o in a.option_strings} for name, p in commands.items()}
-    assert all("--json" in f for f in flags.values()), [n for n, f in flags.items() if "--json" not in f]
+    data_actions = next(a for a in commands["data"]._actions if a.dest == "data_command").choices
+    leaves = {**{n: f for n, f in flags.items() if n != "data"},
+              **{f"data {n}": {o for a in p._actions for o in a.option_strings} for n, p in data_actions.items()}}
+    assert all("--json" in f for f in leaves.values()), [n for n, f in leaves.items() if "--json" not in f]
     # --limit counts training images, --test-limit test images; the Keras input is --from everywhere.
     assert {n for n, f in flags.items() if "--limit" in f} == {"train", "finetune", "optimize"}
     assert {n for n, f in flags.items() if "--test-limit" in f} == {"optimize", "eval", "compare"}
