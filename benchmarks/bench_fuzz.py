@@ -165,8 +165,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite files, or export folders (their float32 and int8)")
-    parser.add_argument("--mutations", type=int, default=2000, help="mutated models in all (default 2000)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per preflight-cost figure (default 5)")
+    parser.add_argument("--mutations", type=int, default=2000, help="mutated models in all (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5, help="runs per preflight-cost figure (default %(default)s)")
     parser.add_argument("--json", default="benchmarks/results/fuzz.json", help="where to write the result")
     args = parser.parse_args()
     models = _models(args.models, DEFAULT_VARIANTS)

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
                         "(create_tflm_tree.py outputs; default $EDGEMNIST_TFLM)")
     parser.add_argument("--cpus", default="cortex-m4,cortex-m7,cortex-m55", help="comma-separated cores")
     parser.add_argument("--kernels", default="reference,cmsis_nn", help="comma-separated kernel sets")
-    parser.add_argument("--digits-per-class", type=int, default=10, help="embedded test digits per class (default 10)")
+    parser.add_argument("--digits-per-class", type=int, default=10, help="embedded test digits per class (default %(default)s)")
     parser.add_argument("--work-dir", default="runs/bench-mcu", help="firmware folders and builds (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="QEMU seconds per run (default %(default)s)")
     parser.add_argument("--json", default="benchmarks/results/mcu.json", help="where to write the JSON")

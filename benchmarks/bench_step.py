@@ -95,9 +95,9 @@ def depthwise_ms(height: int, channels: int, repeats: int) -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100, help="timed steps per setting (default 100)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per setting, best kept (default 3)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per depthwise form (default 30)")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per setting (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per setting, best kept (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per depthwise form (default %(default)s)")
     parser.add_argument("--json", default="benchmarks/results/step.json", help="where to write the results")
     args = parser.parse_args(argv)
 

@@ -22,12 +22,12 @@ TARGETS = {"test_accuracy_min": 0.995, "params_max": 20000, "wall_s_max": 15 * 6
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="runs/bench-train", help="run folder (default runs/bench-train)")
+    parser.add_argument("--out", default="runs/bench-train", help="run folder (default %(default)s)")
     parser.add_argument("--json", default="benchmarks/results/train.json", help="where to write the results")
     parser.add_argument("--epochs", type=int, default=TrainConfig().epochs,
-                        help=f"maximum epochs (default {TrainConfig().epochs})")
+                        help="maximum epochs (default %(default)s)")
     parser.add_argument("--seed", type=int, default=TrainConfig().seed,
-                        help="random seed: data order, augmentation and initial weights (default 0, the published run)")
+                        help="random seed: data order, augmentation and initial weights (default %(default)s, the published run)")
     parser.add_argument("--restart", action="store_true", help="train from scratch even if --out holds a run")
     args = parser.parse_args()
 
