@@ -22,9 +22,10 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
-from edgemnist.measure.eval import check_run_settings
+from edgemnist.measure.eval import check_run_settings, explicit_accelerator
 from edgemnist.runtime.machine import cpu_model, machine_info
 from edgemnist.runtime import Runner
+from edgemnist.runtime.accelerator import describe_device, open_runner
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
 
@@ -40,6 +41,8 @@ class BenchConfig:
     throughput_images: int = 2048  # images pushed through for the throughput figure
     backend: Optional[str] = None  # force one of runtime.BACKENDS
     data_dir: Optional[str] = None  # test digits used as inputs (None: shipped MNIST)
+    accelerator: str = "cpu"  # where the .tflite runs: one of runtime.accelerator.ACCELERATORS
+    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("threads", "runs", "batch_size", "throughput_images"),
@@ -105,13 +108,15 @@ def timed_calls(runner: Runner, images: list, count: int) -> np.ndarray:
 
 
 def throughput(runner: Runner, images: np.ndarray, batch_size: int, repeats: int = 3) -> dict:
-    """Batched images per second (best of `repeats` passes over `images`)."""
+    """Batched images per second (best of `repeats` passes over `images`); "batch_size" is the batch that ran
+    (1 on an accelerator that takes no batch, see GpuRunner.max_batch)."""
     runner.predict(images[:batch_size], batch_size=batch_size)  # builds and warms the batch interpreter
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         runner.predict(images, batch_size=batch_size)
         best = min(best, time.perf_counter() - start)
+    batch_size = min(batch_size, getattr(runner, "max_batch", batch_size))
     return {"batch_size": int(batch_size), "images": int(len(images)),
             "images_per_second": round(len(images) / best, 1)}
 
@@ -130,13 +135,17 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
          "pixel_call_latency_us" (the same on uint8 pixels, the device path),
          "throughput" {"batch_size", "images", "images_per_second"},
          "memory" {"peak_rss_bytes", "init_rss_delta_bytes", "overall_rss_delta_bytes"},
-         "input" {"name", "shape", "dtype", "scale", "zero_point"}, "machine" (machine_info)}.
+         "input" {"name", "shape", "dtype", "scale", "zero_point"}, "machine" (machine_info)};
+        on the GPU also "accelerator" (GpuRunner.accelerator_info), "init_ms" is its start-up
+        (model load, shader compilation, first run) and a latency includes reading the scores back.
 
     Raises:
         FileNotFoundError, ValueError: missing or malformed model.
+        AcceleratorUnavailableError: config.accelerator cannot run here.
     """
     rss_start = _current_rss_bytes()
-    runner = Runner(model_path, num_threads=config.threads, backend=config.backend)
+    runner = open_runner(model_path, config.accelerator, num_threads=config.threads, backend=config.backend,
+                         gpu_precision=config.gpu_precision)
     rss_init = _current_rss_bytes()
     split = data.load_split("test", config.data_dir, max(config.throughput_images, _BENCH_IMAGES))
     images = data.to_model_input(split.images)
@@ -174,6 +183,7 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
         },
         "input": runner.input.to_json(),
         "machine": machine_info(),
+        **({"accelerator": runner.accelerator_info()} if getattr(runner, "accelerator", "cpu") == "gpu" else {}),
     }
 
 
@@ -182,8 +192,11 @@ def format_benchmark(result: dict) -> str:
     lat = result.get("latency_us")
     lines = [f"{result['model']} on {result['machine']['cpu']} ({result['machine']['cores']} cores): "
              f"{result['backend']} {result['backend_version']}, {result['threads']} thread(s)"]
+    if result.get("accelerator"):
+        lines.append(f"on LiteRT's GPU accelerator: {describe_device(result['accelerator'])}")
     if result.get("init_ms") is not None:
-        lines.append(f"init {result['init_ms']:.1f} ms")
+        lines.append(f"{'start-up (load, shader compilation, first run)' if result.get('accelerator') else 'init'} "
+                     f"{result['init_ms']:.1f} ms")
     if lat:
         lines.append(
             f"single image, {result['runs']} runs after {result['warmup']} warm-up: "
@@ -374,7 +387,8 @@ def _run_bench(args):
 
 def _bench_once(args) -> Optional[dict]:
     config = BenchConfig(threads=int(args.threads), warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
-                         throughput_images=args.throughput_images, backend=args.backend, data_dir=args.data_dir)
+                         throughput_images=args.throughput_images, backend=args.backend, data_dir=args.data_dir,
+                         accelerator=args.accelerator, gpu_precision=args.gpu_precision)
     if getattr(args, "remote", None):
         if args.keras or not args.model:
             raise ValueError("--remote benchmarks a .tflite: give MODEL.tflite and no --keras")
@@ -384,9 +398,12 @@ def _bench_once(args) -> Optional[dict]:
     if args.keras:
         if args.model:
             raise ValueError("give either MODEL.tflite or --keras MODEL, not both")
+        if args.accelerator != "cpu":
+            raise ValueError("--accelerator applies to a .tflite; the Keras model takes --device cpu|gpu")
         return benchmark_keras(args.keras, args.device, config)
     if not args.model:
         raise ValueError("give a MODEL.tflite to benchmark (or --keras MODEL.keras)")
     if args.device != "cpu":
-        raise ValueError("--device applies to --keras only; a .tflite runs on the CPU")
-    return benchmark(args.model, config)
+        raise ValueError("--device applies to --keras only; a .tflite takes --accelerator cpu|gpu")
+    with explicit_accelerator():
+        return benchmark(args.model, config)

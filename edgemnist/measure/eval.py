@@ -7,6 +7,7 @@ Pi with only `pip install edgemnist`.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -15,6 +16,8 @@ import numpy as np
 
 from edgemnist import data
 from edgemnist.runtime import BACKENDS, Runner
+from edgemnist.runtime.accelerator import (ACCELERATORS, GPU_PRECISIONS, AcceleratorUnavailableError, describe_device,
+                                           open_runner)
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,8 @@ class EvalConfig:
     batch_size: int = 256  # images per invoke
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
+    accelerator: str = "cpu"  # where the model runs: one of runtime.accelerator.ACCELERATORS
+    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("batch_size", "threads"))
@@ -54,6 +59,11 @@ def check_run_settings(config, at_least_one: tuple = (), at_least_zero: tuple = 
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.backend is not None and config.backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
+    accelerator = getattr(config, "accelerator", "cpu")
+    if accelerator not in ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    if getattr(config, "gpu_precision", "fp16") not in GPU_PRECISIONS:
+        raise ValueError(f"gpu_precision must be one of {', '.join(GPU_PRECISIONS)}, got {config.gpu_precision!r}")
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = data.NUM_CLASSES) -> np.ndarray:
@@ -113,18 +123,25 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
         accuracy_report's keys plus "model" (path), "backend", "backend_version",
         "threads", "batch_size", "seconds" (inference only), "images_per_second",
         "dataset" ({"source", "split", "n"}); and "predictions" (uint8 array, not JSON:
-        pop it before printing).
+        pop it before printing). On the GPU also "accelerator": GpuRunner.accelerator_info
+        plus "vs_cpu" {"agreement", "max_score_diff"} (the same file on the CPU interpreter).
 
     Raises:
         FileNotFoundError, ValueError, data.DataError: missing or malformed model or data.
+        AcceleratorUnavailableError: config.accelerator cannot run here.
     """
-    runner = runner or Runner(model_path, num_threads=config.threads, backend=config.backend)
+    runner = runner or open_runner(model_path, config.accelerator, num_threads=config.threads, backend=config.backend,
+                                   gpu_precision=config.gpu_precision)
     check_digit_classifier(runner)
     if split is None:
         split = data.load_split("test", config.data_dir, config.limit)
     else:
         split = split.head(config.limit)
-    predictions, seconds = predict_classes(runner, split, config.batch_size)
+    on_gpu = getattr(runner, "accelerator", "cpu") == "gpu"
+    if on_gpu:
+        predictions, seconds, vs_cpu = _predict_against_cpu(runner, split, config)
+    else:
+        predictions, seconds = predict_classes(runner, split, config.batch_size)
     report = accuracy_report(split.labels, predictions)
     report.update(
         model=str(runner.path),
@@ -137,7 +154,22 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
         dataset={"source": split.source, "split": "test", "n": len(split)},
         predictions=predictions,
     )
+    if on_gpu:
+        report["accelerator"] = dict(runner.accelerator_info(), vs_cpu=vs_cpu)
     return report
+
+
+def _predict_against_cpu(runner, split: data.Split, config: EvalConfig) -> tuple[np.ndarray, float, dict]:
+    """A GpuRunner's predicted classes and seconds, and how its scores compare with the same file's on the CPU."""
+    images = data.to_model_input(split.images)
+    start = time.perf_counter()
+    scores = runner.predict(images, batch_size=config.batch_size)
+    seconds = time.perf_counter() - start
+    cpu = Runner(runner.path, num_threads=config.threads, backend=config.backend).predict(images, config.batch_size)
+    predictions = scores.argmax(axis=1).astype(np.uint8)
+    vs_cpu = {"agreement": float(np.mean(predictions == cpu.argmax(axis=1))),
+              "max_score_diff": float(np.abs(scores - cpu).max()) if len(scores) else None}
+    return predictions, seconds, vs_cpu
 
 
 def format_report(report: dict) -> str:
@@ -153,15 +185,21 @@ def format_report(report: dict) -> str:
     ]
     for c, row in enumerate(report["confusion_matrix"]):
         lines.append(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    gpu = report.get("accelerator")
+    if gpu:
+        lines.insert(1, f"on LiteRT's GPU accelerator: {describe_device(gpu)}; the same file on the CPU: agreement "
+                        f"{gpu['vs_cpu']['agreement']:.2%}, largest score difference {gpu['vs_cpu']['max_score_diff']:.2g}")
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
 
 
-def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = EvalConfig.threads) -> None:
-    """--threads and --backend, shared by eval, bench and compare (bench also takes a list: 1,2,4);
-    `threads` is the command's config default."""
+def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = EvalConfig.threads,
+                          accelerator_help: Optional[str] = None) -> None:
+    """--threads, --backend, --accelerator and --gpu-precision, shared by eval, bench and compare (bench also
+    takes a list of threads: 1,2,4); `threads` is the command's config default, `accelerator_help` its own
+    words for --accelerator."""
     if thread_sweep:
         # kept as text: parsed by the handler, and forwarded as given by `bench --remote`
         parser.add_argument("--threads", default=str(threads),
@@ -171,6 +209,22 @@ def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = Eva
         parser.add_argument("--threads", type=int, default=threads, help="interpreter threads (default %(default)s)")
     parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
                         "(default: the first installed of " + ", ".join(BACKENDS) + ")")
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default="cpu",
+                        help=accelerator_help or "where the .tflite runs: cpu (the interpreter) or gpu (LiteRT's GPU "
+                        "accelerator through Vulkan; needs ai-edge-litert >= 2 and a Vulkan driver) (default %(default)s)")
+    parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default="fp16",
+                        help="with --accelerator gpu: fp16 lets the GPU compute in half precision (LiteRT's default), "
+                        "fp32 enforces float32 (default %(default)s)")
+
+
+@contextlib.contextmanager
+def explicit_accelerator():
+    """An accelerator asked for on the command line that cannot run here is the user's set-up, like bad
+    input: a ValueError, so the command exits 2 with one line (what is missing, what to install)."""
+    try:
+        yield
+    except AcceleratorUnavailableError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def add_commands(subparsers) -> None:
@@ -194,7 +248,8 @@ def _run_eval(args):
     from edgemnist.cli import Output
 
     config = EvalConfig(limit=args.limit, data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads,
-                        backend=args.backend)
-    report = evaluate(args.model, config)
+                        backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision)
+    with explicit_accelerator():
+        report = evaluate(args.model, config)
     report.pop("predictions")
     return Output(report, format_report(report))

@@ -25,16 +25,19 @@ adapter and fallback lines.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -179,6 +182,30 @@ def captured_native_stderr() -> Iterator[list]:
             with contextlib.suppress(OSError):
                 os.write(2, raw)
             holder.append(raw.decode("utf-8", errors="replace"))
+
+
+def _exit_chatter_to_log() -> None:
+    """Sends what LiteRT logs at process exit (its GPU environment's teardown) to the log fd 2 points at now.
+
+    Called while a command's native output is captured: fd 2 is then that command's log file.
+    Nothing changes when fd 2 is a terminal (`--verbose`) or the hook is already in place.
+    """
+    if _DEVICE.get("exit_hook"):
+        return
+    try:
+        if not stat.S_ISREG(os.fstat(2).st_mode):
+            return
+        log_fd = os.dup(2)
+    except OSError:
+        return
+    _DEVICE["exit_hook"] = True
+
+    def redirect():
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
+            os.dup2(log_fd, 2)
+
+    atexit.register(redirect)
 
 
 def prepare_environment() -> None:
@@ -340,7 +367,10 @@ def probe_model(path: Path, precision: str) -> dict:
 
 def forget_device() -> None:
     """Forgets the chosen Vulkan driver and the probed models (for tests that change the environment)."""
+    hook = _DEVICE.get("exit_hook")
     _DEVICE.clear()
+    if hook:
+        _DEVICE["exit_hook"] = hook
     _PROBES.clear()
 
 
@@ -355,7 +385,9 @@ class _GpuInvoker:
     """
 
     def __init__(self, runner: "GpuRunner"):
-        self._runner = runner
+        # a proxy, not a reference: no cycle, so the runner and LiteRT's environment are freed (and log
+        # their teardown) as soon as the caller drops the runner, while its output is still captured
+        self._runner = weakref.proxy(runner)
 
     def set_tensor(self, index: int, array: np.ndarray) -> None:
         self._runner._write(self._runner._inputs, array)
@@ -417,6 +449,7 @@ class GpuRunner:
         if probe is not None and not probe["ok"]:
             raise ValueError(f"{self.path}: LiteRT's GPU accelerator cannot run it ({probe['error']})")
         self.device = _DEVICE["device"]
+        _exit_chatter_to_log()
         start = time.perf_counter()
         with captured_native_stderr() as log:
             try:
