@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     }
     if spec.quantized:
         # The arithmetic of the runtime's float path, on scratch buffers of the image's shape.
-        scale_inv, offset = runner._in_scale_inv, runner._in_offset  # the runtime's own constants
+        scale_inv, offset = runner._single.scale_inv, runner._single.offset  # the runtime's own constants
         limit = scale_inv.view(np.uint32)
         buffer = np.empty(floats[0].shape, np.float32)
         unsigned, bits = buffer.view(np.uint32).reshape(-1), buffer.view(np.int32)

@@ -53,10 +53,12 @@ def bare_interpreter_scores(model, images) -> "np.ndarray":
     Args:
         model: a .tflite path or its bytes.
         images: float model input in [0, 1], (N,) + the model's image shape; quantized here with
-            the interpreter's own input parameters: np.round (half to even) of x / scale + zero point.
+            the interpreter's own input parameters by the one rule (edgemnist.runtime.quantize).
     """
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
+
+    from edgemnist.runtime.quantize import dequantize, quantize
 
     source = {"model_content": bytes(model)} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
     interpreter = Interpreter(**source, num_threads=1)
@@ -67,13 +69,12 @@ def bare_interpreter_scores(model, images) -> "np.ndarray":
         x = image[np.newaxis]
         if inp["dtype"] != np.float32:
             scale, zero = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+            x = quantize(x, scale, zero, inp["dtype"])
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
         y = interpreter.get_tensor(out["index"])[0]
         if out["dtype"] != np.float32:
             scale, zero = out["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
+            y = dequantize(y, scale, zero)
         scores.append(y)
     return np.stack(scores)

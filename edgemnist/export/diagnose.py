@@ -92,6 +92,7 @@ def layer_errors(debugger) -> list:
 
 def _accuracy(tflite: bytes, split) -> float:
     from edgemnist import data
+    from edgemnist.runtime.quantize import quantize
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite)
@@ -102,7 +103,7 @@ def _accuracy(tflite: bytes, split) -> float:
         x = data.to_model_input(image[np.newaxis])
         if inp["dtype"] != np.float32:
             scale, zero = inp["quantization"]
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(inp["dtype"])
+            x = quantize(x, scale, zero, inp["dtype"])
         interpreter.set_tensor(inp["index"], x)
         interpreter.invoke()
         correct += int(np.argmax(interpreter.get_tensor(out["index"])) == label)

@@ -14,14 +14,18 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.micro.arena import import_micro
+from edgemnist.runtime.quantize import quantize_pixels
 
 MIN_LITERT_AGREEMENT = 0.9  # argmax agreement on the embedded test digits below which generation fails
 
 
 def quantize_images(images: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """uint8 images (N, 28, 28) -> int8 model input (N, 28, 28, 1) with the model's own parameters."""
-    x = images.astype(np.float32)[..., None] / np.float32(255.0)
-    return np.clip(np.rint(x / np.float32(scale)) + zero_point, -128, 127).astype(np.int8)
+    """uint8 images (N, 28, 28) -> int8 model input (N, 28, 28, 1) with the model's own parameters.
+
+    The one rule of edgemnist.runtime.quantize, as `Runner` quantizes: the firmware's test
+    digits are the inputs LiteRT was given on the host.
+    """
+    return quantize_pixels(images, scale, zero_point, np.int8)[..., None]
 
 
 def micro_predict(path: str | os.PathLike, model_input: np.ndarray, arena_size: int) -> np.ndarray:

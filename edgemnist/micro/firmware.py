@@ -102,9 +102,15 @@ TEMPLATES = Path(__file__).with_name("templates")
 CORTEX_M_DIR = "cortex_m"  # the folder's Cortex-M start-up, platform layer and linker script
 
 
+TEMPLATE_COMMENT = "{#"  # a template line starting with this is a note for maintainers, left out of the output
+
+
 def _template(name: str, **values) -> str:
-    """Template `name` of templates/ with its $placeholders filled (every one must be given)."""
-    return Template((TEMPLATES / name).read_text(encoding="utf-8")).substitute(**values)
+    """Template `name` of templates/ with its $placeholders filled (every one must be given) and its
+    `{# ... #}` comment lines dropped."""
+    lines = (TEMPLATES / name).read_text(encoding="utf-8").splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith(TEMPLATE_COMMENT))
+    return Template(text).substitute(**values)
 
 
 def _header_guard(stem: str, suffix: str) -> str:
