@@ -10,9 +10,10 @@ loaded with `prepare=False`, for input that is MNIST-shaped already), then run t
 `Runner`, which handles float and integer-input models alike.
 
 The rejection rule (docs/outputs.md): a prediction is `rejected` when no digit was found
-(nothing stands out of the paper, or ink covers too much of the frame to be a digit), or
-when the model's probability for its digit is below `min_probability`. A rejected
-prediction still carries the model's best guess when there was a digit-like input.
+(nothing stands out of the paper: no guess is made), when the prepared image holds more
+ink than MNIST's digits ever do (a blob, a texture, a photo of something else), or when
+the model's probability for its digit is below `min_probability`. The last two still
+carry the model's best guess.
 """
 from __future__ import annotations
 
@@ -93,8 +94,7 @@ class NumberPrediction:
         probability: the product of the digits' probabilities (that every digit is right,
             were they independent); None without digits.
         rejected: no digit found, or any digit rejected.
-        reason: "no digit found", "too much ink for a digit", or "low confidence" (some
-            digit is); None when accepted.
+        reason: "no digit found", or the first rejected digit's reason; None when accepted.
     """
 
     number: Optional[str]
@@ -244,20 +244,20 @@ class Model:
         predictions = tuple(self._prediction(self.runner.predict_one(d.image), d) for d in digits)
         number = "".join(str(p.digit) for p in predictions)
         probability = float(np.prod([p.probability for p in predictions]))
-        rejected = any(p.rejected for p in predictions)
-        return NumberPrediction(number, predictions, probability, rejected, LOW_CONFIDENCE if rejected else None)
+        reasons = [p.reason for p in predictions if p.rejected]
+        return NumberPrediction(number, predictions, probability, bool(reasons), reasons[0] if reasons else None)
 
     def _prediction(self, scores: np.ndarray, ready: Prepared) -> Prediction:
         probabilities = np.asarray(scores, dtype=np.float64).reshape(-1)
         order = np.argsort(-probabilities, kind="stable")
         best, second = int(order[0]), int(order[1])
         probability = float(probabilities[best])
-        rejected = probability < self.min_probability
+        reason = ready.reason or (LOW_CONFIDENCE if probability < self.min_probability else None)
         return Prediction(
             digit=best, probability=probability, runner_up=second,
             runner_up_probability=float(probabilities[second]),
             probabilities=tuple(float(p) for p in probabilities),
-            rejected=rejected, reason=LOW_CONFIDENCE if rejected else None,
+            rejected=reason is not None, reason=reason,
             image=ready.image, box=ready.box, inverted=ready.inverted,
         )
 

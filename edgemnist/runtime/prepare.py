@@ -60,7 +60,7 @@ class PrepareConfig:
     min_contrast: float = 0.08  # ink must differ from the paper by this share of full scale, else no digit
     noise_factor: float = 4.0  # ink threshold: this many robust standard deviations of the paper's noise ...
     ink_fraction: float = 0.3  # ... or this share of the strongest ink, whichever is higher
-    max_ink_area: float = 0.3  # ink over more of the frame than this is not a digit (a photo of something else)
+    max_ink: float = 0.35  # a prepared image brighter than this on average is not a digit (MNIST's 99.99th percentile: 0.34)
     speck_fraction: float = 0.05  # components smaller than this share of the largest are dropped ...
     speck_distance: float = 0.25  # ... unless within this share of the digit's size from it
 
@@ -69,7 +69,7 @@ class PrepareConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < FIELD:
                 raise ValueError(f"{name} must be an integer >= {FIELD}, got {value!r}")
-        for name in ("min_contrast", "ink_fraction", "max_ink_area", "speck_fraction"):
+        for name in ("min_contrast", "ink_fraction", "max_ink", "speck_fraction"):
             value = getattr(self, name)
             if not 0.0 < float(value) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
@@ -83,8 +83,9 @@ class Prepared:
     """One digit in MNIST's form, or why there is none.
 
     Attributes:
-        image: uint8 (28, 28), white digit on black; None when `reason` says no digit.
-        reason: None, or why the image holds no digit (NO_DIGIT, TOO_MUCH_INK).
+        image: uint8 (28, 28), white digit on black; None when no digit was found.
+        reason: None, or why this is not taken for a digit: NO_DIGIT (no image), or
+            TOO_MUCH_INK (the image is given: a blob, a texture, a photo of something else).
         inverted: the input was dark ink on light paper (and was inverted).
         box: (top, left, bottom, right) of the digit in the input's pixels, bottom and right
             exclusive; None without a digit.
@@ -353,22 +354,23 @@ def _paper(grey: np.ndarray) -> np.ndarray:
     gh, gw = height // by, width // bx
     blocks = grey[:gh * by, :gw * bx].reshape(gh, by, gw, bx).sum(axis=(1, 3)) * (1.0 / (by * bx))
     values = blocks.reshape(-1).astype(np.float64)
+    # From the median up: a level, then a plane, then the quadratic, each fitted to the blocks
+    # the previous one explained. Started from a least-squares quadratic instead, a digit that
+    # fills much of the frame (a 0 in MNIST's 28x28) pulls the surface onto itself.
+    fitted = np.full(values.shape, float(np.median(values)))
     keep = np.ones(values.shape[0], bool)
-    for _ in range(4):
-        if keep.sum() < 6:
-            break
-        coef = _least_squares(design[keep], values[keep])
-        residual = values - design @ coef
-        kept = np.abs(residual[keep])
+    coef = np.zeros(6)
+    coef[0] = fitted[0]
+    for terms in (0, 3, 6, 6):
+        residual = np.abs(values - fitted)
+        kept = residual[keep]
         spread = max(1.4826 * float(np.partition(kept, kept.size // 2)[kept.size // 2]), 1.0 / 255.0)
-        new_keep = np.abs(residual) <= 2.5 * spread
-        if np.array_equal(new_keep, keep):
-            break
-        keep = new_keep
-    else:
-        coef = _least_squares(design[keep], values[keep])
-    if keep.sum() < 6:
-        return np.full(grey.shape, float(np.median(values)), np.float32)
+        keep = residual <= 2.5 * spread
+        if terms == 0 or keep.sum() < 2 * terms:
+            continue
+        coef = np.zeros(6)
+        coef[:terms] = _least_squares(design[keep, :terms], values[keep])
+        fitted = design @ coef
     c = coef.astype(np.float32)
     surface = np.multiply.outer(c[5] * y, x)
     surface += (c[0] + c[1] * y + c[3] * y * y)[:, None]
@@ -514,9 +516,9 @@ def prepare(source: ImageSource, config: PrepareConfig = PrepareConfig()) -> Pre
         config: preparation settings.
 
     Returns:
-        Prepared: the 28x28 image, or None with the reason (NO_DIGIT when nothing stands
-        out of the paper, TOO_MUCH_INK when the ink covers more than `max_ink_area` of
-        the frame).
+        Prepared: the 28x28 image, or None with reason NO_DIGIT when nothing stands out of
+        the paper; reason TOO_MUCH_INK when the prepared image holds more ink than MNIST's
+        digits do (`max_ink`).
 
     Raises:
         FileNotFoundError, ValueError: as `read_grey`.
@@ -525,14 +527,15 @@ def prepare(source: ImageSource, config: PrepareConfig = PrepareConfig()) -> Pre
     if found.reason is not None or not len(found.components):
         return Prepared(None, NO_DIGIT, found.inverted)
     keep = _select(found.components, config)
-    comps = found.components
-    if comps.areas[keep].sum() > config.max_ink_area * found.mask.size:
-        return Prepared(None, TOO_MUCH_INK, found.inverted)
     keep_mask = np.isin(found.components.labels, keep + 1)
-    boxes = comps.boxes[keep]
+    boxes = found.components.boxes[keep]
     box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
-    image = to_mnist(_digit_ink(found, keep_mask, box))
-    return Prepared(image, None, found.inverted, _original_box(box, found.scale))
+    return _prepared(to_mnist(_digit_ink(found, keep_mask, box)), found, box, config)
+
+
+def _prepared(image: np.ndarray, found: _Ink, box: tuple, config: PrepareConfig) -> Prepared:
+    reason = TOO_MUCH_INK if float(image.mean()) > config.max_ink * 255.0 else None
+    return Prepared(image, reason, found.inverted, _original_box(box, found.scale))
 
 
 def prepare_digits(source: ImageSource, config: PrepareConfig = PrepareConfig()) -> tuple[list, Optional[str], bool]:
@@ -543,8 +546,8 @@ def prepare_digits(source: ImageSource, config: PrepareConfig = PrepareConfig())
         config: preparation settings.
 
     Returns:
-        (digits, reason, inverted): a list of Prepared (one per digit, each with its box),
-        empty with the reason (NO_DIGIT, TOO_MUCH_INK) when there is none.
+        (digits, reason, inverted): a list of Prepared (one per digit, each with its box
+        and its own reason), or an empty list and NO_DIGIT.
 
     Raises:
         FileNotFoundError, ValueError: as `read_grey`.
@@ -553,8 +556,6 @@ def prepare_digits(source: ImageSource, config: PrepareConfig = PrepareConfig())
     comps = found.components
     if found.reason is not None or not len(comps):
         return [], NO_DIGIT, found.inverted
-    if comps.areas.sum() > config.max_ink_area * found.mask.size:
-        return [], TOO_MUCH_INK, found.inverted
     digits = []
     for members, (left, right) in split_into_digits(comps, found.ink.shape[0]):
         keep_mask = np.isin(comps.labels[:, left:right], members + 1)
@@ -565,8 +566,7 @@ def prepare_digits(source: ImageSource, config: PrepareConfig = PrepareConfig())
         box = (int(rows[0]), left + int(cols[0]), int(rows[-1]) + 1, left + int(cols[-1]) + 1)
         full = np.zeros(comps.labels.shape, bool)
         full[:, left:right] = keep_mask
-        digits.append(Prepared(to_mnist(_digit_ink(found, full, box)), None, found.inverted,
-                               _original_box(box, found.scale)))
+        digits.append(_prepared(to_mnist(_digit_ink(found, full, box)), found, box, config))
     if not digits:
         return [], NO_DIGIT, found.inverted
     return digits, None, found.inverted
