@@ -33,6 +33,7 @@ from edgemnist.measure.bench import latency_percentiles, timed_invokes
 from edgemnist.measure.eval import check_digit_classifier, check_run_settings, confusion_matrix
 from edgemnist.runtime.machine import machine_info
 from edgemnist.runtime import Runner
+from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class CompareConfig:
     runs: int = 1000  # timed single-image invokes per variant
     keras: Optional[str] = None  # the Keras model the variants came from: params and MACs (needs TensorFlow)
     plots: bool = True  # write PNG plots (needs matplotlib; skipped with a note when missing)
+    accelerator: str = "cpu"  # "gpu": every variant also on LiteRT's GPU accelerator, beside the CPU
+    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("threads", "batch_size", "runs"), at_least_zero=("warmup",))
@@ -181,7 +184,8 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
     split = data.load_split("test", config.data_dir, config.limit)
     images = data.to_model_input(split.images)
 
-    predictions = [r.predict(images, batch_size=config.batch_size).argmax(axis=1) for r in runners]
+    scores = [r.predict(images, batch_size=config.batch_size) for r in runners]
+    predictions = [s.argmax(axis=1) for s in scores]
     ref = _pick_reference(paths, runners, config.reference)
     timing_images = images[: min(256, len(images))]
     latencies = interleaved_latency(
@@ -208,6 +212,8 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
         "dataset": {"source": split.source, "split": "test", "n": len(split)},
         "machine": machine_info(),
     }
+    if config.accelerator == "gpu":
+        report["accelerators"] = {"gpu": compare_on_gpu(paths, variants, images, split.labels, scores, ref, config)}
 
     out_dir = Path(out_dir)
     int8 = _pick_int8(runners, manifests, ref)
@@ -217,6 +223,73 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
     atomic_write_json(out_dir / "report.json", report)
     atomic_write_text(out_dir / "report.md", markdown_report(report, plots, variants[ref]["name"]))
     return report
+
+
+def compare_on_gpu(paths: list, variants: list, images: np.ndarray, labels: np.ndarray, cpu_scores: list, ref: int,
+                   config: CompareConfig) -> dict:
+    """Runs every variant on LiteRT's GPU accelerator too and adds a "gpu" entry to each of `variants`.
+
+    Each entry: {"accuracy", "agreement" (with the float reference on the CPU), "cpu_agreement"
+    and "max_score_diff" (with the same file on the CPU), "latency_us" (timed runs interleaved
+    across the GPU variants, reading the scores back), "startup_ms", "fully_accelerated",
+    "gpu_ops", "cpu_ops", "fallback_ops"}, or {"error"} for a variant the accelerator cannot run.
+
+    Returns:
+        {"available": True, the device and precision (GpuRunner.accelerator_info's device keys)},
+        or {"available": False, "reason"} where no GPU accelerator can run here: the report says
+        so instead of failing.
+    """
+    runners, kept = [], []
+    for i, path in enumerate(paths):
+        try:
+            runner = GpuRunner(path, precision=config.gpu_precision, num_threads=config.threads, backend=config.backend)
+        except AcceleratorUnavailableError as exc:
+            log.info("gpu: not available (%s)", exc.reason)
+            return {"available": False, "reason": exc.reason}
+        except ValueError as exc:
+            variants[i]["gpu"] = {"error": str(exc)}
+            continue
+        runners.append(runner)
+        kept.append(i)
+    if not runners:
+        return {"available": True, "precision": config.gpu_precision}
+    timing_images = images[: min(256, len(images))]
+    latencies = interleaved_latency(
+        runners, [[np.ascontiguousarray(r.quantize_input(img[np.newaxis])) for img in timing_images] for r in runners],
+        config)
+    for i, runner, latency in zip(kept, runners, latencies):
+        gpu_scores = runner.predict(images, batch_size=config.batch_size)
+        predicted = gpu_scores.argmax(axis=1)
+        info = runner.accelerator_info()
+        variants[i]["gpu"] = {
+            "accuracy": float(np.mean(predicted == labels)),
+            "agreement": float(np.mean(predicted == cpu_scores[ref].argmax(axis=1))),
+            "cpu_agreement": float(np.mean(predicted == cpu_scores[i].argmax(axis=1))),
+            "max_score_diff": float(np.abs(gpu_scores - cpu_scores[i]).max()),
+            "latency_us": latency,
+            "startup_ms": info["startup_ms"],
+            "fully_accelerated": info["fully_accelerated"],
+            "gpu_ops": info["gpu_ops"],
+            "cpu_ops": info["cpu_ops"],
+            "fallback_ops": info["fallback_ops"],
+        }
+    device = {k: v for k, v in runners[0].accelerator_info().items()
+              if k in ("adapter", "vendor", "backend", "adapter_type", "software", "vulkan_icd", "precision", "max_batch")}
+    return {"available": True, **device}
+
+
+def gpu_status_line(report: dict) -> Optional[str]:
+    """"gpu: not available (reason)" or "gpu: <adapter> ...", for reports asked to include the GPU; else None."""
+    gpu = (report.get("accelerators") or {}).get("gpu")
+    if gpu is None:
+        return None
+    if not gpu.get("available"):
+        return f"gpu: not available ({gpu.get('reason')})"
+    if not gpu.get("adapter"):
+        return "gpu: no variant ran on the GPU accelerator (see each variant's error)"
+    kind = "software: a CPU emulating a GPU, its latency is not a GPU's" if gpu.get("software") else gpu.get(
+        "adapter_type")
+    return f"gpu: {gpu['adapter']} ({kind}), {gpu.get('backend')} through LiteRT's WebGPU accelerator, {gpu['precision']}"
 
 
 # --------------------------------------------------------------------------- tables
@@ -263,12 +336,38 @@ def _cells(row: dict) -> list:
 
 
 TABLE_HEADER = ["variant", "bytes", "gzip bytes", "accuracy", "agreement", "p50 us", "p99 us"]
+# Columns added when the variants also ran on the GPU accelerator (CPU and GPU side by side).
+GPU_HEADER = ["GPU accuracy", "GPU = CPU", "GPU max diff", "GPU p50 us", "GPU start ms", "GPU ops"]
+
+
+def _gpu_cells(row: dict) -> list:
+    gpu = row.get("gpu")
+    if not gpu:
+        return ["-"] * len(GPU_HEADER)
+    if gpu.get("error"):
+        return ["failed"] + ["-"] * (len(GPU_HEADER) - 1)
+    if gpu["fully_accelerated"]:
+        ops = "all on GPU"
+    elif gpu.get("cpu_ops") is not None and gpu.get("gpu_ops") is not None:
+        ops = f"{gpu['cpu_ops']}/{gpu['cpu_ops'] + gpu['gpu_ops']} on CPU"
+    else:
+        ops = "some on CPU"
+    return [f"{gpu['accuracy']:.2%}", f"{gpu['cpu_agreement']:.2%}", f"{gpu['max_score_diff']:.2g}",
+            f"{gpu['latency_us']['p50']:.1f}", f"{gpu['startup_ms']:.0f}", ops]
+
+
+def _header_and_cells(rows: Sequence[dict]) -> tuple[list, list]:
+    if any("gpu" in r for r in rows):
+        return TABLE_HEADER + GPU_HEADER, [_cells(r) + _gpu_cells(r) for r in rows]
+    return TABLE_HEADER, [_cells(r) for r in rows]
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """A plain-text table of variant rows (report.json variants or `row_from_bench` rows)."""
-    cells = [TABLE_HEADER] + [_cells(r) for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(TABLE_HEADER))]
+    """A plain-text table of variant rows (report.json variants or `row_from_bench` rows); GPU columns
+    beside the CPU's when the rows carry "gpu" entries."""
+    header, body = _header_and_cells(rows)
+    cells = [header] + body
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines = ["  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(c)))
              for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -277,8 +376,9 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def markdown_table(rows: Sequence[dict]) -> str:
     """The same table in Markdown."""
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" + "---:|" * (len(TABLE_HEADER) - 1)]
-    lines += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
+    header, body = _header_and_cells(rows)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
 
 
@@ -299,13 +399,18 @@ def markdown_report(report: dict, plots: dict, reference_name: str) -> str:
         f"{'/'.join(map(str, threads))} thread(s); timed runs interleaved across variants.",
         f"- **Machine:** {m['cpu']} ({m['cores']} cores, {m['machine']}), {m['system']}, Python {m['python']}.",
     ]
+    gpu_line = gpu_status_line(report)
+    if gpu_line:
+        lines.append(f"- **GPU:** {gpu_line.removeprefix('gpu: ')}. GPU columns: accuracy, agreement with the "
+                     "same file on the CPU, largest score difference from it, p50 latency (scores read back), "
+                     "start-up (load, shader compilation, first run), ops left to the CPU.")
     if model.get("params") is not None or model.get("macs") is not None:
         params = "?" if model.get("params") is None else f"{model['params']:,}"
         macs = "?" if model.get("macs") is None else f"{model['macs']:,}"
         lines.append(f"- **Model:** {params} parameters, {macs} multiply-accumulates per image.")
     titles = {
         "accuracy_vs_size": "Accuracy against file size",
-        "latency": "Latency per variant (p50 bar, p90 whisker)",
+        "latency": "Latency per variant (p50 bar, p90 whisker, log scale)",
         "confusion": "Confusion matrices: float reference and int8",
         "disagreements": "Test digits where float and int8 disagree",
     }
@@ -345,6 +450,52 @@ def accuracy_vs_size_figure(variants: Sequence[dict], n: int):
     return fig
 
 
+def latency_figure(variants: Sequence[dict], report: dict):
+    """p50 bars with p90 whiskers per variant, on a log axis, CPU and (when measured) GPU side by side.
+
+    A log axis keeps every bar readable when one variant is many times slower than the rest,
+    and each value is written just past its whisker, never inside a bar that may be a sliver.
+    p90, not p99: on a shared machine one preempted run makes p99 dwarf every bar (p99 is in the table).
+    """
+    import matplotlib.pyplot as plt
+
+    series = [("CPU", "#4C72B0", [v["latency_us"] for v in variants])]
+    if any((v.get("gpu") or {}).get("latency_us") for v in variants):
+        series.append(("GPU", "#DD8452", [(v.get("gpu") or {}).get("latency_us") for v in variants]))
+    height = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(7.5, (0.3 + 0.25 * len(series)) * len(variants) + 1.4))
+    largest = 0.0
+    for k, (label, color, latencies) in enumerate(series):
+        y = np.arange(len(variants)) + (k - (len(series) - 1) / 2) * height
+        shown = [(yi, lat["p50"], max(lat["p90"], lat["p50"])) for yi, lat in zip(y, latencies) if lat]
+        if not shown:
+            continue
+        ys, p50, p90 = (np.array(column) for column in zip(*shown))
+        ax.barh(ys, p50, height * 0.9, color=color, label=label)
+        ax.errorbar(p50, ys, xerr=[np.zeros_like(p50), p90 - p50], fmt="none", ecolor="black", capsize=2, lw=0.8)
+        for yi, value, end in zip(ys, p50, p90):
+            ax.text(end * 1.08, yi, f"{value:,.0f}" if value >= 10 else f"{value:.1f}", va="center", ha="left",
+                    fontsize=7)
+        largest = max(largest, float(p90.max()))
+    if len(series) > 1:
+        for i, v in enumerate(variants):
+            if (v.get("gpu") or {}).get("error"):
+                ax.text(0.01, i + height / 2, "GPU: failed (see report.json)", transform=ax.get_yaxis_transform(),
+                        va="center", ha="left", fontsize=7, color="#DD8452")
+    ax.set_xscale("log")
+    ax.set_xlim(right=largest * 3)  # room for the labels past the longest whisker
+    ax.set_yticks(np.arange(len(variants)), [v["name"] for v in variants], fontsize=8)
+    ax.invert_yaxis()
+    cpu = f"CPU: {variants[0]['backend']}, {variants[0]['threads']} thread(s)"
+    gpu_line = gpu_status_line(report) if len(series) > 1 else None
+    ax.set_xlabel(f"single-image latency (us, log scale), p50 bar, p90 whisker\n{cpu}"
+                  + (f"\n{gpu_line}" if gpu_line else ""), fontsize=8)
+    if len(series) > 1:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    return fig
+
+
 def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: list, ref: int,
                 int8: Optional[int]) -> dict:
     """Writes the PNG plots; returns {plot key: file name} of those written (empty without matplotlib)."""
@@ -365,19 +516,7 @@ def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: lis
     plt.close(fig)
     written["accuracy_vs_size"] = PLOT_FILES["accuracy_vs_size"]
 
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(variants) + 1.2))
-    p50 = np.array([v["latency_us"]["p50"] for v in variants])
-    p90 = np.array([v["latency_us"]["p90"] for v in variants])
-    y = np.arange(len(variants))
-    ax.barh(y, p50, color="#4C72B0")
-    # p90, not p99: on a shared machine one preempted run makes p99 dwarf every bar (p99 is in the table)
-    ax.errorbar(p50, y, xerr=[np.zeros_like(p50), np.maximum(p90 - p50, 0)], fmt="none", ecolor="black", capsize=3)
-    for yi, value in zip(y, p50):
-        ax.text(value, yi, f"{value:.0f} ", va="center", ha="right", fontsize=7, color="white")
-    ax.set_yticks(y, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"single-image latency (us), {variants[0]['backend']}, {variants[0]['threads']} thread(s)")
-    ax.grid(axis="x", alpha=0.3)
+    fig = latency_figure(variants, report)
     save_png(fig, out_dir / PLOT_FILES["latency"])
     plt.close(fig)
     written["latency"] = PLOT_FILES["latency"]
@@ -452,7 +591,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--from", dest="keras", metavar="MODEL",
                    help="the Keras model the variants were exported from: report its parameters and MACs")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    add_runtime_arguments(p, threads=CompareConfig.threads)
+    add_runtime_arguments(p, threads=CompareConfig.threads, accelerator_help=(
+        "cpu: the interpreter; gpu: every variant also on LiteRT's GPU accelerator, beside the CPU in one table and "
+        "plot (without a usable GPU the report says 'gpu: not available (reason)') (default %(default)s)"))
     p.set_defaults(func=_run_compare)
 
 
@@ -470,9 +611,12 @@ def _run_compare(args):
 
     config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, threads=args.threads,
                            backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
-                           keras=args.keras, plots=not args.no_plots)
+                           keras=args.keras, plots=not args.no_plots, accelerator=args.accelerator,
+                           gpu_precision=args.gpu_precision)
     report = compare(args.models, args.out, config)
-    return Output(report, f"{format_table(report['variants'])}\nwrote {Path(args.out) / 'report.md'} and report.json")
+    gpu_line = gpu_status_line(report)
+    return Output(report, f"{format_table(report['variants'])}\n" + (f"{gpu_line}\n" if gpu_line else "")
+                  + f"wrote {Path(args.out) / 'report.md'} and report.json")
 
 
 def _run_compare_devices(args):
