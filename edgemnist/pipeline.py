@@ -51,6 +51,7 @@ class PipelineConfig:
     quantizer: str = "all"  # export variants of "tflite", "ai-edge" or "all" quantizers
     firmware: bool = True  # generate TFLite Micro assets of the int8 model (int8_per_tensor: smallest flash)
     threads: int = 1  # interpreter threads when comparing
+    accelerator: str = "cpu"  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
 
     def __post_init__(self):
         if self.epochs is not None and self.epochs < 1:
@@ -59,6 +60,8 @@ class PipelineConfig:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZER_CHOICES)}, got {self.quantizer!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.accelerator not in ("cpu", "gpu"):
+            raise ValueError(f"accelerator must be cpu or gpu, got {self.accelerator!r}")
 
 
 # Quick mode: enough data and steps that BatchNorm statistics settle, still a few minutes here.
@@ -189,13 +192,17 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
 
     # ---- compare
     compare_config = report.CompareConfig(limit=test_limit, data_dir=config.data_dir, threads=config.threads,
-                                          keras=str(model_path), runs=200 if quick else 1000)
+                                          keras=str(model_path), runs=200 if quick else 1000,
+                                          accelerator=config.accelerator)
+    compare_settings = asdict(compare_config)
+    if config.accelerator == "cpu":  # the fingerprint runs made before the GPU settings existed have: they still skip
+        compare_settings = {k: v for k, v in compare_settings.items() if k not in ("accelerator", "gpu_precision")}
 
     def do_compare():
         result = report.compare(tflite_paths, out / STAGE_FOLDERS["compare"], compare_config)
         return result, [out / STAGE_FOLDERS["compare"] / "report.json", out / STAGE_FOLDERS["compare"] / "report.md"]
 
-    compared = stages.run("compare", asdict(compare_config), tflite_paths, do_compare)
+    compared = stages.run("compare", compare_settings, tflite_paths, do_compare)
 
     # ---- firmware
     firmware_result = None
@@ -223,6 +230,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         "optimize": {name: {"accuracy": m["accuracy"], "path": m["path"]} for name, m in optimized["models"].items()},
         "report": str(out / STAGE_FOLDERS["compare"] / "report.md"),
         "variants": compared["variants"],
+        **({"accelerators": compared["accelerators"]} if compared.get("accelerators") else {}),
         "firmware": None if firmware_result is None else {
             "out": str(out / STAGE_FOLDERS["firmware"]), "flash_bytes": firmware_result.get("flash_bytes"),
             "arena": firmware_result.get("arena")},
@@ -234,11 +242,14 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
 
 def format_result(result: dict) -> str:
     """The closing table of a pipeline run."""
-    from edgemnist.measure.compare import format_table
+    from edgemnist.measure.compare import format_table, gpu_status_line
 
     lines = [f"trained model: test accuracy {result['train']['test_accuracy']:.2%}, "
              f"{result['train']['params']:,} parameters, {result['train']['macs']:,} MACs"]
     lines.append(format_table(result["variants"]))
+    gpu_line = gpu_status_line(result)
+    if gpu_line:
+        lines.append(gpu_line)
     if result["firmware"]:
         arena = result["firmware"]["arena"] or {}
         lines.append(f"firmware: {result['firmware']['out']} (model {result['firmware']['flash_bytes']:,} bytes, "
@@ -269,6 +280,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
     p.add_argument("--threads", type=int, default=PipelineConfig.threads,
                    help="interpreter threads when comparing (default %(default)s)")
+    p.add_argument("--accelerator", choices=("cpu", "gpu"), default=PipelineConfig.accelerator,
+                   help="gpu: the compare stage also runs every variant on LiteRT's GPU accelerator, beside the CPU; "
+                   "without a usable GPU the report says 'gpu: not available (reason)' (default %(default)s)")
     p.add_argument("--seed", type=int, default=PipelineConfig.seed,
                    help="random seed of every stage: training, pruning and QAT fine-tuning, calibration images "
                    "(default %(default)s)")
@@ -280,7 +294,8 @@ def _run_pipeline(args):
     from edgemnist.cli import Output
 
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
-                            quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads)
+                            quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
+                            accelerator=args.accelerator)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
     return Output(result, format_result(result))
