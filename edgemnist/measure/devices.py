@@ -15,7 +15,12 @@ from typing import Sequence
 
 
 def device_label(result: dict) -> str:
-    """The device a bench/eval result was measured on: the remote device name, else CPU [arch]."""
+    """The device a bench/eval result was measured on: the GPU adapter (`--accelerator gpu`), else the
+    remote device name, else CPU [arch]."""
+    gpu = result.get("accelerator")
+    if isinstance(gpu, dict) and gpu.get("adapter"):
+        kind = "software GPU" if gpu.get("software") else "GPU"
+        return f"{gpu['adapter']} ({kind}, LiteRT {gpu.get('precision', '?')})"
     if isinstance(result.get("remote"), dict) and result["remote"].get("device"):
         return str(result["remote"]["device"])
     machine = result.get("machine") or {}
@@ -76,10 +81,12 @@ def compare_devices(paths: Sequence[str | os.PathLike]) -> dict:
                     throughput_ips=(result.get("throughput") or {}).get("images_per_second"),
                     threads=result.get("threads"),
                     backend=f"{result.get('backend')} {result.get('backend_version')}",
-                    emulated=bool((result.get("remote") or {}).get("emulated")),
+                    # a software GPU (SwiftShader) is a CPU emulating one: flagged like an emulated board
+                    emulated=bool((result.get("remote") or {}).get("emulated"))
+                    or bool((result.get("accelerator") or {}).get("software")),
                 )
             elif "accuracy" in result:
-                if result.get("remote") or result.get("machine"):
+                if result.get("remote") or result.get("machine") or result.get("accelerator"):
                     cells.setdefault(device_label(result), {}).setdefault(variant, {})["accuracy"] = result["accuracy"]
                 else:
                     accuracy_any[variant] = result["accuracy"]
@@ -117,7 +124,7 @@ def format_device_tables(table: dict) -> str:
             if not any(kind in cell for cell in row.values()) and kind != "accuracy":
                 continue
             emulated = any(c.get("emulated") for c in row.values())
-            name = device + (" (EMULATED: not a board's speed)" if emulated and kind != "accuracy" else "")
+            name = device + (" (EMULATED: not the real device's speed)" if emulated and kind != "accuracy" else "")
             lines.append(f"| {name} | " + " | ".join(fmt(row.get(v, {}).get(kind), kind) for v in table["variants"]) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
