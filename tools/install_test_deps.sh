@@ -7,6 +7,9 @@
 #   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make
 #                          cross-compile the firmware for Cortex-M (`edgemnist mcu`)
 #   qemu-system-arm xz-utils  run it on emulated Cortex-M4/M7/M55 boards; unpack a TFLM tree archive
+#   chromium-common libvulkan1  a software Vulkan device (SwiftShader: /usr/lib/chromium/vk_swiftshader_icd.json)
+#                          and the Vulkan loader, for LiteRT's GPU accelerator (`--accelerator gpu`) on a
+#                          machine without a GPU; chromium-common alone, without the browser, ships it
 # Tests that need one of these skip with a reason when it is missing.
 set -euo pipefail
 SUDO=""
@@ -15,4 +18,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ \
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make qemu-system-arm xz-utils >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends chromium-common libvulkan1 >/dev/null
 echo "test packages installed"
