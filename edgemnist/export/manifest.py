@@ -21,9 +21,9 @@ def weight_sparsity(tflite: bytes) -> dict:
     Read with the one TFLite reader (runtime/tflite_reader.py). Follows a DEQUANTIZE to its
     constant (float16 weights). int4 weights are unpacked.
     """
-    from edgemnist.runtime import tflite_info
+    from edgemnist.runtime.tflite_reader import read_model
 
-    graph = tflite_info.read_model(tflite, name="exported model").main
+    graph = read_model(tflite, name="exported model").main
     producer = {out: op for op in graph.operators for out in op.outputs}
     layers, zeros_total, count_total = {}, 0, 0
     for op in graph.operators:
@@ -60,11 +60,12 @@ def build_manifest(converted, variant, settings: dict) -> dict:
     Returns:
         The manifest (keys in docs/outputs.md).
     """
-    from edgemnist.runtime import tflite_info
+    from edgemnist.runtime.tflite_info import io_tensors
+    from edgemnist.runtime.tflite_reader import read_model
 
     tflite = converted.tflite
-    model = tflite_info.read_model(tflite, name="exported model")
-    io = tflite_info.io_tensors(model)
+    model = read_model(tflite, name="exported model")
+    io = io_tensors(model)
     v = variant
     return {
         "variant": v.name,

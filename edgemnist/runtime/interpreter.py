@@ -32,7 +32,7 @@ from edgemnist.runtime.backend import load_backend
 from edgemnist.runtime.fast_path import FLOAT32, ONE_BITS, UINT8, SingleImagePath, raise_out_of_range
 from edgemnist.runtime.preflight import preflight, trusted_by_environment
 from edgemnist.runtime.quantize import dequantize, pixels_to_unit, quantize
-from edgemnist.runtime.tflite_info import check_tflite_file
+from edgemnist.runtime.tflite_reader import check_tflite_file
 
 @dataclass(frozen=True)
 class TensorSpec:
