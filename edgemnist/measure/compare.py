@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgemnist import data
-from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, gzip_size, manifest_path
+from edgemnist.artifacts import atomic_write_json, atomic_write_text, gzip_size, manifest_path
 from edgemnist.measure.bench import latency_percentiles, timed_invokes
-from edgemnist.measure.eval import check_digit_classifier, check_run_settings, confusion_matrix
+from edgemnist.measure.eval import check_digit_classifier, check_run_settings
+from edgemnist.measure.plots import PLOT_FILES, write_plots
 from edgemnist.runtime.machine import machine_info
 from edgemnist.runtime import Runner
 from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner
@@ -39,14 +39,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_KEYS = ("p50", "p90", "p99", "mean", "std")
 VARIANT_KEYS = ("name", "path", "bytes", "gzip_bytes", "accuracy", "agreement", "latency_us", "backend", "threads")
-PLOT_FILES = {
-    "accuracy_vs_size": "accuracy_vs_size.png",
-    "latency": "latency.png",
-    "confusion": "confusion_float_vs_int8.png",
-    "disagreements": "disagreements.png",
-}
 _LATENCY_ROUNDS = 10  # timed runs are split into rounds that cycle through the variants
-_MAX_DISAGREEMENTS_SHOWN = 40
 
 
 @dataclass(frozen=True)
@@ -219,7 +212,7 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
     int8 = _pick_int8(runners, manifests, ref)
     plots = {}
     if config.plots:
-        plots = write_plots(out_dir, report, split, predictions, ref, int8)
+        plots = write_plots(out_dir, report, split, predictions, ref, int8, gpu_status_line(report))
     atomic_write_json(out_dir / "report.json", report)
     atomic_write_text(out_dir / "report.md", markdown_report(report, plots, variants[ref]["name"]))
     return report
@@ -419,148 +412,6 @@ def markdown_report(report: dict, plots: dict, reference_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def save_png(fig, path) -> None:
-    """Writes a matplotlib figure to `path` as PNG, atomically (every plot of compare's reports)."""
-    atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"), suffix=".png")
-
-
-def accuracy_vs_size_figure(variants: Sequence[dict], n: int):
-    """Accuracy against file size, one marker per variant, named in a legend beside the axes.
-
-    Variants often sit on top of each other (same size, accuracies 0.01 pp apart), so the
-    names are not written at the points, where they would overlap: each variant gets its
-    own colour and marker, and the legend lists it with its size and accuracy.
-    """
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    colors = plt.get_cmap("tab20").colors
-    markers = "osD^vP*Xh<>p"
-    for i, v in enumerate(variants):
-        kib, acc = v["bytes"] / 1024, v["accuracy"] * 100
-        ax.scatter(kib, acc, s=46, color=colors[i % len(colors)], marker=markers[i % len(markers)],
-                   edgecolors="black", linewidths=0.4, label=f"{v['name']} ({kib:.1f} KiB, {acc:.2f} %)")
-    ax.set_xlabel("file size (KiB)")
-    ax.set_ylabel(f"test accuracy (%), n={n:,}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
-    return fig
-
-
-def latency_figure(variants: Sequence[dict], report: dict):
-    """p50 bars with p90 whiskers per variant, on a log axis, CPU and (when measured) GPU side by side.
-
-    A log axis keeps every bar readable when one variant is many times slower than the rest,
-    and each value is written just past its whisker, never inside a bar that may be a sliver.
-    p90, not p99: on a shared machine one preempted run makes p99 dwarf every bar (p99 is in the table).
-    """
-    import matplotlib.pyplot as plt
-
-    series = [("CPU", "#4C72B0", [v["latency_us"] for v in variants])]
-    if any((v.get("gpu") or {}).get("latency_us") for v in variants):
-        series.append(("GPU", "#DD8452", [(v.get("gpu") or {}).get("latency_us") for v in variants]))
-    height = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(7.5, (0.3 + 0.25 * len(series)) * len(variants) + 1.4))
-    largest = 0.0
-    for k, (label, color, latencies) in enumerate(series):
-        y = np.arange(len(variants)) + (k - (len(series) - 1) / 2) * height
-        shown = [(yi, lat["p50"], max(lat["p90"], lat["p50"])) for yi, lat in zip(y, latencies) if lat]
-        if not shown:
-            continue
-        ys, p50, p90 = (np.array(column) for column in zip(*shown))
-        ax.barh(ys, p50, height * 0.9, color=color, label=label)
-        ax.errorbar(p50, ys, xerr=[np.zeros_like(p50), p90 - p50], fmt="none", ecolor="black", capsize=2, lw=0.8)
-        for yi, value, end in zip(ys, p50, p90):
-            ax.text(end * 1.08, yi, f"{value:,.0f}" if value >= 10 else f"{value:.1f}", va="center", ha="left",
-                    fontsize=7)
-        largest = max(largest, float(p90.max()))
-    if len(series) > 1:
-        for i, v in enumerate(variants):
-            if (v.get("gpu") or {}).get("error"):
-                ax.text(0.01, i + height / 2, "GPU: failed (see report.json)", transform=ax.get_yaxis_transform(),
-                        va="center", ha="left", fontsize=7, color="#DD8452")
-    ax.set_xscale("log")
-    ax.set_xlim(right=largest * 3)  # room for the labels past the longest whisker
-    ax.set_yticks(np.arange(len(variants)), [v["name"] for v in variants], fontsize=8)
-    ax.invert_yaxis()
-    cpu = f"CPU: {variants[0]['backend']}, {variants[0]['threads']} thread(s)"
-    gpu_line = gpu_status_line(report) if len(series) > 1 else None
-    ax.set_xlabel(f"single-image latency (us, log scale), p50 bar, p90 whisker\n{cpu}"
-                  + (f"\n{gpu_line}" if gpu_line else ""), fontsize=8)
-    if len(series) > 1:
-        ax.legend(fontsize=8, loc="lower right")
-    ax.grid(axis="x", which="both", alpha=0.3)
-    return fig
-
-
-def write_plots(out_dir: Path, report: dict, split: data.Split, predictions: list, ref: int,
-                int8: Optional[int]) -> dict:
-    """Writes the PNG plots; returns {plot key: file name} of those written (empty without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: skipping the plots (pip install 'edgemnist[plots]')")
-        return {}
-    written = {}
-    variants = report["variants"]
-    names = [v["name"] for v in variants]
-
-    fig = accuracy_vs_size_figure(variants, report["dataset"]["n"])
-    save_png(fig, out_dir / PLOT_FILES["accuracy_vs_size"])
-    plt.close(fig)
-    written["accuracy_vs_size"] = PLOT_FILES["accuracy_vs_size"]
-
-    fig = latency_figure(variants, report)
-    save_png(fig, out_dir / PLOT_FILES["latency"])
-    plt.close(fig)
-    written["latency"] = PLOT_FILES["latency"]
-
-    if int8 is None:
-        log.info("no int8 variant besides the reference: no confusion or disagreement plots")
-        return written
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.4))
-    for ax, i in zip(axes, (ref, int8)):
-        cm = confusion_matrix(split.labels, predictions[i])
-        shown = np.log1p(cm)  # the diagonal dwarfs the errors otherwise
-        ax.imshow(shown, cmap="Blues")
-        for (r, c), count in np.ndenumerate(cm):
-            if count:
-                ax.text(c, r, str(count), ha="center", va="center", fontsize=6,
-                        color="white" if shown[r, c] > shown.max() * 0.6 else "black")
-        ax.set_title(f"{names[i]}: {variants[i]['accuracy']:.2%}", fontsize=10)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_xticks(range(10))
-        ax.set_yticks(range(10))
-    save_png(fig, out_dir / PLOT_FILES["confusion"])
-    plt.close(fig)
-    written["confusion"] = PLOT_FILES["confusion"]
-
-    differ = np.flatnonzero(predictions[ref] != predictions[int8])
-    shown = differ[:_MAX_DISAGREEMENTS_SHOWN]
-    cols = 10
-    rows = max(1, math.ceil(len(shown) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35 + 0.5), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, idx in zip(axes.flat, shown):
-        ax.imshow(split.images[idx], cmap="gray_r")
-        ax.set_title(f"#{idx} y={split.labels[idx]}\n{predictions[ref][idx]} vs {predictions[int8][idx]}", fontsize=7)
-    fig.suptitle(f"{len(differ)} of {len(split):,} test digits where {names[ref]} and {names[int8]} disagree"
-                 + (f" (first {len(shown)} shown)" if len(differ) > len(shown) else "")
-                 + "; caption: index, label, float vs int8", fontsize=9)
-    save_png(fig, out_dir / PLOT_FILES["disagreements"])
-    plt.close(fig)
-    written["disagreements"] = PLOT_FILES["disagreements"]
-    return written
-
-
 # --------------------------------------------------------------------------- CLI
 
 
@@ -622,6 +473,7 @@ def _run_compare(args):
 def _run_compare_devices(args):
     """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
     from edgemnist.measure import devices as report_devices
+    from edgemnist.measure.plots import plot_devices
     from edgemnist.cli import Output
 
     table = report_devices.compare_devices(args.models)
@@ -629,7 +481,7 @@ def _run_compare_devices(args):
     atomic_write_json(out / "devices.json", table)
     if not args.no_plots:
         try:
-            report_devices.plot_devices(table, out / "devices.png")
+            plot_devices(table, out / "devices.png")
         except ImportError:
             log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
     return Output(table, f"{report_devices.format_device_tables(table)}\nwrote {out / 'devices.json'}")

@@ -128,37 +128,3 @@ def format_device_tables(table: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(fmt(row.get(v, {}).get(kind), kind) for v in table["variants"]) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
-
-
-def plot_devices(table: dict, out_png: str | os.PathLike) -> Path:
-    """Writes a grouped bar chart of p50 latency per variant and device (log scale) as PNG.
-
-    Raises:
-        ImportError: matplotlib is not installed (pip install 'edgemnist[plots]').
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgemnist.measure.compare import save_png
-
-    variants = table["variants"]
-    devices = [d for d in table["devices"] if any(c.get("p50_us") for c in table["cells"][d].values())]
-    width = 0.8 / max(len(devices), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(variants) + 2), 4))
-    for i, device in enumerate(devices):
-        row = table["cells"][device]
-        values = [row.get(v, {}).get("p50_us") or 0 for v in variants]
-        emulated = any(c.get("emulated") for c in row.values())
-        ax.bar([x + i * width for x in range(len(variants))], values, width,
-               label=device + (" (emulated)" if emulated and "emulated" not in device else ""),
-               hatch="//" if emulated else None)
-    ax.set_xticks([x + width * (len(devices) - 1) / 2 for x in range(len(variants))], variants)
-    ax.set_yscale("log")
-    ax.set_ylabel("p50 latency per image (us, log)")
-    ax.set_title("edgemnist bench: variants x devices")
-    ax.legend(fontsize=7)
-    save_png(fig, out_png)
-    plt.close(fig)
-    return Path(out_png)

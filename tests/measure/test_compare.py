@@ -192,7 +192,7 @@ def test_accuracy_vs_size_labels_never_overlap():
     import matplotlib
 
     matplotlib.use("Agg")
-    from edgemnist.measure.compare import accuracy_vs_size_figure
+    from edgemnist.measure.plots import accuracy_vs_size_figure
 
     variants = [{"name": f"variant_{i}", "bytes": 35_000 + (i % 3) * 8, "accuracy": 0.9953 + (i % 2) * 1e-4}
                 for i in range(12)]
@@ -206,3 +206,50 @@ def test_accuracy_vs_size_labels_never_overlap():
     boxes = [t.get_window_extent(renderer) for t in legend.get_texts()]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     assert not any(box.overlaps(ax.get_window_extent(renderer)) for box in boxes)  # beside the axes
+
+
+def test_latency_plot_stays_readable_when_one_variant_is_50x_slower():
+    # A 50x slower variant (aie_int16x8 on the CPU) squeezed every other bar of a linear axis to a
+    # sliver with its value label over the whisker: the axis is logarithmic and each value sits
+    # past the end of its whisker, outside every bar.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    try:
+        from edgemnist.measure.plots import latency_figure
+    except ImportError:  # before the plots moved out of compare
+        from edgemnist.measure.compare import latency_figure
+
+    variants = [{"name": n, "latency_us": {"p50": p50, "p90": p50 * 1.2}, "backend": "ai_edge_litert 2.3.0",
+                 "threads": 1} for n, p50 in (("float32", 16.0), ("int8", 14.0), ("aie_int16x8", 800.0))]
+    fig = latency_figure(variants, None)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    bars = sorted(ax.patches, key=lambda p: p.get_y())
+    labels = sorted(ax.texts, key=lambda t: t.get_position()[1])
+    assert len(bars) == len(labels) == 3
+    for bar, label in zip(bars, labels):
+        assert label.get_position()[0] > bar.get_width() * 1.2  # past the p90 whisker
+        assert label.get_ha() == "left"
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert all(bar.get_window_extent(renderer).width > 20 for bar in bars)  # no sliver
+
+
+def test_compare_cpu_and_gpu_side_by_side(tflite_variants, tmp_path, capsys):
+    from _gpu import gpu_runner
+
+    gpu_runner(tflite_variants["int8"])  # skips where no GPU accelerator can run
+    out = tmp_path / "report"
+    status = cli.main(["compare", str(tflite_variants["float32"]), str(tflite_variants["int8"]), "--out", str(out),
+                       "--accelerator", "gpu", "--test-limit", "30", "--runs", "10", "--warmup", "2"])
+    text = capsys.readouterr().out
+    assert status == 0
+    assert "GPU accuracy" in text and "GPU = CPU" in text and "gpu: " in text  # one table, CPU and GPU columns
+    report = json.loads((out / "report.json").read_text())
+    assert report["accelerators"]["gpu"]["available"] is True and report["accelerators"]["gpu"]["adapter"]
+    for v in report["variants"]:
+        gpu = v["gpu"]
+        assert gpu["cpu_agreement"] >= 0.9 and gpu["max_score_diff"] <= 0.02 and gpu["fully_accelerated"] is True
+        assert gpu["latency_us"]["p50"] > 0 and gpu["startup_ms"] > 0 and abs(gpu["accuracy"] - v["accuracy"]) <= 0.1
+    assert (out / "latency.png").read_bytes()[:8] == PNG_MAGIC and "**GPU:**" in (out / "report.md").read_text()

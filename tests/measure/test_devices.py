@@ -6,6 +6,7 @@ import json
 import pytest
 
 from edgemnist.measure import devices as report_devices
+from edgemnist.measure import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +56,7 @@ def test_results_of_several_machines_make_one_table(results, tmp_path):
     text = report_devices.format_device_tables(table)
     assert "p50 latency" in text and "instructions per inference" in text
     assert "| Raspberry Pi 4 Model B | - | 400.0 |" in text
-    assert report_devices.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == PNG_MAGIC
+    assert plots.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_device_label_prefers_the_remote_device():
@@ -73,3 +74,20 @@ def test_files_that_are_not_results_are_rejected(tmp_path):
         report_devices.compare_devices([tmp_path / "y.json"])
     with pytest.raises(FileNotFoundError, match="no such result file"):
         report_devices.compare_devices([tmp_path / "missing.json"])
+
+
+def test_a_gpu_result_is_a_device_of_its_own(tmp_path):
+    """`bench/eval --accelerator gpu --json` from a GPU machine: the adapter names the device; a software
+    GPU (SwiftShader) is flagged like an emulated board."""
+    gpu = {"name": "gpu", "adapter": "SwiftShader Device (Subzero)", "software": True, "precision": "fp16"}
+    files = {"cpu.json": _bench("runs/a/model_int8.tflite", 15.0),
+             "gpu.json": dict(_bench("runs/a/model_int8.tflite", 2500.0), accelerator=gpu),
+             "gpu_eval.json": {"model": "runs/a/model_int8.tflite", "accuracy": 0.98, "accelerator": gpu}}
+    for name, content in files.items():
+        (tmp_path / name).write_text(json.dumps(content))
+    table = report_devices.compare_devices([tmp_path / name for name in files])
+    label = "SwiftShader Device (Subzero) (software GPU, LiteRT fp16)"
+    assert label in table["devices"] and len(table["devices"]) == 2
+    cell = table["cells"][label]["model_int8"]
+    assert cell["p50_us"] == 2500.0 and cell["emulated"] is True and cell["accuracy"] == 0.98
+    assert "EMULATED" in report_devices.format_device_tables(table)

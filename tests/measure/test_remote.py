@@ -17,6 +17,7 @@ from _helpers import free_port, run_cli
 from edgemnist import __version__
 from edgemnist.measure import remote
 from edgemnist.measure import devices as report_devices
+from edgemnist.measure import plots
 from edgemnist.measure.remote import RemoteConfig, RemoteSetupError
 
 SSHD = "/usr/sbin/sshd"
@@ -184,7 +185,7 @@ def test_remote_bench_matches_local_keys_plus_device(sshd, tiny_tflite, tmp_path
     assert p50s == sorted([local_result["latency_us"]["p50"], result["latency_us"]["p50"]])
     text = report_devices.format_device_tables(table)
     assert all(d in text for d in table["devices"]) and "p50 latency" in text
-    assert report_devices.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plots.plot_devices(table, tmp_path / "devices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow

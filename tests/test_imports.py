@@ -1,0 +1,83 @@
+"""No import cycles among edgemnist's modules: the package tree reads as the pipeline, one way.
+
+Static (ast), so it costs nothing: every `import edgemnist...` and `from edgemnist... import`,
+at module level and inside functions, is an edge from the importing module to the module it
+names (`from edgemnist.runtime import tflite_info` names the submodule when one exists).
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "edgemnist"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(top_level_only: bool = False) -> dict:
+    """{module: {edgemnist modules it imports}}, read from the source with ast."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        nodes = tree.body if top_level_only else ast.walk(tree)
+        targets = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets.add(node.module)
+                targets.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Try) and top_level_only:  # guarded top-level imports
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and inner.module and inner.level == 0:
+                        targets.add(inner.module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict):
+    """One import cycle as a list of modules (first == last), or None."""
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            # a package's __init__ importing its own submodules is how packages work, not a cycle
+            if nxt.startswith(node + "."):
+                continue
+            if state.get(nxt) == "open":
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
+
+
+def test_the_finder_sees_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "pkg": {"pkg.x"}, "pkg.x": set()}) is None
+
+
+def test_no_import_cycles_at_module_level():
+    cycle = find_cycle(import_graph(top_level_only=True))
+    assert cycle is None, "import cycle at module level: " + " -> ".join(cycle)
+
+
+def test_no_import_cycles_counting_imports_inside_functions():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle (function-level imports included): " + " -> ".join(cycle)
