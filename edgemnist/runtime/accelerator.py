@@ -368,7 +368,7 @@ def probe_model(path: Path, precision: str) -> dict:
 def forget_device() -> None:
     """Forgets the chosen Vulkan driver and the probed models (for tests that change the environment)."""
     hook = _DEVICE.get("exit_hook")
-    _DEVICE.clear()
+    _DEVICE.clear()  # the batch refusal too: another driver may take batches
     if hook:
         _DEVICE["exit_hook"] = hook
     _PROBES.clear()
@@ -490,6 +490,8 @@ class GpuRunner:
 
     def _batch_model(self, batch_size: int):
         """A second compiled model taking `batch_size` images per run, or None when the accelerator refuses."""
+        if batch_size not in self._batched and _DEVICE.get("refuses_batches"):
+            self._batched[batch_size] = None  # the accelerator compiles one input shape: refused before
         if batch_size not in self._batched:
             with captured_native_stderr():
                 try:
@@ -500,6 +502,7 @@ class GpuRunner:
                     self.max_batch = max(self.max_batch, batch_size)
                 except RuntimeError:
                     self._batched[batch_size] = None
+                    _DEVICE["refuses_batches"] = True  # a property of the accelerator, not of this model
         return self._batched[batch_size]
 
     # ------------------------------------------------------------------ Runner's interface

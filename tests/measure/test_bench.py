@@ -114,3 +114,16 @@ def test_bench_thread_sweep(tflite_variants, capsys):
 def test_bench_bad_thread_list_exits_2(tflite_variants, capsys, threads):
     assert cli.main(["bench", str(tflite_variants["int8"]), "--threads", threads]) == 2
     assert "--threads" in capsys.readouterr().err
+
+
+def test_bench_on_the_gpu(tflite_variants, capsys):
+    from _gpu import gpu_runner
+
+    gpu_runner(tflite_variants["int8"])  # skips where no GPU accelerator can run
+    status = cli.main(["bench", str(tflite_variants["int8"]), "--accelerator", "gpu", "--warmup", "2", "--runs", "10",
+                       "--batch-size", "4", "--throughput-images", "8", "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert TOP_KEYS <= set(result) and result["accelerator"]["adapter"] and result["init_ms"] > 0
+    assert result["latency_us"]["p50"] > 0 and result["throughput"]["images"] == 8
+    assert result["throughput"]["batch_size"] == result["accelerator"]["max_batch"]  # the batch that really ran

@@ -102,3 +102,16 @@ def test_eval_bad_input_exits_2_with_one_line(tflite_variants, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert len(err.splitlines()) == 1 and message in err
+
+
+def test_eval_on_the_gpu_reports_what_ran_and_the_cpu_agreement(tflite_variants, capsys):
+    from _gpu import gpu_runner
+
+    gpu_runner(tflite_variants["int8"])  # skips where no GPU accelerator can run
+    status = cli.main(["eval", str(tflite_variants["int8"]), "--accelerator", "gpu", "--test-limit", "30", "--json"])
+    assert status == 0
+    result = json.loads(capsys.readouterr().out)
+    assert JSON_KEYS <= set(result) and result["n"] == 30
+    gpu = result["accelerator"]
+    assert gpu["name"] == "gpu" and gpu["adapter"] and gpu["fully_accelerated"] is True
+    assert gpu["vs_cpu"]["agreement"] >= 0.9 and gpu["vs_cpu"]["max_score_diff"] <= 0.02
