@@ -10,10 +10,10 @@ loaded with `prepare=False`, for input that is MNIST-shaped already), then run t
 `Runner`, which handles float and integer-input models alike.
 
 The rejection rule (docs/outputs.md): a prediction is `rejected` when no digit was found
-(nothing stands out of the paper: no guess is made), when the prepared image holds more
-ink than MNIST's digits ever do (a blob, a texture, a photo of something else), or when
-the model's probability for its digit is below `min_probability`. The last two still
-carry the model's best guess.
+(nothing stands out of the paper: no guess is made); when the ink reaches all four sides
+of the frame or lies in more than 5 pieces (a texture, a scene); when the prepared image
+holds more ink than MNIST's digits ever do (a blob); or when the model's probability for
+its digit is below `min_probability`. All but the first still carry the model's best guess.
 """
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ class Prediction:
         runner_up_probability: its probability; None without a digit.
         probabilities: all ten probabilities, digit 0 first; None without a digit.
         rejected: no digit found, or the probability is under the model's min_probability.
-        reason: why it was rejected ("no digit found", "too much ink for a digit", "low
-            confidence"); None when accepted.
+        reason: why it was rejected ("no digit found", "ink all over the frame", "too much
+            ink for a digit", "low confidence"); None when accepted.
         image: the uint8 28x28 image the model saw (None without a digit).
         box: (top, left, bottom, right) of the digit in the input's pixels, when prepared.
         inverted: the input was dark on light and was inverted.

@@ -47,6 +47,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".pbm", ".bmp
                   ".webp")
 NO_DIGIT = "no digit found"
 TOO_MUCH_INK = "too much ink for a digit"
+CLUTTER = "ink all over the frame"
 
 ImageSource = Union[str, os.PathLike, bytes, np.ndarray, Any]  # a path, encoded bytes, an array or a PIL image
 
@@ -63,6 +64,7 @@ class PrepareConfig:
     max_ink: float = 0.35  # a prepared image brighter than this on average is not a digit (MNIST's 99.99th percentile: 0.34)
     speck_fraction: float = 0.05  # components smaller than this share of the largest are dropped ...
     speck_distance: float = 0.25  # ... unless within this share of the digit's size from it
+    max_pieces: int = 5  # more separate pieces of ink than this is clutter, not a digit
 
     def __post_init__(self):
         for name in ("work_size", "number_work_size"):
@@ -73,6 +75,9 @@ class PrepareConfig:
             value = getattr(self, name)
             if not 0.0 < float(value) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        if isinstance(self.max_pieces, bool) or not isinstance(self.max_pieces, (int, np.integer)) \
+                or self.max_pieces < 1:
+            raise ValueError(f"max_pieces must be an integer >= 1, got {self.max_pieces!r}")
         for name in ("noise_factor", "speck_distance"):
             if not float(getattr(self, name)) >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -84,8 +89,9 @@ class Prepared:
 
     Attributes:
         image: uint8 (28, 28), white digit on black; None when no digit was found.
-        reason: None, or why this is not taken for a digit: NO_DIGIT (no image), or
-            TOO_MUCH_INK (the image is given: a blob, a texture, a photo of something else).
+        reason: None, or why this is not taken for a digit: NO_DIGIT (no image), or, with
+            the image given: TOO_MUCH_INK (a blob, a filled shape), CLUTTER (ink touching all
+            four sides of the frame, or in more than `max_pieces` pieces: a texture, a scene).
         inverted: the input was dark ink on light paper (and was inverted).
         box: (top, left, bottom, right) of the digit in the input's pixels, bottom and right
             exclusive; None without a digit.
@@ -343,8 +349,17 @@ def _quadratic_design(height: int, width: int) -> tuple:
     return by, bx, design, y, x
 
 
-def _paper(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness everywhere: a quadratic surface fitted to block means, outliers (ink) dropped.
+@functools.lru_cache(maxsize=32)
+def _edge_blocks(rows: int, cols: int) -> np.ndarray:
+    """Flat mask of the outermost ring of a rows x cols grid of blocks."""
+    ring = np.ones((rows, cols), bool)
+    ring[1:-1, 1:-1] = False
+    return ring.reshape(-1)
+
+
+def _paper(grey: np.ndarray) -> tuple:
+    """The paper's brightness everywhere, a quadratic surface fitted to block means with outliers (ink)
+    dropped, and the mask of the pixels in the blocks it was fitted to (bare paper).
 
     A quadratic follows a light gradient, vignetting and a gentle shadow; a sharp shadow edge
     it cannot follow stays in the residual, where the ink threshold has to reject it.
@@ -354,11 +369,14 @@ def _paper(grey: np.ndarray) -> np.ndarray:
     gh, gw = height // by, width // bx
     blocks = grey[:gh * by, :gw * bx].reshape(gh, by, gw, bx).sum(axis=(1, 3)) * (1.0 / (by * bx))
     values = blocks.reshape(-1).astype(np.float64)
-    # From the median up: a level, then a plane, then the quadratic, each fitted to the blocks
-    # the previous one explained. Started from a least-squares quadratic instead, a digit that
-    # fills much of the frame (a 0 in MNIST's 28x28) pulls the surface onto itself.
-    fitted = np.full(values.shape, float(np.median(values)))
-    keep = np.ones(values.shape[0], bool)
+    # From the frame's edge inwards: the level of the outermost blocks (a digit seldom touches
+    # the edge, even when it fills most of the frame, as scikit-learn's 8x8 digits do), then a
+    # plane, then the quadratic, each fitted to the blocks the previous one explained. Started
+    # from a least-squares quadratic of all blocks instead, a digit that fills much of the frame
+    # pulls the surface onto itself.
+    edge = _edge_blocks(gh, gw)
+    fitted = np.full(values.shape, float(np.median(values[edge])))
+    keep = edge
     coef = np.zeros(6)
     coef[0] = fitted[0]
     for terms in (0, 3, 6, 6):
@@ -375,7 +393,9 @@ def _paper(grey: np.ndarray) -> np.ndarray:
     surface = np.multiply.outer(c[5] * y, x)
     surface += (c[0] + c[1] * y + c[3] * y * y)[:, None]
     surface += c[2] * x + c[4] * x * x
-    return surface
+    paper = np.zeros((height, width), bool)  # the pixels of the blocks the surface explains
+    paper[:gh * by, :gw * bx] = np.repeat(np.repeat(keep.reshape(gh, gw), by, axis=0), bx, axis=1)
+    return surface, paper
 
 
 def _box3(image: np.ndarray) -> np.ndarray:
@@ -389,8 +409,12 @@ def _box3(image: np.ndarray) -> np.ndarray:
     return (rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]) * np.float32(1.0 / 9.0)
 
 
-def _robust_sigma(values: np.ndarray) -> float:
-    sample = values[::2, ::2] if values.size > 4096 else values
+def _robust_sigma(values: np.ndarray, paper: np.ndarray) -> float:
+    """The paper's noise: a robust standard deviation over the bare-paper pixels (over all when they are
+    few), so that ink covering half the frame does not count as noise."""
+    if paper.sum() >= 0.1 * paper.size:
+        values = values[paper]
+    sample = values[::4] if values.size > 4096 else values.reshape(-1)
     centre = np.median(sample)
     return 1.4826 * float(np.median(np.abs(sample - centre)))
 
@@ -412,9 +436,10 @@ def find_ink(source: ImageSource, config: PrepareConfig = PrepareConfig(), work_
     """Steps 1-5: decode, fit the paper, decide polarity, threshold and label the ink."""
     grey8, scale = read_grey(source, work_size or config.work_size)
     grey = grey8.astype(np.float32) * np.float32(1.0 / 255.0)
-    residual = grey - _paper(grey)
+    surface, paper = _paper(grey)
+    residual = grey - surface
     smooth = _box3(residual) if min(grey.shape) >= 3 else residual
-    sigma = _robust_sigma(smooth)
+    sigma = _robust_sigma(smooth, paper)
     floor = config.noise_factor * sigma
     dark = float(np.clip(-smooth - floor, 0.0, None).sum())
     light = float(np.clip(smooth - floor, 0.0, None).sum())
@@ -517,8 +542,9 @@ def prepare(source: ImageSource, config: PrepareConfig = PrepareConfig()) -> Pre
 
     Returns:
         Prepared: the 28x28 image, or None with reason NO_DIGIT when nothing stands out of
-        the paper; reason TOO_MUCH_INK when the prepared image holds more ink than MNIST's
-        digits do (`max_ink`).
+        the paper; reason CLUTTER when the ink reaches all four sides of the frame or lies
+        in more than `max_pieces` pieces, TOO_MUCH_INK when the prepared image holds more
+        ink than MNIST's digits do (`max_ink`).
 
     Raises:
         FileNotFoundError, ValueError: as `read_grey`.
@@ -530,11 +556,17 @@ def prepare(source: ImageSource, config: PrepareConfig = PrepareConfig()) -> Pre
     keep_mask = np.isin(found.components.labels, keep + 1)
     boxes = found.components.boxes[keep]
     box = (int(boxes[:, 0].min()), int(boxes[:, 1].min()), int(boxes[:, 2].max()), int(boxes[:, 3].max()))
-    return _prepared(to_mnist(_digit_ink(found, keep_mask, box)), found, box, config)
+    height, width = found.mask.shape
+    # a digit photographed or scanned has paper around it; ink reaching all four sides, or
+    # scattered in many pieces, is a texture or a scene
+    clutter = len(keep) > config.max_pieces or box == (0, 0, height, width)
+    return _prepared(to_mnist(_digit_ink(found, keep_mask, box)), found, box, config, CLUTTER if clutter else None)
 
 
-def _prepared(image: np.ndarray, found: _Ink, box: tuple, config: PrepareConfig) -> Prepared:
-    reason = TOO_MUCH_INK if float(image.mean()) > config.max_ink * 255.0 else None
+def _prepared(image: np.ndarray, found: _Ink, box: tuple, config: PrepareConfig,
+              reason: Optional[str] = None) -> Prepared:
+    if reason is None and float(image.mean()) > config.max_ink * 255.0:
+        reason = TOO_MUCH_INK
     return Prepared(image, reason, found.inverted, _original_box(box, found.scale))
 
 
