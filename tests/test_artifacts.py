@@ -62,7 +62,7 @@ def test_an_unwritable_location_is_an_output_error(tmp_path):
 
 
 def test_one_cache_folder_rule_for_downloads_and_mcu_objects(tmp_path, monkeypatch):
-    from edgemnist.micro import mcu
+    from edgemnist.micro import build
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("EDGEMNIST_CACHE", raising=False)
@@ -74,7 +74,11 @@ def test_one_cache_folder_rule_for_downloads_and_mcu_objects(tmp_path, monkeypat
     assert artifacts.cache_dir() == tmp_path / "xdg" / "edgemnist"
     monkeypatch.setenv("EDGEMNIST_CACHE", str(tmp_path / "mine"))
     assert artifacts.cache_dir() == tmp_path / "mine"
-    # mcu's compiled objects follow the same rule, unless --cache-dir names a folder
+    # mcu's compiled TFLite Micro objects follow the same rule, unless --cache-dir names a folder
     monkeypatch.delenv("EDGEMNIST_CACHE")
-    assert mcu._cache_root(mcu.McuConfig()) == tmp_path / "xdg" / "edgemnist"
-    assert mcu._cache_root(mcu.McuConfig(cache_dir=str(tmp_path / "given"))) == tmp_path / "given"
+
+    def objects_root(cache_dir):
+        return build.object_cache(cache_dir, tmp_path, "cortex-m4", "reference", b"all:").parents[1]
+
+    assert objects_root(None) == tmp_path / "xdg" / "edgemnist"
+    assert objects_root(str(tmp_path / "given")) == tmp_path / "given"
