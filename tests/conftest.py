@@ -1,4 +1,4 @@
-"""Shared fixtures: small real MNIST subsets and one tiny trained model per test session."""
+"""Shared fixtures: small real MNIST subsets, one tiny trained model and one firmware folder per test session."""
 from __future__ import annotations
 
 import os
@@ -42,28 +42,6 @@ def trained_model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def calibrated_model_path(trained_model_path, mnist_train, tmp_path_factory):
-    """The session's trained model with BatchNorm statistics set from 2,000 training digits.
-
-    Two short epochs leave the moving averages far from the data and the model predicts one
-    class for everything; agreement between interpreters would then prove nothing.
-    """
-    from edgemnist._tensorflow import keras
-    from edgemnist.training.model import load_keras_model
-
-    model = load_keras_model(trained_model_path)
-    norms = [layer for layer in model.layers if isinstance(layer, keras().layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(data.to_model_input(mnist_train.images[:2000]), training=True)
-    for layer in norms:
-        layer.momentum = 0.99
-    path = tmp_path_factory.mktemp("firmware_model") / "calibrated.keras"
-    model.save(path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def quick_pipeline(tmp_path_factory):
     """One `python -m edgemnist pipeline --out run --quick --json` (every quantizer) per session.
 
@@ -90,14 +68,41 @@ def tflite_variants(tmp_path_factory, trained_model_path):
     return paths
 
 
-@pytest.fixture(scope="session")
-def calibrated_int8_path(tmp_path_factory, calibrated_model_path):
-    """The int8 export of the calibrated model (a real classifier), 100 calibration images.
+FIRMWARE_ASSETS = Path(__file__).resolve().parents[1] / "firmware_assets"
 
-    Its odd file name ("Digits-Net v1.tflite") exercises the C names derived from it.
+
+def render_firmware_assets(assets: Path, out: Path) -> dict:
+    """Renders a firmware folder again from the .tflite its C array embeds, with the settings its
+    manifest and README record (stem, digits per class, arena margin, regenerate command).
+
+    Returns:
+        {"source": assets, "folder": out, "model": the .tflite (named as the manifest names it),
+        "manifest": the new one}.
     """
-    from edgemnist.export.convert import ExportConfig, export_variant
+    import json
+    import re
 
-    path = tmp_path_factory.mktemp("calibrated_int8") / "Digits-Net v1.tflite"
-    export_variant(calibrated_model_path, "int8", path, ExportConfig(representative_size=100))
-    return path
+    from edgemnist.micro import firmware, mcu
+
+    recorded = json.loads((assets / firmware.MANIFEST_NAME).read_text(encoding="utf-8"))
+    model_bytes, _, _ = mcu.embedded_data(assets, recorded)
+    model = out.parent / "model" / recorded["model"]["name"]
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(model_bytes)
+    readme = (assets / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"regenerate:\n\n    (.+)\n", readme).group(1)
+    config = firmware.FirmwareConfig(
+        digits_per_class=recorded["test_digits"]["count"] // 10, arena_margin=recorded["arena"]["margin"],
+        name=recorded["stem"], regenerate_command=command)
+    return {"source": assets, "folder": out, "model": model, "manifest": firmware.generate(model, out, config)}
+
+
+@pytest.fixture(scope="session")
+def micro_firmware(tmp_path_factory):
+    """The repo's firmware_assets/ rendered again from the default model it embeds (int8, one
+    weight scale per tensor: the pipeline's firmware model): the session's one arena bisection.
+
+    {"source", "folder", "model", "manifest"}; tests that change or build the folder work on a copy or
+    build elsewhere, so the byte-for-byte drift check (tests/micro/test_firmware.py) sees it as made.
+    """
+    return render_firmware_assets(FIRMWARE_ASSETS, tmp_path_factory.mktemp("firmware_assets") / "firmware")

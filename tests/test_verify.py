@@ -8,16 +8,13 @@ from pathlib import Path
 import pytest
 
 from edgemnist import cli
-from edgemnist.micro import firmware
 from edgemnist.artifacts import atomic_write_json, sha256_file
-from edgemnist.verify import verify
+from edgemnist.verify import check_firmware_folder, verify
 
 
 @pytest.fixture(scope="module")
-def firmware_folder(tmp_path_factory, tflite_variants):
-    out = tmp_path_factory.mktemp("verify_fw") / "firmware"
-    firmware.generate(tflite_variants["int8"], out, firmware.FirmwareConfig(name="mnist"))
-    return out
+def firmware_folder(micro_firmware):
+    return micro_firmware["folder"]
 
 
 @pytest.fixture()
@@ -141,3 +138,27 @@ def test_bad_folder_exits_2_with_one_line(tmp_path, capsys, make, message):
     assert cli.main(["verify", str(make(tmp_path))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_check_firmware_folder_names_the_first_bad_file(firmware_folder, tmp_path):
+    """The check `edgemnist mcu` runs before building: verify's rule, raised as one clear error."""
+    folder = tmp_path / "fw"
+    shutil.copytree(firmware_folder, folder)
+    manifest = check_firmware_folder(folder)
+    assert manifest["stem"] and "Makefile" in manifest["files"]
+    with open(folder / "main.cc", "a") as fh:
+        fh.write("// edited\n")
+    (folder / "Makefile").unlink()
+    with pytest.raises(ValueError, match=r"fw/Makefile: missing \(recorded in firmware_manifest.json\)"):
+        check_firmware_folder(folder)
+    shutil.copy2(firmware_folder / "Makefile", folder / "Makefile")
+    with pytest.raises(ValueError, match=r"fw/main.cc: changed \(sha256 .* recorded in firmware_manifest.json"):
+        check_firmware_folder(folder)
+    recorded = json.loads((folder / "firmware_manifest.json").read_text())
+    recorded["files"]["../outside.cc"] = recorded["files"].pop("main.cc")
+    (folder / "firmware_manifest.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match=r"firmware_manifest.json: malformed \(bad entry for '../outside.cc'\)"):
+        check_firmware_folder(folder)
+    (folder / "firmware_manifest.json").unlink()
+    with pytest.raises(FileNotFoundError, match="not a firmware folder"):
+        check_firmware_folder(folder)

@@ -10,13 +10,14 @@ from edgemnist.runtime.preflight import module_command
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_int8_path):
-    return calibrated_int8_path
+def int8_path(micro_firmware):
+    return micro_firmware["model"]
 
 
 @pytest.fixture(scope="module")
-def arena(int8_path):
-    return micro_arena.measure_arena(int8_path, margin=0.10)
+def arena(micro_firmware):
+    """What `measure_arena` found for the session's firmware folder (its manifest's record)."""
+    return micro_arena.ArenaSize(**micro_firmware["manifest"]["arena"])
 
 
 def _probe_program(*argv) -> subprocess.CompletedProcess:

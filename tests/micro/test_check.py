@@ -4,14 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgemnist.micro import arena as micro_arena
 from edgemnist.micro import check as micro_check
 from edgemnist.runtime import tflite_info
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_int8_path):
-    return calibrated_int8_path
+def int8_path(micro_firmware):
+    return micro_firmware["model"]
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +20,8 @@ def model_input(int8_path, mnist_test):
 
 
 @pytest.fixture(scope="module")
-def arena_size(int8_path):
-    return micro_arena.measure_arena(int8_path).stated
+def arena_size(micro_firmware):
+    return micro_firmware["manifest"]["arena"]["stated"]
 
 
 def test_quantize_images_uses_the_models_parameters():

@@ -1,34 +1,31 @@
-"""Tests for edgemnist.micro.firmware: the C array is the model, TFLite Micro agrees with LiteRT, the arena is right."""
+"""Tests for edgemnist.micro.firmware: the C array is the model, the settings register its ops, the repo's
+firmware_assets/ is what the templates render today (conftest's micro_firmware renders it again)."""
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _helpers import export_variant, run_cli
-from edgemnist import data
+from _helpers import run_cli
 from edgemnist.micro import firmware
 from edgemnist.micro.check import quantize_images
 from edgemnist.runtime import tflite_info
-
 
 needs_cxx = pytest.mark.skipif(shutil.which("g++") is None, reason="no system C++ compiler (g++)")
 
 
 @pytest.fixture(scope="module")
-def int8_path(calibrated_int8_path):
-    return calibrated_int8_path
+def int8_path(micro_firmware):
+    return micro_firmware["model"]
 
 
 @pytest.fixture(scope="module")
-def assets(int8_path, tmp_path_factory):
-    out = tmp_path_factory.mktemp("firmware_out") / "assets"
-    manifest = firmware.generate(int8_path, out, firmware.FirmwareConfig(digits_per_class=2))
-    return out, manifest
+def assets(micro_firmware):
+    return micro_firmware["folder"], micro_firmware["manifest"]
 
 
 def test_c_identifier():
@@ -40,7 +37,7 @@ def test_c_identifier():
 
 def test_writes_the_expected_files(assets, int8_path):
     out, manifest = assets
-    stem = "digits_net_v1"
+    stem = manifest["stem"]
     cortex_m = {f"cortex_m/{p.name}" for p in (firmware.TEMPLATES / "cortex_m").iterdir() if p.name != "Makefile"}
     expected = {f"{stem}_model_data.cc", f"{stem}_model_data.h", f"{stem}_model_settings.h",
                 f"{stem}_test_digits.cc", f"{stem}_test_digits.h", "main_functions.cc", "main_functions.h",
@@ -163,17 +160,29 @@ int main() {{
     assert lines[-1] == "size 784 labels 0 9"
 
 
-@pytest.mark.slow
-def test_same_model_gives_byte_identical_files(assets, int8_path, tmp_path):
-    out, manifest = assets
-    again = firmware.generate(int8_path, tmp_path / "again", firmware.FirmwareConfig(digits_per_class=2))
-    assert again["files"] == manifest["files"]
-    for name in manifest["files"]:
-        assert (tmp_path / "again" / name).read_bytes() == (out / name).read_bytes()
-    # Regenerating into the same folder replaces it whole.
-    firmware.generate(int8_path, tmp_path / "again", firmware.FirmwareConfig(digits_per_class=1))
-    assert json.loads((tmp_path / "again" / firmware.MANIFEST_NAME).read_text())["test_digits"]["count"] == 10
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".again")]  # no temp folders left
+def _versions_recorded(manifest: dict) -> dict:
+    """{package: (version recorded in the manifest, version installed)} of what the files embed."""
+    from importlib import metadata
+
+    from edgemnist.micro.arena import micro_version
+
+    return {"tflite-micro": (manifest["tflite_micro_version"], micro_version()),
+            "ai-edge-litert": (manifest["litert_check"]["litert_version"], metadata.version("ai-edge-litert"))}
+
+
+def test_firmware_assets_are_what_the_templates_render(micro_firmware):
+    """firmware_assets/ rendered again from the .tflite it embeds gives the committed bytes: a template,
+    the rendering or a kernel table changed without regenerating it (its README has the command)."""
+    source = micro_firmware["source"]
+    recorded = json.loads((source / firmware.MANIFEST_NAME).read_text())
+    moved = {name: pair for name, pair in _versions_recorded(recorded).items() if pair[0] != pair[1]}
+    if moved:
+        pytest.skip(f"firmware_assets/ embeds results of other versions: {moved} (recorded, installed)")
+    out = micro_firmware["folder"]
+    committed = sorted(str(p.relative_to(source)) for p in source.rglob("*") if p.is_file())
+    assert committed == sorted([*micro_firmware["manifest"]["files"], firmware.MANIFEST_NAME])
+    differing = [name for name in committed if (out / name).read_bytes() != (source / name).read_bytes()]
+    assert differing == [], f"regenerate firmware_assets/ (see its README.md): {differing} differ"
 
 
 def test_refuses_to_replace_a_folder_it_did_not_write(int8_path, tmp_path):
@@ -183,34 +192,21 @@ def test_refuses_to_replace_a_folder_it_did_not_write(int8_path, tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def test_float_model_is_refused(calibrated_model_path, tmp_path):
-    float_path = export_variant(calibrated_model_path, "float32", tmp_path / "float.tflite")
+def test_float_model_is_refused(tflite_variants, tmp_path):
+    float_path = tmp_path / "float.tflite"
+    shutil.copy(tflite_variants["float32"], float_path)
     with pytest.raises(ValueError, match=r"float\.tflite.*float32.*int8"):
         firmware.generate(float_path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
-def test_ops_micro_lacks_or_mishandles_are_named(int8_path):
-    from dataclasses import replace
-
-    model = tflite_info.read_model(int8_path)
-    assert firmware.micro_ops(model, "m.tflite") == sorted(set(model.ops))
-    for op, message in (("RFFT2D", "op RFFT2D has no TFLite Micro kernel"),
-                        ("SPACE_TO_BATCH_ND", "op SPACE_TO_BATCH_ND: .*batch size 1")):
-        operators = (replace(model.main.operators[0], op=op),) + model.main.operators[1:]
-        broken = replace(model, subgraphs=(replace(model.main, operators=operators),))
-        with pytest.raises(ValueError, match=f"m.tflite: {message}"):
-            firmware.micro_ops(broken, "m.tflite")
-
-
 def test_every_template_is_package_data():
     """An installed edgemnist (not this checkout) must carry every template it renders."""
     from fnmatch import fnmatch
-    from pathlib import Path
 
     tomllib = pytest.importorskip("tomllib")
     pyproject = tomllib.loads((Path(firmware.__file__).parents[2] / "pyproject.toml").read_text())
-    patterns = [pattern.split("/") for pattern in pyproject["tool"]["setuptools"]["package-data"]["edgemnist"]]
+    patterns = [pattern.split("/") for pattern in pyproject["tool"]["setuptools"]["package-data"]["edgemnist.micro"]]
     templates = [p.relative_to(firmware.TEMPLATES.parent).parts for p in firmware.TEMPLATES.rglob("*") if p.is_file()]
     assert len(templates) > 10
     for parts in templates:
@@ -227,13 +223,21 @@ def test_config_validation():
 
 
 @pytest.mark.slow
-def test_cli_json_and_bad_input(int8_path, tmp_path):
-    result = run_cli("firmware", int8_path, "--out", tmp_path / "fw", "--digits-per-class", "1", "--name", "mnist",
+def test_cli_json_replaces_a_firmware_folder_whole_and_bad_input(int8_path, assets, tmp_path):
+    out, first = assets
+    shutil.copytree(out, tmp_path / "fw")
+    (tmp_path / "fw" / "extra.txt").write_text("left by a user")
+    result = run_cli("firmware", int8_path, "--out", tmp_path / "fw", "--digits-per-class", "1", "--name", "other",
                      "--json", timeout=600)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(result.stdout)
-    assert manifest["stem"] == "mnist" and (tmp_path / "fw" / "mnist_model_data.cc").is_file()
+    assert manifest["stem"] == "other" and manifest["test_digits"]["count"] == 10
     assert set(manifest) >= {"files", "arena", "ops", "flash_bytes", "model", "litert_check"}
+    assert manifest["arena"] == first["arena"]  # the same model measures the same arena
+    # the folder was replaced whole: only the new files, no temp folders beside it
+    assert {str(p.relative_to(tmp_path / "fw")) for p in (tmp_path / "fw").rglob("*") if p.is_file()} == \
+        {*manifest["files"], firmware.MANIFEST_NAME}
+    assert [p.name for p in tmp_path.iterdir()] == ["fw"]
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(int8_path.read_bytes()[:1000])
     result = run_cli("firmware", bad, "--out", tmp_path / "fw2", timeout=600)

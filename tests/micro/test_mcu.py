@@ -1,8 +1,11 @@
-"""Tests for edgemnist.micro.mcu: the firmware built for a Cortex-M4 with CMSIS-NN kernels, run under QEMU, bit-exact.
+"""Tests for edgemnist.micro.mcu (and build, elf, qemu): the firmware built for a Cortex-M4 with CMSIS-NN
+kernels, run under QEMU with the command line its Makefile gives, bit-exact.
 
 These need the Arm cross compiler and QEMU (tools/install_test_deps.sh) and a TensorFlow Lite
 Micro tree: EDGEMNIST_TFLM names a create_tflm_tree.py tree or a folder holding tree_reference/
 and tree_cmsis_nn/ (.ci/run unpacks one). Without them they skip, saying what is missing.
+The folder is conftest's micro_firmware (firmware_assets/ rendered again); builds go to
+temporary folders so it stays as rendered.
 """
 from __future__ import annotations
 
@@ -15,9 +18,8 @@ import sys
 import numpy as np
 import pytest
 
-from _helpers import export_variant, run_cli
-from edgemnist.micro import firmware
-from edgemnist.micro import mcu
+from _helpers import run_cli
+from edgemnist.micro import firmware, mcu, qemu
 from edgemnist.runtime import tflite_info
 
 
@@ -34,16 +36,13 @@ needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavail
 
 
 @pytest.fixture(scope="module")
-def per_tensor_path(calibrated_model_path, tmp_path_factory):
-    return export_variant(calibrated_model_path, "int8_per_tensor",
-                          tmp_path_factory.mktemp("mcu_tflite") / "model_int8_per_tensor.tflite")
+def per_tensor_path(micro_firmware):
+    return micro_firmware["model"]
 
 
 @pytest.fixture(scope="module")
-def firmware_folder(per_tensor_path, tmp_path_factory):
-    out = tmp_path_factory.mktemp("mcu_firmware") / "fw"
-    firmware.generate(per_tensor_path, out, firmware.FirmwareConfig(digits_per_class=1, name="mnist"))
-    return out
+def firmware_folder(micro_firmware):
+    return micro_firmware["folder"]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +52,10 @@ def cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def m4_cmsis_report(firmware_folder, cache_dir):
-    return mcu.run_mcu(firmware_folder, mcu.McuConfig(cpu="cortex-m4", kernels="cmsis_nn", cache_dir=cache_dir))
+def m4_cmsis_report(firmware_folder, cache_dir, tmp_path_factory):
+    build_dir = str(tmp_path_factory.mktemp("mcu_build") / "cortex-m4-cmsis_nn")
+    return mcu.run_mcu(firmware_folder, mcu.McuConfig(cpu="cortex-m4", kernels="cmsis_nn", cache_dir=cache_dir,
+                                                      build_dir=build_dir))
 
 
 @needs_mcu
@@ -67,7 +68,8 @@ def test_default_model_runs_bit_exact_on_cortex_m4_with_cmsis_nn(m4_cmsis_report
     assert r["bit_exact"]["digits_differing"] == 0 and r["bit_exact"]["max_abs_diff"] == 0
     # the predictions are the host's, digit for digit
     _, digits, expected = mcu.embedded_data(firmware_folder, json.loads((firmware_folder / firmware.MANIFEST_NAME).read_text()))
-    assert r["predictions"] == expected.argmax(axis=1).tolist() and r["digits"] == len(digits) == 10
+    assert r["predictions"] == expected.argmax(axis=1).tolist() and r["digits"] == len(digits) == 20
+    assert r["board"] == "mps2-an386" and r["qemu_command"].startswith("timeout ")
     mem = r["memory"]
     assert mem["model_bytes"] == per_tensor_path.stat().st_size
     assert 0 < mem["arena_used_bytes"] <= mem["arena_bytes"] < mem["ram_bytes"]
@@ -108,13 +110,14 @@ def test_a_wrong_score_fails_the_firmware_itself(firmware_folder, cache_dir, tmp
     build_log = (folder / "build" / "cortex-m4-cmsis_nn" / "build.log").read_text()
     assert "micro_interpreter.cc" not in build_log  # another folder's build reused the cached TFLM objects
     log = (folder / "build" / "cortex-m4-cmsis_nn" / "qemu.log").read_text()
-    assert "MISMATCH" in log and "EDGEMNIST result digits=10 mismatches=1 bit_exact=0" in log
+    assert "MISMATCH" in log and "EDGEMNIST result digits=20 mismatches=1 bit_exact=0" in log
 
 
 @needs_mcu
 def test_cli_json_and_compare_take_the_report(firmware_folder, cache_dir, tmp_path, m4_cmsis_report):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
-    run = run_cli("mcu", firmware_folder, "--cpu", "cortex-m4", "--kernels", "cmsis_nn", "--json", timeout=900, env=env)
+    run = run_cli("mcu", firmware_folder, "--cpu", "cortex-m4", "--kernels", "cmsis_nn", "--build-dir", tmp_path / "build",
+                  "--json", timeout=900, env=env)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] and report["instructions"]["per_inference_mean"] == m4_cmsis_report["instructions"]["per_inference_mean"]
@@ -139,12 +142,17 @@ def test_main_functions_compile_warning_free_on_the_host(firmware_folder):
 
 
 @needs_mcu
-def test_a_hung_firmware_is_one_line_and_exit_1(firmware_folder, cache_dir):
+def test_a_hung_firmware_is_a_failed_result_and_exit_1(firmware_folder, cache_dir, tmp_path):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
-    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", timeout=900, env=env)
-    assert run.returncode == 1
-    errors = [ln for ln in run.stderr.splitlines() if ln.startswith("edgemnist: error:")]
-    assert len(errors) == 1 and "did not finish within 0.05 s" in errors[0]
+    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", "--build-dir", tmp_path / "build", timeout=900, env=env)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stdout.startswith("FAILED: ") and len(run.stdout.strip().splitlines()) == 1
+    assert "did not finish within 0.05 s under " in run.stdout and "qemu-system-arm -M mps2-an386" in run.stdout
+    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", "--build-dir", tmp_path / "build", "--json",
+                  timeout=900, env=env)
+    failed = json.loads(run.stdout)
+    assert run.returncode == 1 and failed["ok"] is False and "did not finish within 0.05 s" in failed["error"]
+    assert (failed["cpu"], failed["kernels"]) == ("cortex-m4", "cmsis_nn")
 
 
 def test_missing_toolchain_is_one_line_and_exit_2(firmware_folder, tmp_path):
@@ -169,36 +177,32 @@ def test_a_changed_file_is_refused_before_building(firmware_folder, tmp_path):
     shutil.copytree(firmware_folder, folder, ignore=shutil.ignore_patterns("build"))
     with open(folder / "mnist_model_data.cc", "a") as fh:
         fh.write("// edited\n")
-    with pytest.raises(ValueError, match="mnist_model_data.cc: differs from the sha256"):
+    with pytest.raises(ValueError, match=r"mnist_model_data.cc: changed \(sha256"):
         mcu.verify_folder(folder)
 
 
-def test_a_5d_transpose_is_refused_for_cmsis_nn(tmp_path, mnist_train):
-    """The stem as it was (Reshape to 5-D, Permute, Reshape): CMSIS-NN would run it wrongly."""
-    from edgemnist.export import convert
-    from edgemnist._tensorflow import keras
-
-    k = keras()
-    inputs = k.Input((28, 28, 1), batch_size=1)
-    x = k.layers.Reshape((14, 2, 14, 2))(inputs)
-    x = k.layers.Permute((1, 3, 2, 4))(x)
-    x = k.layers.Reshape((14, 14, 4))(x)
-    x = k.layers.Conv2D(8, 2, padding="same")(x)
-    x = k.layers.GlobalAveragePooling2D()(x)
-    model = k.Model(inputs, k.layers.Dense(10, activation="softmax")(x))
-    images = mnist_train.images[:50].astype(np.float32)[..., None] / 255.0
-    path = tmp_path / "five_d.tflite"
-    path.write_bytes(convert.convert_variant(model, "int8_per_tensor", convert.ExportConfig(), representative=images).tflite)
-    info = tflite_info.read_model(path)
-    problems = firmware.kernel_set_problems(info)
-    assert [(p["kernels"], p["op"], p["input_rank"]) for p in problems] == [("cmsis_nn", "TRANSPOSE", 5)]
-    with pytest.raises(ValueError, match=r"TRANSPOSE would run wrongly with TFLite Micro's cmsis_nn kernels: 5-D input"):
-        firmware.micro_ops(info, str(path))
-
-
-def test_kernel_sources_name_tflm_files():
-    assert firmware.kernel_sources(["CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "MEAN", "RESHAPE", "TRANSPOSE"]) == [
-        "conv", "depthwise_conv", "pooling", "reduce", "reshape", "transpose"]
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_the_makefile_gives_the_qemu_command_line(firmware_folder, tmp_path):
+    tools = {"make": shutil.which("make"), "qemu": "qemu-system-arm"}
+    boards = {}
+    for cpu in mcu.CPUS:
+        argv = qemu.command(firmware_folder, cpu, tmp_path / cpu, tools, timeout_s=0.5)
+        assert argv[:3] == ["timeout", "0.5", "qemu-system-arm"]
+        assert argv[argv.index("-cpu") + 1] == cpu and argv[-2:] == ["-kernel", str(tmp_path / cpu / "firmware.elf")]
+        assert "-icount" in argv and "-semihosting-config" in argv
+        boards[cpu] = qemu.board(argv)
+    assert len(set(boards.values())) == len(mcu.CPUS)  # a board per core
+    default = qemu.command(firmware_folder, "cortex-m4", tmp_path, tools)
+    assert float(default[1]) > 0 and default[2:4] == ["qemu-system-arm", "-M"]  # the Makefile's QEMU_TIMEOUT
+    with pytest.raises(mcu.FirmwareRunError, match="CPU=cortex-m3 is not one of"):
+        qemu.command(firmware_folder, "cortex-m3", tmp_path, tools)
+    # A folder whose Makefile runs QEMU without a limit (an older edgemnist) is refused, not run unbounded.
+    old = tmp_path / "old"
+    shutil.copytree(firmware_folder, old)
+    makefile = (old / "Makefile").read_text()
+    (old / "Makefile").write_text(makefile.replace("QEMU_CMD = timeout $(QEMU_TIMEOUT) ", "QEMU_CMD = "))
+    with pytest.raises(ValueError, match="no time limit"):
+        qemu.command(old, "cortex-m4", tmp_path, tools)
 
 
 def test_config_rejects_bad_values():
