@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "edgemnist.predict",
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
+    "edgemnist.micro.targets",
     "edgemnist.pipeline",
     "edgemnist.verify",
 )

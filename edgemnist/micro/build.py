@@ -89,19 +89,27 @@ def _cache_root(cache_dir: Optional[str]) -> Path:
     return Path(cache_dir) if cache_dir else default_cache_dir()
 
 
-def object_cache(cache_dir: Optional[str], tree: Path, cpu: str, kernels: str, makefile: bytes) -> Path:
-    """The folder for TFLite Micro objects: one per tree, core, kernel set and Makefile (its flags)."""
+BUILD_TYPES = ("check", "release")  # the Makefile's BUILD_TYPE: the checking build, the lean one a product ships
+
+
+def object_cache(cache_dir: Optional[str], tree: Path, cpu: str, kernels: str, makefile: bytes,
+                 build_type: str = "check") -> Path:
+    """The folder for TFLite Micro objects: one per tree, core, kernel set, build type and Makefile (its flags)."""
     key = hashlib.sha256("\0".join([str(tree.resolve()), cpu, kernels]).encode() + makefile)
-    return _cache_root(cache_dir) / "tflm-objects" / f"{cpu}-{kernels}-{key.hexdigest()[:16]}"
+    suffix = "" if build_type == "check" else f"-{build_type}"  # the checking build's folders keep their names
+    return _cache_root(cache_dir) / "tflm-objects" / f"{cpu}-{kernels}{suffix}-{key.hexdigest()[:16]}"
 
 
-def build_folder(folder: Path, cpu: str, kernels: str, build_dir: Optional[str] = None) -> Path:
-    """Where a folder's build for `cpu` and `kernels` goes: `build_dir`, else <folder>/build/<cpu>-<kernels>."""
-    return Path(build_dir) if build_dir else Path(folder) / "build" / f"{cpu}-{kernels}"
+def build_folder(folder: Path, cpu: str, kernels: str, build_dir: Optional[str] = None,
+                 build_type: str = "check") -> Path:
+    """Where a folder's build goes: `build_dir`, else <folder>/build/<cpu>-<kernels>[-release]."""
+    suffix = "" if build_type == "check" else f"-{build_type}"
+    return Path(build_dir) if build_dir else Path(folder) / "build" / f"{cpu}-{kernels}{suffix}"
 
 
 def build(folder: Path, tree: Path, cpu: str, kernels: str, tools: dict, jobs: int = 1,
-          build_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> dict:
+          build_dir: Optional[str] = None, cache_dir: Optional[str] = None, build_type: str = "check",
+          make_vars: Optional[dict] = None) -> dict:
     """Runs the folder's Makefile (target `all`).
 
     Args:
@@ -113,6 +121,8 @@ def build(folder: Path, tree: Path, cpu: str, kernels: str, tools: dict, jobs: i
         jobs: parallel compiler processes.
         build_dir: the build folder (default <folder>/build/<cpu>-<kernels>).
         cache_dir: compiled TFLite Micro objects, shared by folders (default `artifacts.cache_dir()`).
+        build_type: one of BUILD_TYPES.
+        make_vars: more Makefile variables (BOARD, RAM_SIZE, STACK_SIZE, ...).
 
     Returns:
         {"elf", "build_dir", "seconds", "log"}.
@@ -121,13 +131,16 @@ def build(folder: Path, tree: Path, cpu: str, kernels: str, tools: dict, jobs: i
         FirmwareRunError: the compiler or linker failed (the log's tail in the message).
     """
     folder = Path(folder)
-    out = build_folder(folder, cpu, kernels, build_dir)
-    cache = object_cache(cache_dir, tree, cpu, kernels, (folder / "Makefile").read_bytes())
+    if build_type not in BUILD_TYPES:
+        raise ValueError(f"build_type must be one of {', '.join(BUILD_TYPES)}, got {build_type!r}")
+    out = build_folder(folder, cpu, kernels, build_dir, build_type)
+    cache = object_cache(cache_dir, tree, cpu, kernels, (folder / "Makefile").read_bytes(), build_type)
     out.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     log = out / "build.log"
     cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"TFLM={tree.resolve()}", f"CPU={cpu}",
-           f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", "all"]
+           f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", f"BUILD_TYPE={build_type}"]
+    cmd += [f"{name}={value}" for name, value in sorted((make_vars or {}).items())] + ["all"]
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         fh.write(" ".join(cmd) + "\n")

@@ -33,7 +33,7 @@ import numpy as np
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME, atomic_write_folder, sha256_bytes
 from edgemnist.micro.arena import ArenaSize, measure_arena, micro_version
 from edgemnist.micro.check import compare_with_litert, micro_predict, quantize_images, require_agreement
-from edgemnist.micro.kernels import KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
+from edgemnist.micro.kernels import INT8_REGISTRATIONS, KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
 from edgemnist.runtime import tflite_info
 
 MANIFEST_NAME = FIRMWARE_MANIFEST_NAME
@@ -50,6 +50,7 @@ class FirmwareConfig:
     name: Optional[str] = None  # <stem> of the C names; default: derived from the file name
     data_dir: Optional[str] = None  # where the test digits come from (None: shipped MNIST)
     regenerate_command: Optional[str] = None  # shown in the README (e.g. the repo's exact command)
+    target: Optional[str] = None  # a micro target (edgemnist targets): a model that cannot fit it is refused
 
     def __post_init__(self):
         if not 1 <= int(self.digits_per_class) <= 100:
@@ -158,7 +159,11 @@ def render_settings(stem: str, model_name: str, sha: str, model: tflite_info.TFL
         version=version, margin=f"{arena.margin:.0%}", arena_minimum=arena.minimum, arena_stated=arena.stated,
         num_ops=len(ops), op_list=", ".join(ops),
         register_ops="\n".join(f"  if (resolver.{MICRO_OP_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;"
-                               for op in ops))
+                               for op in ops),
+        register_ops_int8="\n".join(
+            f"  if (resolver.{MICRO_OP_RESOLVER_METHODS[op]}("
+            f"{'tflite::' + INT8_REGISTRATIONS[op] + '()' if op in INT8_REGISTRATIONS else ''}) != kTfLiteOk) "
+            "return kTfLiteError;" for op in ops))
 
 
 def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray,
@@ -193,15 +198,21 @@ def render_main(stem: str, model_name: str, sha: str, classes: int) -> dict:
             for name in ("main_functions.h", "main_functions.cc", "main.cc")}
 
 
+RELEASE_DIR = "release"  # the release build's main (make BUILD_TYPE=release), in place of the profiling one
+
+
 def render_cortex_m(stem: str, model_name: str, sha: str, ops: list) -> dict:
-    """The Cortex-M build: `Makefile`, `model_ops.mk` (the kernels to compile) and `cortex_m/`
-    (start-up code, semihosting platform layer, linker script, the bare-metal main)."""
+    """The Cortex-M build: `Makefile`, `model_ops.mk` (the kernels to compile), `cortex_m/`
+    (start-up code, semihosting platform layer, linker script, the bare-metal main) and
+    `release/main_release.cc` (the release build's main)."""
     files = {f"{CORTEX_M_DIR}/{path.name}": path.read_text(encoding="utf-8")
              for path in sorted((TEMPLATES / CORTEX_M_DIR).iterdir())
              if path.is_file() and path.name != "Makefile"}
     files["Makefile"] = (TEMPLATES / CORTEX_M_DIR / "Makefile").read_text(encoding="utf-8")
     files["model_ops.mk"] = _template("model_ops.mk.tmpl", model_name=model_name, sha256=sha, op_list=", ".join(ops),
                                       kernel_sources=" ".join(kernel_sources(ops)))
+    files[f"{RELEASE_DIR}/main_release.cc"] = _template("main_release.cc.tmpl", note=_generated_note(model_name, sha),
+                                                        stem=stem)
     return files
 
 
@@ -283,6 +294,12 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     stem = config.name or c_identifier(model_path.stem)
     model_name = model_path.name
     arena = measure_arena(model_path, config.arena_margin, config.max_arena)
+    if config.target is not None:
+        from edgemnist.micro.targets import fit_problems, get_micro_target
+
+        problems = fit_problems(get_micro_target(config.target), model.size, arena.stated)
+        if problems:
+            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}")
     version = micro_version()
     inp = model.inputs[0]
     images, labels = select_test_digits(config.digits_per_class, config.data_dir)
@@ -342,6 +359,8 @@ def add_commands(subparsers) -> None:
                    help="margin over the measured arena minimum (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder for the test digits (default: shipped)")
     p.add_argument("--regenerate-command", default=None, help="the command shown in the README to regenerate")
+    p.add_argument("--target", default=None,
+                   help="a micro target (edgemnist targets): refuse a model whose size or arena cannot fit it")
     p.set_defaults(func=_run_firmware)
 
 
@@ -354,6 +373,7 @@ def _run_firmware(args):
         name=args.name,
         data_dir=args.data_dir,
         regenerate_command=args.regenerate_command,
+        target=args.target,
     )
     manifest = generate(args.model, args.out, config)
     return Output(manifest, format_manifest(manifest))

@@ -139,6 +139,17 @@ KERNEL_SOURCES = {
     "BATCH_TO_SPACE_ND": "batch_to_space_nd", "UNIDIRECTIONAL_SEQUENCE_LSTM": "unidirectional_sequence_lstm",
 }
 
+# Ops with an int8-only registration (`tflite::Register_<OP>_INT8()`, declared in the kernel's
+# header, which micro_mutable_op_resolver.h includes): the release build registers these, so
+# the float and int16 code of the kernel is not linked. In a tree without an int8-only
+# variant of its own the function returns the general registration. Other ops keep theirs.
+INT8_REGISTRATIONS = {
+    op: f"Register_{op}_INT8" for op in (
+        "ADD", "AVERAGE_POOL_2D", "BATCH_MATMUL", "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED",
+        "MAX_POOL_2D", "MAXIMUM", "MINIMUM", "MUL", "PAD", "SOFTMAX", "SVDF", "TRANSPOSE", "TRANSPOSE_CONV",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM")
+}
+
 
 def kernel_sources(ops: list) -> list:
     """The TFLite Micro kernel file stems (sorted, distinct) that the model's ops need."""

@@ -1,6 +1,7 @@
 """Build a firmware folder for a Cortex-M core, run it under QEMU, and check it bit for bit.
 
 Usage: edgemnist mcu runs/default/firmware --tflm path/to/tflm_tree --cpu cortex-m4 --kernels cmsis_nn [--json]
+       edgemnist mcu runs/microbit/firmware --target microbit
 
 Takes a folder written by `edgemnist firmware` and a TensorFlow Lite Micro source tree (the
 output of TFLM's own `create_tflm_tree.py`), cross-compiles the folder's `Makefile` with
@@ -8,7 +9,14 @@ arm-none-eabi-gcc for the chosen core and kernel set (only the framework and the
 ops), runs the ELF under `qemu-system-arm` with semihosting, and reports: the prediction and
 the int8 scores of every embedded digit, whether every score equals the host's (TFLite Micro
 reference kernels, and LiteRT's builtin kernels), flash and RAM from the ELF (arena and stack
-named), the arena actually used, and instructions per inference and per op.
+named), the arena actually used, and instructions per inference and per op. It then builds
+the folder's release build (what a product ships: no printf, no error strings, int8-only
+kernels, LTO) and runs it too: its flash and RAM are the headline numbers, and it reports one
+PASS/FAIL word for its own bit-exact check, its stack's high-water mark and its arena.
+With `--target NAME` (`edgemnist targets`) the core, board and kernel set come from the
+target, a folder whose model or arena cannot fit is refused before anything is built, the
+release build is linked against the target's RAM budget, and both numbers are reported next
+to the budget.
 
 The steps are modules of their own: `micro.build` (tools, TFLite Micro tree, make),
 `micro.elf` (flash and RAM), `micro.qemu` (the run, with the command line the folder's
@@ -33,12 +41,13 @@ from edgemnist.micro.build import (INSTALL_HINT, TFLM_ENV, TREE_HINT, FirmwareRu
                                    find_tools, resolve_tflm)
 from edgemnist.micro.check import litert_raw_outputs
 from edgemnist.micro.kernels import KERNEL_SETS
+from edgemnist.micro.targets import MICRO_TARGETS, fit_problems, get_micro_target
 from edgemnist.runtime.machine import usable_cores
 from edgemnist.verify import check_firmware_folder
 
 # The cores the firmware Makefile builds for (its CPU=); the Makefile picks each one's flags
-# and QEMU board.
-CPUS = ("cortex-m4", "cortex-m7", "cortex-m55")
+# and usual QEMU board (its BOARD= picks another).
+CPUS = ("cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m55")
 ESTIMATE_MHZ = 80  # the clock of the "at 1 instruction per cycle" estimate
 
 
@@ -53,8 +62,16 @@ class McuConfig:
     jobs: int = max(1, usable_cores() or 1)  # parallel compiler processes
     build_dir: Optional[str] = None  # default: <folder>/build/<cpu>-<kernels>
     cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default artifacts.cache_dir())
+    board: Optional[str] = None  # the Makefile's BOARD (None: the core's usual board)
+    target: Optional[str] = None  # a micro target of `edgemnist targets`: its budget is checked and reported
+    release: bool = True  # also build and run the release build
 
     def __post_init__(self):
+        if self.target is not None:
+            target = get_micro_target(self.target)
+            if (self.cpu, self.kernels) != (target.cpu, target.kernels) or self.board is not None:
+                raise ValueError(f"target {target.name} means cpu {target.cpu}, kernels {target.kernels} and its "
+                                 f"boards; got cpu {self.cpu}, kernels {self.kernels}, board {self.board}")
         if self.cpu not in CPUS:
             raise ValueError(f"cpu must be one of {', '.join(CPUS)}, got {self.cpu!r}")
         if self.kernels not in KERNEL_SETS:
@@ -121,13 +138,22 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
     """
     folder = Path(folder)
     manifest = verify_folder(folder)
+    target = get_micro_target(config.target) if config.target else None
+    if target is not None:
+        problems = fit_problems(target, int(manifest["model"]["bytes"]), int(manifest["arena"]["stated"]))
+        if problems:
+            raise ValueError(f"{folder}: cannot fit {target.name}: {'; '.join(problems)}")
     tools = find_tools()
     tree = resolve_tflm(config.tflm, config.kernels)
     model, digits, expected = embedded_data(folder, manifest)
+    check_board = config.board if target is None else (target.check_board or target.board)
+    check_vars = {"BOARD": check_board} if check_board else {}
+    if target is not None and check_board == target.board:  # the board's own RAM: the product's stack
+        check_vars["STACK_SIZE"] = target.stack_bytes
     built = firmware_build.build(folder, tree, config.cpu, config.kernels, tools, jobs=config.jobs,
-                                 build_dir=config.build_dir, cache_dir=config.cache_dir)
+                                 build_dir=config.build_dir, cache_dir=config.cache_dir, make_vars=check_vars)
     sizes = elf.elf_sizes(built["elf"], manifest["stem"], tools)
-    qemu_argv = qemu.command(folder, config.cpu, built["build_dir"], tools, config.timeout_s)
+    qemu_argv = qemu.command(folder, config.cpu, built["build_dir"], tools, config.timeout_s, check_board)
     ran = qemu.run_firmware(qemu_argv)
     (built["build_dir"] / "qemu.log").write_text(ran["output"], encoding="utf-8")
     parsed = qemu.parse_output(ran["output"])
@@ -192,7 +218,70 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
         "build_dir": str(built["build_dir"]),
     }
     report["ok"] = bool(bit_exact_micro and report["firmware_mismatches"] == 0 and ran["returncode"] == 0)
+    if config.release:
+        report["release"] = run_release(folder, manifest, tree, tools, config, target)
+        report["ok"] = report["ok"] and report["release"]["ok"]
+    report["target"] = None if target is None else target.to_json()
     return report
+
+
+def run_release(folder: Path, manifest: dict, tree: Path, tools: dict, config: McuConfig, target=None) -> dict:
+    """Builds and runs the folder's release build; with a target, linked against its RAM budget and stack.
+
+    Returns:
+        {"flash_bytes", "flash_without_test_digits_bytes", "ram_bytes", "sections", "arena_bytes",
+        "arena_used_bytes", "stack_bytes", "stack_used_bytes", "instructions_per_inference", "digits", "correct",
+        "mismatches", "verdict", "ok", "budget" (None, or {"flash_bytes", "ram_bytes", "fits"}), "build_dir",
+        "build_seconds", "run_seconds"}.
+
+    Raises:
+        FirmwareRunError: the build failed (a firmware too big for the board or budget fails to link), or
+        the firmware hung, faulted or printed no result line.
+    """
+    board = config.board if target is None else target.board
+    make_vars = {"BOARD": board} if board else {}
+    if target is not None:
+        make_vars.update(RAM_SIZE=target.ram_bytes, STACK_SIZE=target.stack_bytes)
+    build_dir = None if config.build_dir is None else f"{config.build_dir}-release"
+    built = firmware_build.build(folder, tree, config.cpu, config.kernels, tools, jobs=config.jobs,
+                                 build_dir=build_dir, cache_dir=config.cache_dir, build_type="release",
+                                 make_vars=make_vars)
+    sizes = elf.elf_sizes(built["elf"], manifest["stem"], tools)
+    argv = qemu.command(folder, config.cpu, built["build_dir"], tools, config.timeout_s, board)
+    ran = qemu.run_firmware(argv)
+    (built["build_dir"] / "qemu.log").write_text(ran["output"], encoding="utf-8")
+    line = qemu.parse_output(ran["output"])["release"]
+    if line is None:
+        raise FirmwareRunError(f"{built['elf']}: the release firmware printed no result line "
+                               f"(exit status {ran['returncode']}): {qemu.output_tail(ran['output'])}")
+    flash_net = sizes["flash_bytes"] - sizes["test_digit_bytes"]
+    budget = None
+    if target is not None:
+        budget = {"flash_bytes": target.flash_bytes, "ram_bytes": target.ram_bytes,
+                  "fits": bool(flash_net <= target.flash_bytes and sizes["ram_bytes"] <= target.ram_bytes)}
+    return {
+        "flash_bytes": sizes["flash_bytes"],
+        "flash_without_test_digits_bytes": flash_net,
+        "ram_bytes": sizes["ram_bytes"],
+        "sections": sizes["sections"],
+        "model_bytes": sizes["model_bytes"],
+        "test_digit_bytes": sizes["test_digit_bytes"],
+        "arena_bytes": sizes["arena_bytes"],
+        "arena_used_bytes": line.get("arena_used"),
+        "stack_bytes": sizes["stack_bytes"],
+        "stack_used_bytes": line.get("stack_used"),
+        "instructions_per_inference": line.get("instructions"),
+        "digits": line["digits"],
+        "correct": line.get("correct"),
+        "mismatches": line["mismatches"],
+        "verdict": line["verdict"],
+        "ok": bool(line["verdict"] == "PASS" and line["mismatches"] == 0 and ran["returncode"] == 0
+                   and (budget is None or budget["fits"])),
+        "budget": budget,
+        "build_dir": str(built["build_dir"]),
+        "build_seconds": built["seconds"],
+        "run_seconds": ran["seconds"],
+    }
 
 
 def format_report(r: dict) -> str:
@@ -222,8 +311,26 @@ def format_report(r: dict) -> str:
             lines.append(f"  {o['index']:>3} {o['op']:<20}{o['instructions_per_inference']:>14,}"
                          f"{o['instructions_per_inference'] / total:>8.1%}")
     lines.append(f"  build {r['build_seconds']} s, QEMU run {r['run_seconds']} s; build folder {r['build_dir']}")
+    rel = r.get("release")
+    if rel:
+        budget = rel["budget"]
+        flash_budget = f" (budget {budget['flash_bytes']:,})" if budget else ""
+        ram_budget = f" (budget {budget['ram_bytes']:,})" if budget else ""
+        lines += [
+            "release build (no printf, no error strings, int8-only kernels, LTO):",
+            f"  verdict:             {rel['verdict']} ({rel['mismatches']} of {rel['digits']} digits differ; "
+            f"{rel['correct']} right)",
+            f"  flash:               {rel['flash_without_test_digits_bytes']:,} bytes without the test digits"
+            f"{flash_budget}; {rel['flash_bytes']:,} with them",
+            f"  RAM:                 {rel['ram_bytes']:,} bytes{ram_budget}: arena {rel['arena_bytes'] or 0:,} "
+            f"({rel['arena_used_bytes'] or 0:,} used), stack {rel['stack_bytes'] or 0:,} "
+            f"({rel['stack_used_bytes'] or 0:,} used)",
+            f"  instructions:        {rel['instructions_per_inference'] or 0:,} per inference",
+        ]
+        if budget:
+            lines.append(f"  fits {r['target']['name']}: {'yes' if budget['fits'] else 'NO'}")
     lines.append("OK: every int8 score is bit-exact with the host" if r["ok"] else
-                 "FAILED: the firmware's scores differ from the host's")
+                 "FAILED: the firmware's scores differ from the host's, or the release build failed or does not fit")
     return "\n".join(lines)
 
 
@@ -243,9 +350,15 @@ def add_commands(subparsers) -> None:
     p.add_argument("--tflm", default=None,
                    help=f"TFLite Micro tree (create_tflm_tree.py output), or a folder holding tree_reference/ and "
                    f"tree_cmsis_nn/ (default ${TFLM_ENV})")
-    p.add_argument("--cpu", choices=list(CPUS), default=McuConfig.cpu, help="core (default %(default)s)")
-    p.add_argument("--kernels", choices=list(KERNEL_SETS), default=McuConfig.kernels,
-                   help="TFLite Micro kernel set (default %(default)s)")
+    p.add_argument("--target", choices=list(MICRO_TARGETS), default=None,
+                   help="a named target (edgemnist targets): picks core, boards and kernels, refuses a folder that "
+                   "cannot fit, and reports the release build against the budget")
+    p.add_argument("--cpu", choices=list(CPUS), default=None, help=f"core (default {McuConfig.cpu})")
+    p.add_argument("--kernels", choices=list(KERNEL_SETS), default=None,
+                   help=f"TFLite Micro kernel set (default {McuConfig.kernels})")
+    p.add_argument("--board", default=None,
+                   help="the Makefile's BOARD: memory map and QEMU machine (default: the core's usual board)")
+    p.add_argument("--no-release", action="store_true", help="only the checking build, not the release build")
     p.add_argument("--timeout", type=float, default=McuConfig.timeout_s,
                    help="seconds QEMU may run before the firmware counts as hung (default: QEMU_TIMEOUT in the "
                    "folder's Makefile)")
@@ -257,9 +370,12 @@ def add_commands(subparsers) -> None:
 def _run_mcu(args):
     from edgemnist.cli import Output
 
-    config = McuConfig(cpu=args.cpu, kernels=args.kernels, tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs,
-                       build_dir=args.build_dir)
-    print(f"building {args.folder} for {args.cpu} with {args.kernels} kernels, then running it under QEMU ...",
+    target = get_micro_target(args.target) if args.target else None
+    config = McuConfig(cpu=args.cpu or (target.cpu if target else McuConfig.cpu),
+                       kernels=args.kernels or (target.kernels if target else McuConfig.kernels),
+                       tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs, build_dir=args.build_dir,
+                       board=args.board, target=args.target, release=not args.no_release)
+    print(f"building {args.folder} for {config.cpu} with {config.kernels} kernels, then running it under QEMU ...",
           file=sys.stderr)
     try:
         report = run_mcu(args.folder, config)

@@ -25,7 +25,8 @@ from edgemnist.micro.build import FirmwareRunError
 TIMED_OUT = 124  # the exit status of `timeout` when the firmware ran past the limit
 
 
-def command(folder: Path, cpu: str, build_dir: Path, tools: dict, timeout_s: Optional[float] = None) -> list:
+def command(folder: Path, cpu: str, build_dir: Path, tools: dict, timeout_s: Optional[float] = None,
+            board: Optional[str] = None) -> list:
     """The argv the folder's Makefile runs for `make run` (its `run-cmd` target): `timeout`, then QEMU.
 
     Args:
@@ -34,6 +35,7 @@ def command(folder: Path, cpu: str, build_dir: Path, tools: dict, timeout_s: Opt
         build_dir: the build folder holding firmware.elf.
         tools: {"make", "qemu"} -> program (`build.find_tools()`).
         timeout_s: seconds before the firmware counts as hung; None keeps the Makefile's QEMU_TIMEOUT.
+        board: the Makefile's BOARD (its QEMU machine); None: the core's usual board.
 
     Raises:
         FirmwareRunError: make refused (the Makefile's own message).
@@ -43,6 +45,8 @@ def command(folder: Path, cpu: str, build_dir: Path, tools: dict, timeout_s: Opt
            f"QEMU={tools['qemu']}"]
     if timeout_s is not None:
         cmd.append(f"QEMU_TIMEOUT={float(timeout_s):g}")
+    if board is not None:
+        cmd.append(f"BOARD={board}")
     result = subprocess.run(cmd + ["run-cmd"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if result.returncode != 0:
         raise FirmwareRunError(f"{folder}/Makefile: `make run-cmd` failed: {output_tail(result.stderr + result.stdout)}")
@@ -73,9 +77,10 @@ def parse_output(text: str) -> dict:
     Returns:
         {"digits": {index: {"label", "predicted", "scores"}}, "invokes": {digit: instructions},
         "ops": {index: {"op", "calls", "instructions"}}, "calibration", "result": {"mismatches"} or None,
-        "arena_used"}.
+        "arena_used", "release": the release build's one line ({"digits", "correct", "mismatches",
+        "instructions", "arena_used", "stack_used", "verdict": "PASS" or "FAIL"}) or None}.
     """
-    digits, invokes, ops, calibration, result, arena_used = {}, {}, {}, None, None, None
+    digits, invokes, ops, calibration, result, arena_used, release = {}, {}, {}, None, None, None, None
     for line in text.splitlines():
         line = line.strip()
         m = _DIGIT.search(line)
@@ -99,8 +104,11 @@ def parse_output(text: str) -> dict:
             calibration = fields.get("instructions_per_tick")
         elif kind == "result":
             result = {"mismatches": int(fields["mismatches"])}
+        elif kind == "release" and line.split()[-1] in ("PASS", "FAIL") and "mismatches" in fields:
+            release = {key: int(value) for key, value in fields.items()}
+            release["verdict"] = line.split()[-1]
     return {"digits": digits, "invokes": invokes, "ops": ops, "calibration": calibration, "result": result,
-            "arena_used": arena_used}
+            "arena_used": arena_used, "release": release}
 
 
 def output_tail(text: str, lines: int = 3) -> str:

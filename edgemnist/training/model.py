@@ -18,6 +18,10 @@ from edgemnist.console import first_line
 
 INPUT_SHAPE = (28, 28, 1)
 STEMS = ("conv", "space_to_depth")
+# How the last feature map becomes one vector: "mean" (GlobalAveragePooling2D, a MEAN op) or
+# "average_pool" (an AveragePooling2D over the whole map, then a Reshape): the same average, but
+# AVERAGE_POOL_2D has a CMSIS-NN kernel while TFLite Micro's int8 MEAN is a generic loop.
+GLOBAL_POOLS = ("mean", "average_pool")
 # Faster-moving BatchNorm statistics than Keras' 0.99: short fine-tunes and small runs
 # (pruning, QAT, tests) otherwise evaluate with statistics that have not caught up.
 BN_MOMENTUM = 0.9
@@ -51,9 +55,10 @@ class ModelConfig:
     stem_kernel: int = 2
     block_channels: tuple = (48, 48, 64, 96)  # pointwise output channels, one per block
     dilation_rates: tuple = (2, 1, 2, 1)  # dilation of each block's 3x3 depthwise conv
-    pool_after: tuple = (1, 3)  # 2x2 max-pool after these blocks (1-based): 14 -> 7 -> 3
+    pool_after: tuple = (1, 3)  # 2x2 max-pool after these blocks (1-based; 0: after the stem): 14 -> 7 -> 3
     width_multiplier: float = 1.0  # scales every channel count
     dropout: float = 0.1  # before the classifier
+    global_pool: str = "mean"  # one of GLOBAL_POOLS
 
     def __post_init__(self):
         if len(self.block_channels) == 0:
@@ -68,8 +73,9 @@ class ModelConfig:
             )
         if any(int(r) < 1 for r in self.dilation_rates):
             raise ValueError(f"dilation rates must be >= 1, got {self.dilation_rates}")
-        if any(not 1 <= int(b) <= len(self.block_channels) for b in self.pool_after):
-            raise ValueError(f"pool_after {self.pool_after} must name blocks 1..{len(self.block_channels)}")
+        if any(not 0 <= int(b) <= len(self.block_channels) for b in self.pool_after):
+            raise ValueError(f"pool_after {self.pool_after} must name blocks 1..{len(self.block_channels)} "
+                             "(or 0, the stem)")
         if not 0.0 < self.width_multiplier <= 8.0:
             raise ValueError(f"width_multiplier must be in (0, 8], got {self.width_multiplier}")
         if not 1 <= int(self.stem_kernel) <= 7:
@@ -78,6 +84,8 @@ class ModelConfig:
             raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {self.stem!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}, got {self.global_pool!r}")
 
     def channels(self, n: int) -> int:
         """Channel count scaled by the width multiplier, kept a multiple of 4 (SIMD friendly)."""
@@ -135,11 +143,17 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
                           use_bias=False, name="stem")(inputs)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu")(x)
+    if 0 in config.pool_after:
+        x = layers.MaxPooling2D(2, name="stem_pool")(x)
     for i, (channels, rate) in enumerate(zip(config.block_channels, config.dilation_rates), start=1):
         x = _conv_dw_pw(x, config.channels(channels), int(rate), name=f"block{i}")
         if i in config.pool_after:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if config.global_pool == "average_pool":
+        x = layers.AveragePooling2D(tuple(x.shape[1:3]), name="pool_avg")(x)
+        x = layers.Flatten(name="pool")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="pool")(x)
     if config.dropout:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     outputs = layers.Dense(10, activation="softmax", name="classifier")(x)

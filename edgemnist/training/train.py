@@ -107,8 +107,16 @@ class TrainConfig:
         d = asdict(self)
         d.pop("epochs")
         d.pop("patience")
-        d["model_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["model_config"].items()}
+        d["model_config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in d["model_config"].items()
+                             if _LATER_SHAPE_SETTINGS.get(k, _NOT_SET) != v}
         return json.loads(json.dumps(d))
+
+
+# ModelConfig settings added after run folders were first written, at the values that build the
+# model those folders hold: left out of the identity, so such a run still resumes (and a pipeline
+# still skips its finished train stage).
+_NOT_SET = object()
+_LATER_SHAPE_SETTINGS = {"global_pool": "mean"}
 
 
 # Settings of retired experiments (docs/experiments.md) at the values that turned them off. Run
@@ -521,6 +529,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--stem", default=d.model_config.stem, choices=STEMS,
                    help="ds_cnn stem: a stride-2 convolution, or 2x2 space-to-depth then a stride-1 "
                         "convolution (faster in int8; default %(default)s)")
+    p.add_argument("--target", default=None,
+                   help="a named deployment target (edgemnist targets): its model preset is the shape; shape flags "
+                   "given as well change the preset")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tf.distribute strategy: mirrored for several GPUs, multiworker reads TF_CONFIG "
                         "(default %(default)s)")
@@ -529,15 +540,41 @@ def add_commands(subparsers) -> None:
     p.set_defaults(func=_run_train)
 
 
+def target_shape(name: str) -> ModelConfig:
+    """The model preset of a named target (`edgemnist targets`) as a ModelConfig.
+
+    Raises:
+        ValueError: no such target.
+    """
+    from edgemnist.micro.targets import get_target
+
+    return ModelConfig(**get_target(name).preset)
+
+
+def shape_from_args(args) -> ModelConfig:
+    """ds_cnn's shape from train's flags: the target's preset (or the default shape), with every shape
+    flag that differs from its default on top (each one named on stderr when it changes a preset)."""
+    d = ModelConfig()
+    base = target_shape(args.target) if getattr(args, "target", None) else d
+    given = {"width_multiplier": args.width, "dilation_rates": tuple(args.dilations),
+             "block_channels": tuple(args.channels), "stem_kernel": args.stem_kernel, "stem": args.stem,
+             "stem_channels": args.stem_channels}
+    changed = {k: v for k, v in given.items() if v != getattr(d, k)}
+    if base is not d and changed:
+        print(f"target {args.target}: its preset changed by {', '.join(f'{k}={v}' for k, v in changed.items())}",
+              file=sys.stderr)
+    if "block_channels" in changed and "dilation_rates" not in changed and base is not d:
+        changed["dilation_rates"] = (1,) * len(changed["block_channels"])  # the presets keep dilation 1
+    return replace(base, **changed)
+
+
 def _run_train(args):
     from edgemnist.cli import Output
 
     d = TrainConfig()
     config = TrainConfig(
         model=args.model,
-        model_config=replace(d.model_config, width_multiplier=args.width, dilation_rates=tuple(args.dilations),
-                             block_channels=tuple(args.channels), stem_kernel=args.stem_kernel, stem=args.stem,
-                             stem_channels=args.stem_channels),
+        model_config=shape_from_args(args),
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr, patience=args.patience,
         augment=not args.no_augment, rotation=args.rotation, shift=args.shift,
         elastic=args.elastic, elastic_sigma=args.elastic_sigma,

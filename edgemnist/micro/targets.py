@@ -1,0 +1,187 @@
+"""Named deployment targets: a core, its QEMU board, a kernel set, a flash and RAM budget, a model preset.
+
+Usage: edgemnist targets [--json]      (then: edgemnist pipeline --target microbit --out runs/microbit)
+
+A user names the device; every command that needs to know it takes `--target NAME` and reads
+it from here: `train` and `pipeline` the model preset (chosen by measuring candidates on the
+emulated cores, docs/experiments.md), `firmware` and `mcu` the core, the QEMU board, the
+kernel set and the budget. The budget is the whole release firmware (framework, kernels,
+model, start-up code; arena, stack and TFLite Micro's own allocations); a model whose
+arena and stack alone exceed the RAM, or whose model alone exceeds the flash, is refused
+before anything is built. What does fit is proven by linking the release build against the
+board's real memory map and running it under QEMU's model of that board.
+
+This module is the one owner of the names, budgets and presets. The firmware folder's
+Makefile owns what a board means to the compiler and to QEMU (flags, linker script, QEMU
+machine); `tests/micro/test_targets.py` checks that the two agree.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+KIB = 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """One named deployment target."""
+
+    name: str  # what users type: --target NAME
+    description: str  # one line: the device
+    cpu: Optional[str] = None  # the Makefile's CPU (None: not a microcontroller)
+    board: Optional[str] = None  # the Makefile's BOARD: memory map, linker script and QEMU machine
+    qemu_machine: Optional[str] = None  # qemu-system-arm -M (the board's, as the Makefile runs it)
+    kernels: Optional[str] = None  # TFLite Micro kernel set ("cmsis_nn" or "reference")
+    flash_bytes: Optional[int] = None  # budget: the whole release firmware, without the test digits
+    ram_bytes: Optional[int] = None  # budget: .data + .bss (arena, TFLM's own state) + stack
+    stack_bytes: Optional[int] = None  # the release build's stack (measured high-water mark plus a margin)
+    preset: dict = field(default_factory=dict)  # ModelConfig settings (empty: edgemnist's default model)
+    why: str = ""  # why this preset: the measurement that chose it (docs/experiments.md)
+    # The board of the checking build (semihosting, printf, the per-op profiler: more RAM than a
+    # product needs) when the target's own board is too small for it: a board with the same core.
+    check_board: Optional[str] = None
+
+    def __post_init__(self):
+        micro = (self.cpu, self.board, self.qemu_machine, self.kernels, self.flash_bytes, self.ram_bytes,
+                 self.stack_bytes)
+        if any(v is None for v in micro) and any(v is not None for v in micro):
+            raise ValueError(f"target {self.name!r}: cpu, board, qemu_machine, kernels, flash_bytes, ram_bytes "
+                             f"and stack_bytes go together (got {micro})")
+        if self.ram_bytes is not None and not 0 < self.stack_bytes < self.ram_bytes:
+            raise ValueError(f"target {self.name!r}: stack_bytes {self.stack_bytes} must be in "
+                             f"(0, ram_bytes {self.ram_bytes})")
+
+    @property
+    def is_micro(self) -> bool:
+        """True for a microcontroller target (it has a core and a budget)."""
+        return self.cpu is not None
+
+    def to_json(self) -> dict:
+        """The target as JSON (the keys of `edgemnist targets --json`)."""
+        return {"name": self.name, "description": self.description, "cpu": self.cpu, "board": self.board,
+                "qemu_machine": self.qemu_machine, "kernels": self.kernels, "flash_bytes": self.flash_bytes,
+                "ram_bytes": self.ram_bytes, "stack_bytes": self.stack_bytes, "preset": dict(self.preset),
+                "why": self.why, "check_board": self.check_board or self.board}
+
+
+# The Cortex-M4-class preset: every op on a CMSIS-NN fast path (dilation 1 everywhere, 3x3
+# depthwise kernels, max-pool, AVERAGE_POOL_2D instead of MEAN), the 28x28 image convolved
+# once by a stride-2 stem, and the wide layers at 7x7 and 3x3. Filled in from the measurements
+# in docs/experiments.md ("A model for every microcontroller budget").
+_M4_PRESET = {"stem": "conv", "stem_kernel": 3, "stem_channels": 16, "block_channels": (32, 64, 64),
+              "dilation_rates": (1, 1, 1), "pool_after": (1, 2), "global_pool": "average_pool"}
+_M4_WHY = "measured on QEMU mps2-an386 with CMSIS-NN: docs/experiments.md"
+_M4_BUDGET = dict(kernels="cmsis_nn", flash_bytes=64 * KIB, ram_bytes=24 * KIB, stack_bytes=2 * KIB)
+# The small boards: the activations sized to the RAM (the largest two live tensors plus
+# TFLite Micro's own allocations must fit beside a 1-2 KB stack).
+_MICROBIT_PRESET = {"stem": "conv", "stem_kernel": 3, "stem_channels": 8, "block_channels": (16, 32, 48),
+                    "dilation_rates": (1, 1, 1), "pool_after": (1, 2), "global_pool": "average_pool"}
+# 8 KB: no block at 14x14; the stem's output is pooled to 7x7 at once.
+_STM32_PRESET = {"stem": "conv", "stem_kernel": 3, "stem_channels": 8, "block_channels": (24, 48, 64),
+                 "dilation_rates": (1, 1, 1), "pool_after": (0, 2), "global_pool": "average_pool"}
+
+TARGETS = {
+    t.name: t for t in (
+        Target("default", "desktop x86-64 or a Raspberry Pi-class board: edgemnist's default model"),
+        Target("cortex-m4", "Cortex-M4F class (QEMU mps2-an386), CMSIS-NN: <= 64 KB flash, <= 24 KB RAM",
+               cpu="cortex-m4", board="mps2-an386", qemu_machine="mps2-an386", preset=_M4_PRESET, why=_M4_WHY,
+               **_M4_BUDGET),
+        Target("cortex-m7", "Cortex-M7 class (QEMU mps2-an500), CMSIS-NN: the cortex-m4 budget and preset",
+               cpu="cortex-m7", board="mps2-an500", qemu_machine="mps2-an500", preset=_M4_PRESET, why=_M4_WHY,
+               **_M4_BUDGET),
+        Target("cortex-m55", "Cortex-M55 with Helium (QEMU mps3-an547), CMSIS-NN: the cortex-m4 budget and preset",
+               cpu="cortex-m55", board="mps3-an547", qemu_machine="mps3-an547", preset=_M4_PRESET, why=_M4_WHY,
+               **_M4_BUDGET),
+        Target("microbit", "BBC micro:bit v1 (nRF51822, Cortex-M0, 256 KB flash, 16 KB RAM; QEMU microbit)",
+               cpu="cortex-m0", board="microbit", qemu_machine="microbit", kernels="cmsis_nn",
+               flash_bytes=256 * KIB, ram_bytes=16 * KIB, stack_bytes=2 * KIB, preset=_MICROBIT_PRESET,
+               why="sized to 16 KB of RAM: docs/experiments.md"),
+        Target("stm32vldiscovery", "STM32VLDISCOVERY (STM32F100RB, Cortex-M3, 128 KB flash, 8 KB RAM; "
+               "QEMU stm32vldiscovery)",
+               cpu="cortex-m3", board="stm32vldiscovery", qemu_machine="stm32vldiscovery", kernels="cmsis_nn",
+               flash_bytes=128 * KIB, ram_bytes=8 * KIB, stack_bytes=1536, preset=_STM32_PRESET,
+               why="sized to 8 KB of RAM: docs/experiments.md", check_board="mps2-an385"),
+    )
+}
+MICRO_TARGETS = tuple(name for name, t in TARGETS.items() if t.is_micro)
+
+
+def get_target(name: str) -> Target:
+    """The target called `name`.
+
+    Raises:
+        ValueError: no such target (the message lists them).
+    """
+    if name not in TARGETS:
+        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)} (edgemnist targets)")
+    return TARGETS[name]
+
+
+def get_micro_target(name: str) -> Target:
+    """The microcontroller target called `name`.
+
+    Raises:
+        ValueError: no such target, or it is not a microcontroller (no core, no budget).
+    """
+    target = get_target(name)
+    if not target.is_micro:
+        raise ValueError(f"target {name!r} is not a microcontroller; choose one of {', '.join(MICRO_TARGETS)}")
+    return target
+
+
+def fit_problems(target: Target, model_bytes: int, arena_bytes: int) -> list:
+    """What cannot fit the target before anything is built: the model against the flash, the
+    tensor arena plus the stack against the RAM. Framework code and TFLite Micro's own state come
+    on top, so an empty list means "may fit": the linked release build, run on the board's
+    QEMU model, decides.
+
+    Args:
+        target: a microcontroller target.
+        model_bytes: the .tflite model's size.
+        arena_bytes: the tensor arena the firmware folder states.
+
+    Returns:
+        One line per problem, with the numbers.
+    """
+    problems = []
+    if model_bytes > target.flash_bytes:
+        problems.append(f"the model alone is {model_bytes:,} B; {target.name} has {target.flash_bytes:,} B of flash")
+    if arena_bytes + target.stack_bytes > target.ram_bytes:
+        problems.append(f"tensor arena {arena_bytes:,} B + stack {target.stack_bytes:,} B = "
+                        f"{arena_bytes + target.stack_bytes:,} B; {target.name} has {target.ram_bytes:,} B of RAM")
+    return problems
+
+
+def format_targets(targets: list) -> str:
+    """A human table of targets (their JSON)."""
+    lines = [f"{'target':<18}{'core':<12}{'QEMU board':<18}{'kernels':<10}{'flash':>9}{'RAM':>8}  model preset"]
+    for t in targets:
+        preset = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
+                           for k, v in t["preset"].items()) or "edgemnist's default model"
+        flash = f"{t['flash_bytes'] // KIB} KB" if t["flash_bytes"] else "-"
+        ram = f"{t['ram_bytes'] // KIB} KB" if t["ram_bytes"] else "-"
+        lines.append(f"{t['name']:<18}{t['cpu'] or '-':<12}{t['qemu_machine'] or '-':<18}{t['kernels'] or '-':<10}"
+                     f"{flash:>9}{ram:>8}  {preset}")
+    lines.append("budgets: the whole release firmware (flash without the test digits; RAM with arena, stack "
+                 "and TFLite Micro's state)")
+    return "\n".join(lines)
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist targets`."""
+    p = subparsers.add_parser(
+        "targets",
+        help="list the named deployment targets (--target NAME): core, QEMU board, kernels, budget, model preset",
+        description="List the targets that train, pipeline, firmware and mcu accept with --target NAME: each "
+        "fixes a core, its QEMU board, a TFLite Micro kernel set, a flash and RAM budget for the whole release "
+        "firmware, and a model preset chosen for it by measurement.",
+    )
+    p.set_defaults(func=_run_targets)
+
+
+def _run_targets(args):
+    from edgemnist.cli import Output
+
+    data = [t.to_json() for t in TARGETS.values()]
+    return Output(data, format_targets(data))
