@@ -43,6 +43,20 @@ inline TfLiteStatus RegisterOps(OpResolver& resolver) {
   return kTfLiteOk;
 }
 
+// The same ops with TFLite Micro's int8-only kernels where it has them (the release build):
+// the float and int16 code paths are not linked.
+inline TfLiteStatus RegisterOpsInt8(OpResolver& resolver) {
+  if (resolver.AddConv2D(tflite::Register_CONV_2D_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddDepthwiseConv2D(tflite::Register_DEPTHWISE_CONV_2D_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddFullyConnected(tflite::Register_FULLY_CONNECTED_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddMaxPool2D(tflite::Register_MAX_POOL_2D_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddMean() != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddReshape() != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddSoftmax(tflite::Register_SOFTMAX_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddTranspose(tflite::Register_TRANSPOSE_INT8()) != kTfLiteOk) return kTfLiteError;
+  return kTfLiteOk;
+}
+
 }  // namespace mnist
 
 #endif  // EDGEMNIST_MNIST_MODEL_SETTINGS_H_

@@ -112,6 +112,8 @@ __attribute__((noreturn, used)) void edgemnist_reset_c(void) {
 #endif
   // SHCSR: report MemManage, BusFault, UsageFault (and SecureFault on Armv8-M) by name instead
   // of escalating them to HardFault (e.g. a stack overflow past MSPLIM is a UsageFault).
+  // Armv6-M (Cortex-M0) has no configurable faults: everything is a HardFault there.
+#if !defined(__ARM_ARCH_6M__)
   volatile uint32_t* const shcsr = (volatile uint32_t*)0xE000ED24u;
 #if defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)
   *shcsr |= (1u << 16) | (1u << 17) | (1u << 18) | (1u << 19);
@@ -119,6 +121,7 @@ __attribute__((noreturn, used)) void edgemnist_reset_c(void) {
   *shcsr |= (1u << 16) | (1u << 17) | (1u << 18);
 #endif
   __asm volatile("dsb\n isb" ::: "memory");
+#endif
   // .data: flash -> RAM. Plain word loops (volatile so GCC does not turn them into
   // memcpy/memset calls before the C library may be used).
   const volatile uint32_t* src = &__data_load_start;
