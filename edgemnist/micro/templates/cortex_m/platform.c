@@ -66,7 +66,9 @@ uint64_t edgemnist_ticks(void) {
 
 // Exactly 2 * n instructions (subs + bne per iteration).
 __attribute__((noinline)) static void SpinInstructions(uint32_t n) {
+  // Unified syntax: Armv6-M (Cortex-M0) assembles `subs` only in it.
   __asm volatile(
+      ".syntax unified\n"
       "1:\n"
       "  subs %0, %0, #1\n"
       "  bne 1b\n"

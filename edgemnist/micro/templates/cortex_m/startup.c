@@ -49,6 +49,7 @@ __attribute__((noreturn, used)) void edgemnist_fault(int which) {
 #define EDGEMNIST_FAULT_HANDLER(handler, number)             \
   __attribute__((naked)) void handler(void) {                \
     __asm volatile(                                          \
+        ".syntax unified\n"                                  \
         "ldr r0, =__StackTop\n"                              \
         "msr msp, r0\n"                                      \
         "movs r0, #" EDGEMNIST_STR(number) "\n"               \

@@ -1,0 +1,146 @@
+"""Tests for edgemnist.micro.targets: the registry, its agreement with the firmware Makefile, the
+fit check before a build, `--target` on train and mcu, and the micro:bit target built and run
+under QEMU's microbit board (a small real model, both builds, bit-exact).
+
+The QEMU test needs the Arm cross compiler, QEMU and a TFLite Micro tree (as tests/micro/test_mcu.py).
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from _helpers import run_cli
+from edgemnist.micro import firmware, mcu, targets
+from edgemnist.micro.targets import TARGETS, fit_problems, get_micro_target, get_target
+
+MAKEFILE = firmware.TEMPLATES / firmware.CORTEX_M_DIR / "Makefile"
+
+
+def _missing() -> str:
+    try:
+        mcu.find_tools()
+        mcu.resolve_tflm(None, "cmsis_nn")
+    except mcu.MissingToolError as exc:
+        return str(exc)
+    return ""
+
+
+needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavailable: {_missing()}")
+
+
+def test_every_micro_target_names_a_core_and_boards_the_makefile_has():
+    text = MAKEFILE.read_text()
+    boards = dict(re.findall(r"ifeq \(\$\(BOARD\),([\w-]+)\)\n\s+BOARD_CPUS := ([\w-]+)", text))
+    cpus = set(re.findall(r"ifeq \(\$\(CPU\),([\w-]+)\)", text))
+    assert set(mcu.CPUS) == cpus
+    for t in TARGETS.values():
+        if not t.is_micro:
+            continue
+        assert t.cpu in cpus and boards[t.board] == t.cpu, t.name
+        assert boards[t.check_board or t.board] == t.cpu, t.name
+        assert t.qemu_machine == t.board  # the Makefile runs QEMU's machine of the board's name
+        assert t.stack_bytes < t.ram_bytes <= 256 * 1024
+
+
+def test_the_small_boards_are_linked_for_their_real_memory():
+    text = MAKEFILE.read_text()
+    memory = dict(re.findall(r"ifeq \(\$\(BOARD\),([\w-]+)\)\n(?:\s*#.*\n)*\s+BOARD_CPUS := [\w-]+\n\s+BOARD_MEMORY := (.+)", text))
+    assert memory["microbit"] == "0x00000000 256K 16K"
+    assert memory["stm32vldiscovery"] == "0x08000000 128K 8K"
+    for name in ("microbit", "stm32vldiscovery"):
+        t = get_target(name)
+        assert f"{t.flash_bytes // 1024}K {t.ram_bytes // 1024}K" in memory[name]
+
+
+def test_fit_problems_give_the_numbers():
+    t = get_micro_target("stm32vldiscovery")
+    assert fit_problems(t, model_bytes=10_000, arena_bytes=4096) == []
+    problems = fit_problems(t, model_bytes=200_000, arena_bytes=26_624)
+    assert len(problems) == 2
+    assert "200,000 B" in problems[0] and "131,072 B" in problems[0]
+    assert "26,624 B" in problems[1] and "8,192 B" in problems[1]
+
+
+def test_unknown_and_non_micro_targets_are_refused():
+    with pytest.raises(ValueError, match="unknown target 'esp32'.*cortex-m4"):
+        get_target("esp32")
+    with pytest.raises(ValueError, match="not a microcontroller"):
+        get_micro_target("default")
+    with pytest.raises(ValueError, match="target microbit means cpu cortex-m0"):
+        mcu.McuConfig(cpu="cortex-m4", target="microbit")
+    with pytest.raises(ValueError, match="stack_bytes"):
+        targets.Target("x", "x", cpu="cortex-m0", board="microbit", qemu_machine="microbit", kernels="cmsis_nn",
+                       flash_bytes=1024, ram_bytes=1024, stack_bytes=2048)
+
+
+def test_targets_command_lists_them_as_json():
+    result = run_cli("targets", "--json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    listed = {t["name"]: t for t in json.loads(result.stdout)}
+    assert set(listed) == set(TARGETS)
+    assert listed["microbit"]["ram_bytes"] == 16 * 1024 and listed["microbit"]["qemu_machine"] == "microbit"
+    assert listed["default"]["preset"] == {}
+
+
+def test_train_target_picks_the_preset_and_flags_change_it():
+    from edgemnist.cli import build_parser
+    from edgemnist.training.model import ModelConfig
+    from edgemnist.training.train import shape_from_args
+
+    parser = build_parser()
+    assert shape_from_args(parser.parse_args(["train", "--out", "x"])) == ModelConfig()
+    m4 = shape_from_args(parser.parse_args(["train", "--out", "x", "--target", "cortex-m4"]))
+    assert m4 == ModelConfig(**get_target("cortex-m4").preset) and set(m4.dilation_rates) == {1}
+    wider = shape_from_args(parser.parse_args(["train", "--out", "x", "--target", "cortex-m4", "--stem-channels", "24"]))
+    assert wider.stem_channels == 24 and wider.block_channels == m4.block_channels
+
+
+def test_a_model_too_big_for_the_board_is_refused_before_the_build(micro_firmware, tmp_path):
+    # the default model's arena (26 KB) cannot fit the STM32F100's 8 KB: refused, nothing built
+    result = run_cli("mcu", str(micro_firmware["folder"]), "--target", "stm32vldiscovery")
+    assert result.returncode == 2
+    assert "cannot fit stm32vldiscovery" in result.stderr and "8,192 B of RAM" in result.stderr
+    assert not (micro_firmware["folder"] / "build").exists()
+
+
+@pytest.fixture(scope="module")
+def microbit_folder(tmp_path_factory):
+    """The micro:bit preset trained for one epoch on 600 digits, exported int8 (per tensor), as a firmware folder."""
+    from edgemnist.export.convert import ExportConfig, export_variant
+    from edgemnist.training.model import ModelConfig
+    from edgemnist.training.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("microbit")
+    config = TrainConfig(model_config=ModelConfig(**get_target("microbit").preset), epochs=1, warmup_epochs=0,
+                         limit=600, batch_size=32, augment=False)
+    train(config, base / "run", verbose=0)
+    tflite = base / "model_int8_per_tensor.tflite"
+    export_variant(base / "run" / "model.keras", "int8_per_tensor", tflite, ExportConfig(representative_size=100))
+    folder = base / "firmware"
+    firmware.generate(tflite, folder, firmware.FirmwareConfig(digits_per_class=1, target="microbit"))
+    return folder
+
+
+@needs_mcu
+@pytest.mark.slow
+def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_folder, tmp_path):
+    cache = os.environ.get(mcu.CACHE_ENV) or str(tmp_path / "cache")
+    report = mcu.run_mcu(microbit_folder, mcu.McuConfig(cpu="cortex-m0", kernels="cmsis_nn", target="microbit",
+                                                        cache_dir=cache, build_dir=str(tmp_path / "build")))
+    assert report["ok"] and report["board"] == "microbit"
+    assert report["bit_exact"]["tflite_micro_host"] and report["firmware_mismatches"] == 0
+    rel = report["release"]
+    assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 10
+    assert rel["budget"]["fits"] and rel["ram_bytes"] <= 16 * 1024
+    assert 0 < rel["stack_used_bytes"] <= rel["stack_bytes"] == get_target("microbit").stack_bytes
+    assert 0 < rel["arena_used_bytes"] <= rel["arena_bytes"]
+    # the release build is the lean one: no vsnprintf, smaller than the checking build
+    assert rel["flash_bytes"] < report["memory"]["flash_bytes"]
+    nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "build-release" / "firmware.elf")],
+                        capture_output=True, text=True, check=True).stdout
+    assert "vsnprintf" not in nm and "MicroPrintf" not in nm
