@@ -33,7 +33,7 @@ needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavail
 
 def test_every_micro_target_names_a_core_and_boards_the_makefile_has():
     text = MAKEFILE.read_text()
-    boards = dict(re.findall(r"ifeq \(\$\(BOARD\),([\w-]+)\)\n\s+BOARD_CPUS := ([\w-]+)", text))
+    boards = dict(re.findall(r"ifeq \(\$\(BOARD\),([\w-]+)\)\n(?:\s*#.*\n)*\s+BOARD_CPUS := ([\w-]+)", text))
     cpus = set(re.findall(r"ifeq \(\$\(CPU\),([\w-]+)\)", text))
     assert set(mcu.CPUS) == cpus
     for t in TARGETS.values():
