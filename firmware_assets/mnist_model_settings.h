@@ -53,7 +53,7 @@ inline TfLiteStatus RegisterOpsInt8(OpResolver& resolver) {
   if (resolver.AddMean() != kTfLiteOk) return kTfLiteError;
   if (resolver.AddReshape() != kTfLiteOk) return kTfLiteError;
   if (resolver.AddSoftmax(tflite::Register_SOFTMAX_INT8()) != kTfLiteOk) return kTfLiteError;
-  if (resolver.AddTranspose(tflite::Register_TRANSPOSE_INT8()) != kTfLiteOk) return kTfLiteError;
+  if (resolver.AddTranspose() != kTfLiteOk) return kTfLiteError;
   return kTfLiteOk;
 }
 

@@ -133,3 +133,14 @@ def test_a_5d_transpose_is_refused_for_cmsis_nn(tmp_path, mnist_train):
     assert [(p["kernels"], p["op"], p["input_rank"]) for p in problems] == [("cmsis_nn", "TRANSPOSE", 5)]
     with pytest.raises(ValueError, match=r"TRANSPOSE would run wrongly with TFLite Micro's cmsis_nn kernels: 5-D input"):
         kernels.micro_ops(info, str(path))
+
+
+@pytest.mark.parametrize("kernel_set", ["reference", "cmsis_nn"])
+def test_int8_registrations_are_declared_where_the_resolver_header_sees_them(kernel_set):
+    # the firmware's settings header calls them after including only micro_mutable_op_resolver.h
+    micro = _tree(kernel_set) / "micro"
+    included = re.findall(r'#include "tensorflow/lite/micro/kernels/(\w+\.h)"',
+                          (micro / "micro_mutable_op_resolver.h").read_text())
+    declared = "".join((micro / "kernels" / h).read_text() for h in included)
+    for op, function in kernels.INT8_REGISTRATIONS.items():
+        assert re.search(rf"TFLMRegistration {function}\(\)", declared), f"{op}: {function} not in {included}"
