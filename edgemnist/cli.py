@@ -155,7 +155,9 @@ def _emit(args, result) -> int:
 
 def _call_handler(args):
     """The handler's result. Its prints (Keras progress, stage lines) go to stderr: stdout holds
-    only the result, so `--json` output stays one JSON object a script can parse."""
+    only the result, so `--json` output stays one JSON object a script can parse. A command whose
+    result is a stream of lines (`predict --watch`) writes them to `args.result_stream`."""
+    args.result_stream = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         return args.func(args)
 

@@ -13,6 +13,7 @@ exit status is then 2. Needs numpy, Pillow and a TFLite interpreter; no TensorFl
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.runtime.classify import MIN_PROBABILITY, Model, NumberPrediction
@@ -183,7 +185,7 @@ def format_record(record: dict, top: int = 2) -> str:
 
 
 def _report_failure(name: str, exc: BaseException) -> dict:
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = first_line(exc)
     if name not in message:
         message = f"{name}: {message}"
     print(f"edgemnist: error: {message} (skipped)", file=sys.stderr, flush=True)
@@ -319,6 +321,27 @@ def predict_items(model: Model, items: list, config: PredictConfig,
     }
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Takes flags before, between and after IMAGE...
+
+    argparse matches IMAGE... (nargs="*") as empty as soon as a flag follows the model, so
+    `predict MODEL --top 3 photo.jpg` would fail; intermixed parsing (possible here: this
+    parser has no sub-commands) takes the flags first, then the positionals. It calls
+    parse_known_args itself, hence the guard.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._intermixing:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def add_commands(subparsers) -> None:
     """Registers `edgemnist predict`."""
     p = subparsers.add_parser(
@@ -350,6 +373,7 @@ def add_commands(subparsers) -> None:
                    help="with --watch: seconds between looks at the folder (default %(default)s)")
     add_runtime_arguments(p)
     p.set_defaults(func=_run_predict)
+    p.__class__ = _IntermixedParser
 
 
 def _config(args) -> PredictConfig:
@@ -371,15 +395,17 @@ def _run_predict(args):
     items = None if args.watch else collect(args.inputs)
     model = load_model(args.model, config)
     if args.watch:
-        _watch(model, args.watch, config, as_json=args.json)
+        # the per-image lines are the result: they go where the result goes (cli sends a
+        # handler's own prints to stderr)
+        _watch(model, args.watch, config, as_json=args.json, out=getattr(args, "result_stream", sys.stdout))
     result = predict_items(model, items, config)
     lines = [format_record(r, config.top) for r in result["predictions"]]
     lines.append(format_summary(result["summary"], model))
     return Output(result, "\n".join(lines), status=2 if result["failed"] else 0)
 
 
-def _watch(model: Model, folder: str, config: PredictConfig, as_json: bool) -> None:
-    """--watch: one line (or, with --json, one JSON object) per new image on stdout, until Ctrl-C."""
+def _watch(model: Model, folder: str, config: PredictConfig, as_json: bool, out) -> None:
+    """--watch: one line (or, with --json, one JSON object) per new image on `out`, until Ctrl-C."""
     saver = _Saver(config.save_prepared)
     records, failed = [], []
 
@@ -391,7 +417,8 @@ def _watch(model: Model, folder: str, config: PredictConfig, as_json: bool) -> N
             failed.append(_report_failure(item.name, exc))
             return
         records.append(record)
-        print(json.dumps(record, sort_keys=True) if as_json else format_record(record, config.top), flush=True)
+        print(json.dumps(record, sort_keys=True) if as_json else format_record(record, config.top), file=out,
+              flush=True)
 
     try:
         watch(folder, on_new, config.poll, skip=Path(config.save_prepared) if config.save_prepared else None)

@@ -39,6 +39,8 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from edgemnist.console import first_line
+
 FIELD = 28  # MNIST's image side
 BOX = 20  # the side of the box a digit's bounding box is scaled to fit (MNIST)
 CENTRE = 14.0  # where MNIST's centre of mass sits, in pixel-index coordinates (its training mean is 14.0)
@@ -145,13 +147,8 @@ def _open(source, name: str):
     except Image.UnidentifiedImageError:
         raise ValueError(f"{name}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{name}: cannot read the image ({_first_line(exc)})") from None
+        raise ValueError(f"{name}: cannot read the image ({first_line(exc)})") from None
     return image
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_grey(source: ImageSource, max_side: Optional[int] = None) -> tuple[np.ndarray, float]:
@@ -186,7 +183,7 @@ def read_grey(source: ImageSource, max_side: Optional[int] = None) -> tuple[np.n
         image.load()
         grey = _pil_to_grey(image)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
-        raise ValueError(f"{name}: cannot decode the image ({_first_line(exc)})") from None
+        raise ValueError(f"{name}: cannot decode the image ({first_line(exc)})") from None
     if grey.width == 0 or grey.height == 0:
         raise ValueError(f"{name}: the image is empty ({width}x{height})")
     scale = width / grey.width
