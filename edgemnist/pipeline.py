@@ -1,6 +1,7 @@
 """The whole job in one command: train -> optimize -> export every variant -> compare -> firmware.
 
 Usage: edgemnist pipeline --out runs/default        (edgemnist pipeline --out runs/quick --quick)
+       edgemnist pipeline --target cortex-m4 --out runs/cortex-m4   (edgemnist targets lists the targets)
 
 Each stage writes into its own sub-folder of --out:
 
@@ -9,7 +10,14 @@ Each stage writes into its own sub-folder of --out:
   tflite/      model_<variant>.tflite + .json manifests         (edgemnist export)
   report/      report.md, report.json, PNG plots                (edgemnist compare)
   firmware/    TFLite Micro C sources of the per-tensor int8 model (edgemnist firmware)
+  mcu/         mcu.json: the firmware built and run under QEMU for the board (--target only)
   pipeline.json  what each stage did, its fingerprint and its outputs' sha256
+
+With `--target NAME` of a microcontroller (`edgemnist targets`) the model is the target's
+preset, there is no optimize stage (the firmware embeds the post-training int8 model), export
+writes float32 and int8_per_tensor only, the firmware is refused if it cannot fit the target,
+and a last stage builds and runs it with `edgemnist mcu --target NAME` (skipped, with the reason,
+where the Arm toolchain, QEMU or a TFLite Micro tree is missing).
 
 A rerun skips every stage whose fingerprint (its settings plus the sha256 of its inputs)
 is unchanged and whose outputs are intact; a killed run picks up where it stopped (the
@@ -36,8 +44,10 @@ QUANTIZER_CHOICES = QUANTIZERS + ("all",)
 
 STATE_FILE = "pipeline.json"
 STAGES = ("train", "optimize", "export", "compare", "firmware")
+MICRO_STAGES = ("train", "export", "compare", "firmware", "mcu")  # with --target of a microcontroller
+MICRO_VARIANTS = ("float32", "int8_per_tensor")  # what a microcontroller target exports (and compares)
 STAGE_FOLDERS = {"train": "train", "optimize": "optimize", "export": "tflite", "compare": "report",
-                 "firmware": "firmware"}  # each stage's sub-folder of --out
+                 "firmware": "firmware", "mcu": "mcu"}  # each stage's sub-folder of --out
 
 
 @dataclass(frozen=True)
@@ -52,8 +62,12 @@ class PipelineConfig:
     firmware: bool = True  # generate TFLite Micro assets of the int8 model (int8_per_tensor: smallest flash)
     threads: int = 1  # interpreter threads when comparing
     accelerator: str = "cpu"  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
+    target: str = "default"  # a target of `edgemnist targets`: its model preset, firmware and mcu check
 
     def __post_init__(self):
+        from edgemnist.micro.targets import get_target
+
+        get_target(self.target)  # ValueError naming the targets
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.quantizer not in QUANTIZER_CHOICES:
@@ -136,9 +150,13 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     from edgemnist.measure import compare as report
     from edgemnist.training import train
 
+    from edgemnist.micro.targets import get_target
+
+    target = get_target(config.target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = _Stages(out, log, STAGES if config.firmware else STAGES[:-1])
+    stage_names = MICRO_STAGES if target.is_micro else STAGES
+    stages = _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index("firmware")])
     quick = config.quick
     verbose = 2 if not quick else 0
     train_limit = _QUICK_TRAIN_IMAGES if quick else None
@@ -150,6 +168,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
     elif config.epochs:
         train_config = replace(train_config, epochs=config.epochs)
+    if target.is_micro:
+        train_config = replace(train_config, model_config=train.target_shape(target.name))
     model_path = out / STAGE_FOLDERS["train"] / "model.keras"
 
     def do_train():
@@ -172,22 +192,29 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
                                    verbose=verbose)
         return result, [Path(m["path"]) for m in result["models"].values()] + [out / STAGE_FOLDERS["optimize"] / "optimize.json"]
 
-    optimized = stages.run("optimize", {"prune": asdict(prune_config), "qat": asdict(qat_config),
-                                        "limit": train_limit, "test_limit": test_limit}, [model_path], do_optimize)
+    if target.is_micro:  # the firmware embeds the post-training int8 model: nothing to prune or fine-tune
+        optimized = {"models": {}}
+    else:
+        optimized = stages.run("optimize", {"prune": asdict(prune_config), "qat": asdict(qat_config),
+                                            "limit": train_limit, "test_limit": test_limit}, [model_path],
+                               do_optimize)
     sources = {"model": str(model_path)}
     sources.update({name: info["path"] for name, info in optimized["models"].items()})
 
     # ---- export every variant
     export_config = convert.ExportConfig(data_dir=config.data_dir, representative_seed=config.seed)
+    variants = list(MICRO_VARIANTS) if target.is_micro else None
 
     def do_export():
-        result = convert.export_all(sources, out / STAGE_FOLDERS["export"], config=export_config, quantizer=config.quantizer,
-                                    progress=stages.progress("export"))
+        result = convert.export_all(sources, out / STAGE_FOLDERS["export"], variants=variants, config=export_config,
+                                    quantizer=config.quantizer, progress=stages.progress("export"))
         files = [Path(m["path"]) for m in result["variants"].values()]
         return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
 
-    exported = stages.run("export", {"config": asdict(export_config), "quantizer": config.quantizer},
-                          [Path(p) for p in sources.values()], do_export)
+    export_settings = {"config": asdict(export_config), "quantizer": config.quantizer}
+    if variants:
+        export_settings["variants"] = variants
+    exported = stages.run("export", export_settings, [Path(p) for p in sources.values()], do_export)
     tflite_paths = [Path(m["path"]) for m in exported["variants"].values()]
 
     # ---- compare
@@ -214,14 +241,21 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         from edgemnist.micro import firmware
 
         fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
+                                            target=target.name if target.is_micro else None,
                                             regenerate_command=f"edgemnist pipeline --out {out}"
-                                            + (" --quick" if quick else ""))
+                                            + (" --quick" if quick else "")
+                                            + (f" --target {target.name}" if target.is_micro else ""))
 
         def do_firmware():
             result = firmware.generate(int8_path, out / STAGE_FOLDERS["firmware"], fw_config)
             return result, [out / STAGE_FOLDERS["firmware"] / "firmware_manifest.json"]
 
         firmware_result = stages.run("firmware", asdict(fw_config), [int8_path], do_firmware)
+
+    # ---- mcu: the firmware built for the target's board and run under QEMU (both builds)
+    mcu_result = None
+    if target.is_micro and firmware_result is not None:
+        mcu_result = _mcu_stage(stages, out, target)
 
     result = {
         "out": str(out),
@@ -235,9 +269,48 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
             "out": str(out / STAGE_FOLDERS["firmware"]), "flash_bytes": firmware_result.get("flash_bytes"),
             "arena": firmware_result.get("arena")},
     }
+    if target.is_micro:
+        result["target"] = target.name
+        result["mcu"] = mcu_result
     stages.state["result"] = result
     atomic_write_json(stages.path, stages.state)
     return result
+
+
+def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
+    """Runs `edgemnist mcu --target` on the run's firmware folder and writes mcu/mcu.json.
+
+    Returns:
+        A summary: {"ok", "bit_exact", "instructions_per_inference", "release": {"verdict", "flash_bytes" (without
+        the test digits), "ram_bytes", "fits"}, "report"}, or {"skipped": reason} without the Arm toolchain,
+        QEMU or a TFLite Micro tree.
+    """
+    from edgemnist.micro import mcu
+
+    folder = out / STAGE_FOLDERS["firmware"]
+    report_path = out / STAGE_FOLDERS["mcu"] / "mcu.json"
+    mcu_config = mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target.name,
+                               build_dir=str(out / STAGE_FOLDERS["mcu"] / "build"))
+
+    def do_mcu():
+        report = mcu.run_mcu(folder, mcu_config)
+        atomic_write_json(report_path, report)
+        rel = report.get("release") or {}
+        summary = {"ok": report["ok"], "bit_exact": report["bit_exact"]["tflite_micro_host"],
+                   "instructions_per_inference": report["instructions"]["per_inference_mean"],
+                   "release": {"verdict": rel.get("verdict"), "flash_bytes": rel.get("flash_without_test_digits_bytes"),
+                               "ram_bytes": rel.get("ram_bytes"), "fits": (rel.get("budget") or {}).get("fits")},
+                   "report": str(report_path)}
+        return summary, [report_path]
+
+    settings = {k: v for k, v in asdict(mcu_config).items() if k not in ("jobs", "tflm", "cache_dir")}
+    try:
+        mcu.find_tools()
+        mcu.resolve_tflm(None, target.kernels)
+    except mcu.MissingToolError as exc:  # the rest of the run stands; the check needs the tools
+        stages.log(f"[mcu] skipped: {exc}")
+        return {"skipped": str(exc)}
+    return stages.run("mcu", settings, [folder / "firmware_manifest.json"], do_mcu)
 
 
 def format_result(result: dict) -> str:
@@ -254,6 +327,15 @@ def format_result(result: dict) -> str:
         arena = result["firmware"]["arena"] or {}
         lines.append(f"firmware: {result['firmware']['out']} (model {result['firmware']['flash_bytes']:,} bytes, "
                      f"arena {arena.get('stated', 0):,} bytes)")
+    mcu_result = result.get("mcu")
+    if mcu_result and "skipped" in mcu_result:
+        lines.append(f"mcu ({result['target']}): skipped: {mcu_result['skipped']}")
+    elif mcu_result:
+        rel = mcu_result["release"]
+        lines.append(f"mcu ({result['target']}): {'bit-exact' if mcu_result['bit_exact'] else 'NOT bit-exact'}, "
+                     f"{mcu_result['instructions_per_inference'] or 0:,} instructions per inference; release build "
+                     f"{rel['verdict']}, flash {rel['flash_bytes'] or 0:,} B, RAM {rel['ram_bytes'] or 0:,} B, "
+                     f"{'fits' if rel['fits'] else 'does NOT fit'} ({mcu_result['report']})")
     lines.append(f"report: {result['report']}")
     return "\n".join(lines)
 
@@ -262,6 +344,8 @@ def add_commands(subparsers) -> None:
     """Registers `edgemnist pipeline` (not on a device install, which has no export stage)."""
     if not QUANTIZERS:
         return
+    from edgemnist.micro.targets import TARGETS
+
     p = subparsers.add_parser(
         "pipeline",
         help="the whole job: train, optimize, export every variant, compare, firmware",
@@ -287,6 +371,10 @@ def add_commands(subparsers) -> None:
                    help="random seed of every stage: training, pruning and QAT fine-tuning, calibration images "
                    "(default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines (stage starts, each exported variant)")
+    p.add_argument("--target", default=PipelineConfig.target, choices=list(TARGETS),
+                   help="a named device (edgemnist targets): train its model preset, export float32 and "
+                   "int8_per_tensor, generate firmware that must fit it and run it under QEMU on its board "
+                   "with edgemnist mcu (default: the default model and every variant)")
     p.set_defaults(func=_run_pipeline)
 
 
@@ -295,7 +383,7 @@ def _run_pipeline(args):
 
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
-                            accelerator=args.accelerator)
+                            accelerator=args.accelerator, target=args.target)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
     return Output(result, format_result(result))

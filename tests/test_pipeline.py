@@ -85,7 +85,9 @@ def test_rerun_skips_unchanged_stages_and_redoes_damaged_ones(quick_pipeline, tm
 
 
 def test_pipeline_config_validation():
-    with pytest.raises(ValueError, match="quantizer must be tflite, ai-edge or all, got 'onnx'"):
+    with pytest.raises(ValueError, match="quantizer must be one of tflite, ai-edge, all, got 'onnx'"):
         pipeline.PipelineConfig(quantizer="onnx")
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         pipeline.PipelineConfig(epochs=0)
+    with pytest.raises(ValueError, match="unknown target 'esp32'"):
+        pipeline.PipelineConfig(target="esp32")
