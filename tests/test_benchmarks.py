@@ -85,3 +85,20 @@ def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
     assert row["bit_exact"] and row["digits"] == 10 and row["instructions_per_inference"] > 0
     assert len(row["top_ops"]) == 3 and row["flash_bytes"] > row["model_bytes"] > 0
     assert result["targets"] == {}  # targets are read off the default variant only
+
+
+def test_bench_predict_measures_speed_accuracy_numbers_and_rejection(tflite_models, tmp_path):
+    out = tmp_path / "predict.json"
+    assert _load("bench_predict").main([str(tflite_models["int8"]), "--per-class", "2", "--numbers", "3",
+                                        "--non-digits", "3", "--mnist", "20", "--timing-images", "10",
+                                        "--rounds", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    entry = result["models"]["model_int8.tflite"]
+    assert entry["timing"]["images"] == 10 and entry["timing"]["images_per_second"] > 0
+    assert set(entry["timing"]["step_share"]) == {"decode", "prepare", "infer", "other"}
+    accuracy = entry["accuracy"]
+    assert accuracy["fonts_photo"]["prepared"]["n"] == 20 and accuracy["mnist_test"]["plain_resize"]["n"] == 20
+    assert entry["numbers"]["n"] == 3
+    assert entry["rejection"]["blank"]["caught"] == 1.0  # a blank page never holds a digit
+    assert entry["rejection"]["all"]["n"] == sum(v["n"] for k, v in entry["rejection"].items() if k != "all")
+    assert len(result["fonts"]) >= 4

@@ -9,16 +9,21 @@ mass at its centre. `prepare` turns the first into the second:
 
 1. decode to greyscale (PNG, JPEG, PGM/PPM, BMP, ...; alpha composited onto paper), reduced
    so that its long side is at most `PrepareConfig.work_size` (JPEG decodes at that scale);
-2. fit the paper: a quadratic surface fitted robustly (outlying blocks dropped) to block
-   means, which follows uneven light, vignetting and shading; the residual is the ink;
+2. fit the paper: a quadratic surface fitted robustly to block means, starting from the
+   frame's edge (level, then plane, then quadratic, outlying blocks dropped each time),
+   which follows uneven light, vignetting and shading; the residual is the ink;
 3. polarity: whichever sign of the residual carries more mass beyond the noise is the ink
    (dark-on-light input is inverted);
 4. noise: the residual is smoothed 3x3 and thresholded at the larger of `noise_factor`
-   robust standard deviations and `ink_fraction` of the strongest ink, which drops paper
-   grain, JPEG ringing and shading edges;
+   robust standard deviations of the bare paper and `ink_fraction` of the strongest ink,
+   which drops paper grain, JPEG ringing and shading edges;
 5. connected components of the thresholded ink (8-connected, numpy only): specks far
    from the digit are dropped; the rest gives the bounding box;
 6. the ink inside the box is scaled to fit 20x20 and placed by its centre of mass.
+
+Along the way it tells what is not a digit (`Prepared.reason`): nothing out of the paper
+(NO_DIGIT), ink reaching all four sides or in many pieces (CLUTTER), more ink than MNIST's
+digits hold (TOO_MUCH_INK). The rule and what it catches: docs/outputs.md.
 
 `prepare_digits` does steps 1-5 once and cuts the image into digits, left to right:
 components that overlap horizontally are one digit (a broken stroke), components much
