@@ -190,3 +190,19 @@ def test_watch_reads_new_images_skips_a_bad_one_and_exits_130_on_ctrl_c(tflite_v
     assert all(isinstance(r["digit"], int) for r in records)
     assert not any("old.png" in line for line in out_lines)
     assert "Traceback" not in "".join(err_lines)
+
+
+def test_gpu_accelerator_reads_the_same_digits(tflite_variants, digit_folder, capsys):
+    from _gpu import gpu_runner
+
+    gpu_runner(tflite_variants["int8"])  # skips where no GPU accelerator can run
+    folder, _ = digit_folder
+    status, on_cpu, _ = _json_run(["predict", str(tflite_variants["int8"]), str(folder / "1")], capsys)
+    assert status == 0
+    status, on_gpu, _ = _json_run(["predict", str(tflite_variants["int8"]), str(folder / "1"), "--accelerator", "gpu"],
+                                  capsys)
+    assert status == 0 and on_gpu["accelerator"] == "gpu" and on_cpu["accelerator"] == "cpu"
+    cpu_digits = [r["digit"] for r in on_cpu["predictions"]]
+    gpu_digits = [r["digit"] for r in on_gpu["predictions"]]
+    assert len(gpu_digits) == len(cpu_digits) >= 1
+    assert np.mean(np.array(gpu_digits) == np.array(cpu_digits)) >= 0.9
