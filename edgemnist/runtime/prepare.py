@@ -48,7 +48,7 @@ from edgemnist.console import first_line
 
 FIELD = 28  # MNIST's image side
 BOX = 20  # the side of the box a digit's bounding box is scaled to fit (MNIST)
-CENTRE = 14.0  # where MNIST's centre of mass sits, in pixel-index coordinates (its training mean is 14.0)
+CENTRE = 14.0  # where MNIST's digits have their centre of mass (the training set's mean), in pixel indices
 # The file types predict reads (what Pillow decodes without plugins); others in a folder are skipped.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".pbm", ".bmp", ".gif", ".tif", ".tiff",
                   ".webp")
@@ -68,7 +68,7 @@ class PrepareConfig:
     min_contrast: float = 0.08  # ink must differ from the paper by this share of full scale, else no digit
     noise_factor: float = 4.0  # ink threshold: this many robust standard deviations of the paper's noise ...
     ink_fraction: float = 0.3  # ... or this share of the strongest ink, whichever is higher
-    max_ink: float = 0.35  # a prepared image brighter than this on average is not a digit (MNIST's 99.99th percentile: 0.34)
+    max_ink: float = 0.35  # a prepared image brighter than this on average is not a digit (nearly no MNIST digit is)
     speck_fraction: float = 0.05  # components smaller than this share of the largest are dropped ...
     speck_distance: float = 0.25  # ... unless within this share of the digit's size from it
     max_pieces: int = 5  # more separate pieces of ink than this is clutter, not a digit
