@@ -41,7 +41,7 @@ def test_writes_the_expected_files(assets, int8_path):
     cortex_m = {f"cortex_m/{p.name}" for p in (firmware.TEMPLATES / "cortex_m").iterdir() if p.name != "Makefile"}
     expected = {f"{stem}_model_data.cc", f"{stem}_model_data.h", f"{stem}_model_settings.h",
                 f"{stem}_test_digits.cc", f"{stem}_test_digits.h", "main_functions.cc", "main_functions.h",
-                "main.cc", "README.md", "Makefile", "model_ops.mk"} | cortex_m
+                "main.cc", "README.md", "Makefile", "model_ops.mk", "release/main_release.cc"} | cortex_m
     assert {"cortex_m/startup.c", "cortex_m/cortex_m.ld", "cortex_m/main_cortex_m.cc"} <= cortex_m
     assert set(manifest["files"]) == expected
     assert {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} == expected | {firmware.MANIFEST_NAME}
@@ -107,12 +107,19 @@ int main(int argc, char** argv) {{
 
 def _resolver_stub() -> str:
     """Just enough of TFLite Micro's MicroMutableOpResolver to compile the settings header:
-    each Add method records its op and fails once N ops are registered, as the real one does."""
-    adds = "\n".join(f'  TfLiteStatus {method}() {{ return Add("{op}"); }}'
+    each Add method records its op (or the int8-only registration it is given) and fails once N
+    ops are registered, as the real one does."""
+    from edgemnist.micro.kernels import INT8_REGISTRATIONS
+
+    adds = "\n".join(f'  TfLiteStatus {method}(TFLMRegistration r = {{nullptr}}) {{ return Add(r.name ? r.name : "{op}"); }}'
                      for op, method in firmware.MICRO_OP_RESOLVER_METHODS.items())
+    int8 = "\n".join(f'inline TFLMRegistration {function}() {{ return {{"{op}_INT8"}}; }}'
+                      for op, function in INT8_REGISTRATIONS.items())
     return f"""#pragma once
 enum TfLiteStatus {{ kTfLiteOk = 0, kTfLiteError = 1 }};
 namespace tflite {{
+struct TFLMRegistration {{ const char* name; }};
+{int8}
 template <unsigned int N>
 class MicroMutableOpResolver {{
  public:
@@ -145,6 +152,9 @@ int main() {{
   if ({stem}::RegisterOps(resolver) != kTfLiteOk) return 2;
   if (resolver.Add("ONE_MORE") != kTfLiteError) return 3;  // N is exact
   for (unsigned int i = 0; i < resolver.count; ++i) std::printf("%s\\n", resolver.ops[i]);
+  static {stem}::OpResolver int8_resolver;
+  if ({stem}::RegisterOpsInt8(int8_resolver) != kTfLiteOk) return 4;
+  for (unsigned int i = 0; i < int8_resolver.count; ++i) std::printf("%s\\n", int8_resolver.ops[i]);
   std::printf("arena %d %d\\n", {stem}::kTensorArenaSize, {stem}::kMeasuredArenaSize);
   std::printf("input %.9g %d\\n", {stem}::kInputScale, {stem}::kInputZeroPoint);
   std::printf("size %d labels %s %s\\n", {stem}::kInputSize, {stem}::kClassLabels[0], {stem}::kClassLabels[9]);
@@ -152,7 +162,13 @@ int main() {{
 }}
 """
     lines = _compile_and_run(tmp_path, ["-I", tmp_path], harness).splitlines()
-    assert lines[: len(manifest["ops"])] == manifest["ops"]
+    n = len(manifest["ops"])
+    assert lines[:n] == manifest["ops"]
+    # the release build's resolver: the same ops, int8-only kernels where TFLite Micro has them
+    from edgemnist.micro.kernels import INT8_REGISTRATIONS
+
+    assert lines[n:2 * n] == [op + "_INT8" if op in INT8_REGISTRATIONS else op for op in manifest["ops"]]
+    assert "CONV_2D_INT8" in lines[n:2 * n] and "RESHAPE" in lines[n:2 * n]
     assert lines[-3] == f"arena {manifest['arena']['stated']} {manifest['arena']['minimum']}"
     scale, zero_point = lines[-2].split()[1:]
     assert float(scale) == pytest.approx(manifest["input"]["scale"], rel=1e-7)

@@ -194,8 +194,8 @@ def test_the_makefile_gives_the_qemu_command_line(firmware_folder, tmp_path):
     assert len(set(boards.values())) == len(mcu.CPUS)  # a board per core
     default = qemu.command(firmware_folder, "cortex-m4", tmp_path, tools)
     assert float(default[1]) > 0 and default[2:4] == ["qemu-system-arm", "-M"]  # the Makefile's QEMU_TIMEOUT
-    with pytest.raises(mcu.FirmwareRunError, match="CPU=cortex-m3 is not one of"):
-        qemu.command(firmware_folder, "cortex-m3", tmp_path, tools)
+    with pytest.raises(mcu.FirmwareRunError, match="CPU=cortex-m33 is not one of"):
+        qemu.command(firmware_folder, "cortex-m33", tmp_path, tools)
     # A folder whose Makefile runs QEMU without a limit (an older edgemnist) is refused, not run unbounded.
     old = tmp_path / "old"
     shutil.copytree(firmware_folder, old)
@@ -206,7 +206,7 @@ def test_the_makefile_gives_the_qemu_command_line(firmware_folder, tmp_path):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="cortex-m3"):
-        mcu.McuConfig(cpu="cortex-m3")
+    with pytest.raises(ValueError, match="cortex-m33"):
+        mcu.McuConfig(cpu="cortex-m33")
     with pytest.raises(ValueError, match="'fast'"):
         mcu.McuConfig(kernels="fast")
