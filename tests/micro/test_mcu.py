@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +84,19 @@ def test_default_model_runs_bit_exact_on_cortex_m4_with_cmsis_nn(m4_cmsis_report
     assert types["TRANSPOSE"]["count"] == 2  # the 4-D space-to-depth stem
     assert sum(o["instructions_per_inference"] for o in ins["per_op"]) <= ins["per_inference_mean"]
     assert (firmware_folder / "Makefile").is_file() and (firmware_folder / "model_ops.mk").is_file()
+    # the release build (the one CI runs for the Cortex-M4): its own bit-exact check passes, and it
+    # is the lean one (no printf, no error strings: smaller flash, no vsnprintf linked)
+    rel = r["release"]
+    assert rel["ok"] and rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 20
+    assert rel["correct"] == r["correct"] and rel["budget"] is None
+    assert rel["flash_bytes"] < mem["flash_bytes"] and rel["model_bytes"] == mem["model_bytes"]
+    assert rel["flash_without_test_digits_bytes"] == rel["flash_bytes"] - rel["test_digit_bytes"]
+    assert 0 < rel["stack_used_bytes"] < rel["stack_bytes"] and rel["arena_used_bytes"] == mem["arena_used_bytes"]
+    assert rel["instructions_per_inference"] > 0
+    nm = subprocess.run(["arm-none-eabi-nm", str(Path(rel["build_dir"]) / "firmware.elf")], capture_output=True,
+                        text=True, check=True).stdout
+    assert "vsnprintf" not in nm and "vsnprintf" in subprocess.run(
+        ["arm-none-eabi-nm", str(Path(r["build_dir"]) / "firmware.elf")], capture_output=True, text=True).stdout
 
 
 @needs_mcu
@@ -104,7 +118,8 @@ def test_a_wrong_score_fails_the_firmware_itself(firmware_folder, cache_dir, tmp
 
     manifest["files"]["mnist_test_digits.cc"]["sha256"] = sha256_file(digits_cc)
     (folder / firmware.MANIFEST_NAME).write_text(json.dumps(manifest))
-    report = mcu.run_mcu(folder, mcu.McuConfig(cpu="cortex-m4", kernels="cmsis_nn", cache_dir=cache_dir))
+    report = mcu.run_mcu(folder, mcu.McuConfig(cpu="cortex-m4", kernels="cmsis_nn", cache_dir=cache_dir,
+                                               release=False))  # the checking build is the one that reports
     assert not report["ok"] and report["firmware_mismatches"] == 1
     assert report["bit_exact"]["digits_differing"] == 1 and report["bit_exact"]["max_abs_diff"] == 1
     build_log = (folder / "build" / "cortex-m4-cmsis_nn" / "build.log").read_text()
@@ -117,10 +132,11 @@ def test_a_wrong_score_fails_the_firmware_itself(firmware_folder, cache_dir, tmp
 def test_cli_json_and_compare_take_the_report(firmware_folder, cache_dir, tmp_path, m4_cmsis_report):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
     run = run_cli("mcu", firmware_folder, "--cpu", "cortex-m4", "--kernels", "cmsis_nn", "--build-dir", tmp_path / "build",
-                  "--json", timeout=900, env=env)
+                  "--no-release", "--json", timeout=900, env=env)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     assert report["ok"] and report["instructions"]["per_inference_mean"] == m4_cmsis_report["instructions"]["per_inference_mean"]
+    assert "release" not in report  # --no-release: the checking build only
     (tmp_path / "mcu.json").write_text(run.stdout)
     cmp = run_cli("compare", tmp_path / "mcu.json", "--out", tmp_path / "devices", "--no-plots", "--json")
     assert cmp.returncode == 0, cmp.stderr
@@ -144,12 +160,13 @@ def test_main_functions_compile_warning_free_on_the_host(firmware_folder):
 @needs_mcu
 def test_a_hung_firmware_is_a_failed_result_and_exit_1(firmware_folder, cache_dir, tmp_path):
     env = {**os.environ, mcu.CACHE_ENV: cache_dir}
-    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", "--build-dir", tmp_path / "build", timeout=900, env=env)
+    run = run_cli("mcu", firmware_folder, "--timeout", "0.05", "--build-dir", tmp_path / "build", "--no-release",
+                  timeout=900, env=env)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stdout.startswith("FAILED: ") and len(run.stdout.strip().splitlines()) == 1
     assert "did not finish within 0.05 s under " in run.stdout and "qemu-system-arm -M mps2-an386" in run.stdout
     run = run_cli("mcu", firmware_folder, "--timeout", "0.05", "--build-dir", tmp_path / "build", "--json",
-                  timeout=900, env=env)
+                  "--no-release", timeout=900, env=env)
     failed = json.loads(run.stdout)
     assert run.returncode == 1 and failed["ok"] is False and "did not finish within 0.05 s" in failed["error"]
     assert (failed["cpu"], failed["kernels"]) == ("cortex-m4", "cmsis_nn")
