@@ -126,8 +126,6 @@ def microbit_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.skip(reason="issue 22 open: the micro:bit checking build (printf, per-op profiler) overflows 16 KB by "
-                  "792 B with a 2 KB stack, and with a 1 KB stack it HardFaults after setup (not yet diagnosed)")
 @needs_mcu
 @pytest.mark.slow
 def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_folder, tmp_path):
@@ -146,3 +144,5 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_folder, tmp_path):
     nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "build-release" / "firmware.elf")],
                         capture_output=True, text=True, check=True).stdout
     assert "vsnprintf" not in nm and "MicroPrintf" not in nm
+    # both builds were linked for the board's real memory, stack included, and ran on QEMU's model of it
+    assert report["memory"]["ram_bytes"] <= 16 * 1024 and report["memory"]["stack_bytes"] == rel["stack_bytes"]
