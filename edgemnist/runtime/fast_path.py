@@ -214,7 +214,7 @@ class SingleImagePath:
             if reduce_max(unsigned_bits, None) > limit:
                 raise_out_of_range(image)
             if clip is not None:
-                minimum(buffer, clip, buffer)
+                minimum(buffer, clip, out=buffer)
             add(buffer, offset, buffer)
             # the rounded integer sits in the low bits; the cast keeps them (two's complement)
             copyto(target, bits, "unsafe")
