@@ -1,6 +1,7 @@
 """Every firmware-capable int8 variant on emulated Cortex-M4, M7 and M55, with TFLite Micro's reference and CMSIS-NN kernels.
 
 Usage: python benchmarks/bench_mcu.py runs/bench-export/tflite --tflm DIR [--digits-per-class 10] [--json benchmarks/results/mcu.json]
+       python benchmarks/bench_mcu.py --target-run cortex-m4=runs/cortex-m4 [--target-run microbit=runs/microbit]
 
 For each int8 .tflite (given, or found in a folder) that `edgemnist firmware` accepts: writes
 its firmware folder with `--digits-per-class` real test digits per class, then for every core
@@ -11,10 +12,17 @@ Compiled TFLite Micro objects are shared between folders (one cache per core and
 Targets for the default model (int8_per_tensor) on Cortex-M4 with CMSIS-NN: bit-exact,
 <= 4.0 M instructions per inference, <= 160 KB flash (without the benchmark's test digits),
 <= 48 KB RAM. Prints a table and writes JSON.
+
+With `--target-run NAME=RUN` (a folder of `edgemnist pipeline --target NAME --out RUN`), one row
+per target: float32 and int8_per_tensor accuracy on the test images (the run's compare report,
+10,000 images unless the run was --quick), then `edgemnist mcu --target NAME` on the run's
+firmware folder: bit-exact, instructions per inference, and the release build's flash (without
+the test digits) and RAM next to the target's budget and the issue's goals (TARGET_GOALS).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +30,15 @@ INSTRUCTIONS_TARGET = 4_000_000
 FLASH_TARGET = 160 * 1024
 RAM_TARGET = 48 * 1024
 DEFAULT_VARIANT = "model_int8_per_tensor"
+# Issue 22's goals per target (besides fitting its flash and RAM budget): float accuracy, the most
+# int8 may lose against it (percentage points), int8 accuracy, instructions per inference.
+TARGET_GOALS = {
+    "cortex-m4": {"float_accuracy": 0.995, "int8_drop_pp": 0.05, "instructions": 1_500_000},
+    "cortex-m7": {"float_accuracy": 0.995, "int8_drop_pp": 0.05, "instructions": 1_500_000},
+    "cortex-m55": {"float_accuracy": 0.995, "int8_drop_pp": 0.05, "instructions": 1_500_000},
+    "microbit": {"int8_accuracy": 0.993},
+    "stm32vldiscovery": {"int8_accuracy": 0.990},
+}
 
 
 def find_models(paths: list) -> list:
@@ -88,9 +105,65 @@ def targets(rows: list) -> dict:
             "ram": {"value": row["ram_bytes"], "target": RAM_TARGET, "meets": row["ram_bytes"] <= RAM_TARGET}}
 
 
+def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
+    """One target's row: accuracy from the run's compare report, the rest from `edgemnist mcu --target`."""
+    from edgemnist.micro import mcu
+    from edgemnist.micro.targets import get_micro_target
+
+    target = get_micro_target(name)
+    report_path = run / "report" / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{report_path}: not found; run `edgemnist pipeline --target {name} --out {run}` first")
+    compared = json.loads(report_path.read_text())
+    accuracy = {v["name"]: v["accuracy"] for v in compared["variants"]}
+    r = mcu.run_mcu(run / "firmware", mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, tflm=tflm,
+                                                    timeout_s=timeout_s, build_dir=str(run / "mcu" / "bench-build")))
+    rel = r["release"]
+    row = {"target": name, "run": str(run), "cpu": target.cpu, "board": target.board, "kernels": target.kernels,
+           "test_images": compared["dataset"]["n"], "float_accuracy": accuracy.get("float32"),
+           "int8_accuracy": accuracy.get("int8_per_tensor"), "bit_exact": r["ok"],
+           "instructions_per_inference": r["instructions"]["per_inference_mean"],
+           "release_instructions_per_inference": rel["instructions_per_inference"], "release_verdict": rel["verdict"],
+           "flash_bytes": rel["flash_without_test_digits_bytes"], "flash_budget_bytes": target.flash_bytes,
+           "ram_bytes": rel["ram_bytes"], "ram_budget_bytes": target.ram_bytes, "stack_used_bytes": rel["stack_used_bytes"],
+           "arena_used_bytes": rel["arena_used_bytes"], "fits": rel["budget"]["fits"], "model_bytes": rel["model_bytes"]}
+    goals = TARGET_GOALS.get(name, {})
+    met = {"fits": row["fits"], "bit_exact": row["bit_exact"]}
+    if "float_accuracy" in goals and row["float_accuracy"] is not None:
+        met["float_accuracy"] = row["float_accuracy"] >= goals["float_accuracy"]
+    if "int8_drop_pp" in goals and None not in (row["float_accuracy"], row["int8_accuracy"]):
+        met["int8_drop"] = (row["float_accuracy"] - row["int8_accuracy"]) * 100 <= goals["int8_drop_pp"] + 1e-9
+    if "int8_accuracy" in goals and row["int8_accuracy"] is not None:
+        met["int8_accuracy"] = row["int8_accuracy"] >= goals["int8_accuracy"]
+    if "instructions" in goals:
+        met["instructions"] = row["release_instructions_per_inference"] <= goals["instructions"]
+    row.update(goals=goals, met=met)
+    return row
+
+
+def format_target_table(rows: list) -> str:
+    def pct(v):
+        return "-" if v is None else f"{v:.2%}"
+
+    lines = [f"{'target':<18}{'core, board':<30}{'float':>8}{'int8':>8}{'instr/inf':>12}{'flash / budget':>20}"
+             f"{'RAM / budget':>18}  goals met"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['target']:<18}  {r['error']}")
+            continue
+        missed = [k for k, v in r["met"].items() if not v]
+        lines.append(f"{r['target']:<18}{r['cpu'] + ', ' + r['board']:<30}{pct(r['float_accuracy']):>8}"
+                     f"{pct(r['int8_accuracy']):>8}{r['release_instructions_per_inference']:>12,}"
+                     f"{r['flash_bytes']:>10,} / {r['flash_budget_bytes']:<7,}{r['ram_bytes']:>8,} / {r['ram_budget_bytes']:<7,}"
+                     f"  {'all' if not missed else 'missed: ' + ', '.join(missed)}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+", help=".tflite files or folders of them")
+    parser.add_argument("paths", nargs="*", help=".tflite files or folders of them")
+    parser.add_argument("--target-run", action="append", default=[], metavar="NAME=RUN",
+                        help="a target and its `edgemnist pipeline --target NAME` run folder (repeatable)")
     parser.add_argument("--tflm", default=None, help="folder holding tree_reference/ and tree_cmsis_nn/ "
                         "(create_tflm_tree.py outputs; default $EDGEMNIST_TFLM)")
     parser.add_argument("--cpus", default="cortex-m4,cortex-m7,cortex-m55", help="comma-separated cores")
@@ -107,8 +180,15 @@ def main(argv=None) -> int:
     from edgemnist.runtime.machine import machine_info
     from edgemnist.micro.arena import micro_version
 
+    target_runs = []
+    for item in args.target_run:
+        name, sep, run = item.partition("=")
+        if not sep or not run:
+            print(f"--target-run {item!r}: expected NAME=RUN_FOLDER", file=sys.stderr)
+            return 2
+        target_runs.append((name, Path(run)))
     models = find_models(args.paths)
-    if not models:
+    if not models and not target_runs:
         print("no int8 .tflite found in " + ", ".join(args.paths), file=sys.stderr)
         return 2
     cpus, kernel_sets = args.cpus.split(","), args.kernels.split(",")
@@ -131,8 +211,18 @@ def main(argv=None) -> int:
                     rows.append(row_from_report(variant, mcu.run_mcu(folder, config)))
                 except mcu.FirmwareRunError as exc:
                     rows.append({"variant": variant, "cpu": cpu, "kernels": kernels, "error": str(exc)})
-    print(format_table(rows))
-    result = {"rows": rows, "targets": targets(rows), "digits_per_class": args.digits_per_class,
+    target_rows = []
+    for name, run in target_runs:
+        print(f"target {name}: {run} ...", file=sys.stderr, flush=True)
+        try:
+            target_rows.append(target_row(name, run, args.tflm, args.timeout))
+        except (ValueError, FileNotFoundError, mcu.FirmwareRunError) as exc:
+            target_rows.append({"target": name, "run": str(run), "error": str(exc)})
+    if rows:
+        print(format_table(rows))
+    if target_rows:
+        print(format_target_table(target_rows))
+    result = {"rows": rows, "targets": targets(rows), "target_rows": target_rows, "digits_per_class": args.digits_per_class,
               "tflite_micro_version": micro_version(), "machine": machine_info(),
               "command": "python benchmarks/bench_mcu.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "note": "instruction counts under qemu-system-arm -icount shift=0, not cycles; "

@@ -102,3 +102,14 @@ def test_bench_predict_measures_speed_accuracy_numbers_and_rejection(tflite_mode
     assert entry["rejection"]["blank"]["caught"] == 1.0  # a blank page never holds a digit
     assert entry["rejection"]["all"]["n"] == sum(v["n"] for k, v in entry["rejection"].items() if k != "all")
     assert len(result["fonts"]) >= 4
+
+
+def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
+    # a target row reads the run's compare report first: without it, one line saying what to run
+    out = tmp_path / "targets.json"
+    bench = _load("bench_mcu")
+    assert bench.main(["--target-run", f"microbit={tmp_path / 'run'}", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["target_rows"]
+    assert row["target"] == "microbit" and "edgemnist pipeline --target microbit" in row["error"]
+    assert bench.main(["--target-run", "microbit", "--json", str(out)]) == 2
+    assert set(bench.TARGET_GOALS) <= set(__import__("edgemnist.micro.targets", fromlist=["x"]).MICRO_TARGETS)
