@@ -112,4 +112,6 @@ def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
     (row,) = json.loads(out.read_text())["target_rows"]
     assert row["target"] == "microbit" and "edgemnist pipeline --target microbit" in row["error"]
     assert bench.main(["--target-run", "microbit", "--json", str(out)]) == 2
-    assert set(bench.TARGET_GOALS) <= set(__import__("edgemnist.micro.targets", fromlist=["x"]).MICRO_TARGETS)
+    from edgemnist.micro.targets import MICRO_TARGETS
+
+    assert set(bench.TARGET_GOALS) <= set(MICRO_TARGETS)
