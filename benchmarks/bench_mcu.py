@@ -117,7 +117,7 @@ def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
     compared = json.loads(report_path.read_text())
     accuracy = {v["name"]: v["accuracy"] for v in compared["variants"]}
     r = mcu.run_mcu(run / "firmware", mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, tflm=tflm,
-                                                    timeout_s=timeout_s, build_dir=str(run / "mcu" / "bench-build")))
+                                                    timeout_s=timeout_s, build_dir=str(run / "mcu" / f"bench-{name}")))
     rel = r["release"]
     row = {"target": name, "run": str(run), "cpu": target.cpu, "board": target.board, "kernels": target.kernels,
            "test_images": compared["dataset"]["n"], "float_accuracy": accuracy.get("float32"),
