@@ -1,6 +1,6 @@
 """Tests for edgemnist.micro.targets: the registry, its agreement with the firmware Makefile, the
-fit check before a build, `--target` on train and mcu, and the micro:bit target built and run
-under QEMU's microbit board (a small real model, both builds, bit-exact).
+fit check before a build, `--target` on train and mcu, and `pipeline --quick --target microbit`: the micro:bit preset
+trained, exported, built and run under QEMU's microbit board (both builds, bit-exact).
 
 The QEMU test needs the Arm cross compiler, QEMU and a TFLite Micro tree (as tests/micro/test_mcu.py).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -109,39 +110,44 @@ def test_a_model_too_big_for_the_board_is_refused_before_the_build(micro_firmwar
 
 
 @pytest.fixture(scope="module")
-def microbit_folder(tmp_path_factory):
-    """The micro:bit preset trained for one epoch on 600 digits, exported int8 (per tensor), as a firmware folder."""
-    from edgemnist.export.convert import ExportConfig, export_variant
-    from edgemnist.training.model import ModelConfig
-    from edgemnist.training.train import TrainConfig, train
+def microbit_run(tmp_path_factory):
+    """`edgemnist pipeline --quick --target microbit --json`: the preset trained for one epoch on
+    4,000 digits, exported, its firmware built and run by the pipeline's mcu stage. (folder, result)."""
+    import json
+    import sys
 
     base = tmp_path_factory.mktemp("microbit")
-    config = TrainConfig(model_config=ModelConfig(**get_target("microbit").preset), epochs=1, warmup_epochs=0,
-                         limit=600, batch_size=32, augment=False)
-    train(config, base / "run", verbose=0)
-    tflite = base / "model_int8_per_tensor.tflite"
-    export_variant(base / "run" / "model.keras", "int8_per_tensor", tflite, ExportConfig(representative_size=100))
-    folder = base / "firmware"
-    firmware.generate(tflite, folder, firmware.FirmwareConfig(digits_per_class=1, target="microbit"))
-    return folder
+    env = {**os.environ, mcu.CACHE_ENV: os.environ.get(mcu.CACHE_ENV) or str(base / "cache")}
+    run = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--quick", "--target", "microbit",
+                          "--out", str(base / "run"), "--json"], capture_output=True, text=True, timeout=1800, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return base / "run", json.loads(run.stdout)
 
 
 @needs_mcu
 @pytest.mark.slow
-def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_folder, tmp_path):
-    cache = os.environ.get(mcu.CACHE_ENV) or str(tmp_path / "cache")
-    report = mcu.run_mcu(microbit_folder, mcu.McuConfig(cpu="cortex-m0", kernels="cmsis_nn", target="microbit",
-                                                        cache_dir=cache, build_dir=str(tmp_path / "build")))
+def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
+    import json
+
+    folder, result = microbit_run
+    # the pipeline for a microcontroller: the preset, no optimize stage, two variants, an mcu stage
+    assert result["target"] == "microbit" and result["mcu"]["ok"] and result["mcu"]["release"]["fits"]
+    assert [v["name"] for v in result["variants"]] == ["float32", "int8_per_tensor"]
+    assert not (folder / "optimize").exists() and result["optimize"] == {}
+    state = json.loads((folder / "pipeline.json").read_text())
+    assert set(state["stages"]) == {"train", "export", "compare", "firmware", "mcu"}
+    assert state["stages"]["train"]["result"]["params"] == 3_882  # the micro:bit preset, not the default model
+    report = json.loads((folder / "mcu" / "mcu.json").read_text())
     assert report["ok"] and report["board"] == "microbit"
     assert report["bit_exact"]["tflite_micro_host"] and report["firmware_mismatches"] == 0
     rel = report["release"]
-    assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 10
+    assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == report["digits"] == 20
     assert rel["budget"]["fits"] and rel["ram_bytes"] <= 16 * 1024
     assert 0 < rel["stack_used_bytes"] <= rel["stack_bytes"] == get_target("microbit").stack_bytes
     assert 0 < rel["arena_used_bytes"] <= rel["arena_bytes"]
     # the release build is the lean one: no vsnprintf, smaller than the checking build
     assert rel["flash_bytes"] < report["memory"]["flash_bytes"]
-    nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "build-release" / "firmware.elf")],
+    nm = subprocess.run(["arm-none-eabi-nm", str(Path(rel["build_dir"]) / "firmware.elf")],
                         capture_output=True, text=True, check=True).stdout
     assert "vsnprintf" not in nm and "MicroPrintf" not in nm
     # both builds were linked for the board's real memory, stack included, and ran on QEMU's model of it
