@@ -83,7 +83,7 @@ def predictions(arm64_python, tflite_models):
 
 
 def test_sandbox_python_is_aarch64_and_labelled_emulated(arm64_python):
-    code = "import json; from edgemnist import machine; print(json.dumps(machine.describe_device()))"
+    code = "import json; from edgemnist.runtime import machine; print(json.dumps(machine.describe_device()))"
     run = subprocess.run([str(arm64_python), "-c", code], capture_output=True, text=True, timeout=300, cwd="/")
     assert run.returncode == 0, run.stderr[-3000:]
     device = json.loads(run.stdout)
