@@ -386,4 +386,5 @@ def _run_pipeline(args):
                             accelerator=args.accelerator, target=args.target)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
-    return Output(result, format_result(result))
+    # a firmware that ran but was not bit-exact, or does not fit its target, is a failed check (as mcu's)
+    return Output(result, format_result(result), status=1 if (result.get("mcu") or {}).get("ok") is False else 0)
