@@ -71,10 +71,13 @@ def test_bench_step_times_training_steps(tmp_path):
 
 
 def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
-    from test_mcu import needs_mcu  # skips without the Arm toolchain, QEMU or a TFLM tree
+    from edgemnist.micro import mcu
 
-    if needs_mcu.args[0]:
-        pytest.skip(needs_mcu.kwargs["reason"])
+    try:  # skips without the Arm toolchain, QEMU or a TFLM tree (as tests/micro/test_mcu.py)
+        mcu.find_tools()
+        mcu.resolve_tflm(None, "cmsis_nn")
+    except mcu.MissingToolError as exc:
+        pytest.skip(f"Cortex-M build unavailable: {exc}")
     out = tmp_path / "mcu.json"
     assert _load("bench_mcu").main([str(tflite_models["int8"]), "--cpus", "cortex-m4", "--kernels", "cmsis_nn",
                                     "--digits-per-class", "1", "--work-dir", str(tmp_path / "work"),
