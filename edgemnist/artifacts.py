@@ -213,8 +213,12 @@ def gzip_size(data: bytes) -> int:
 
 
 # File names other stages and devices look for. They live here, with no stage imports, so
-# `verify` and `compare` run on a device that has only the TensorFlow-free part.
+# `verify` and `compare` run on a device that has only the TensorFlow-free part, and `verify`
+# (which `mcu` calls) needs no import of `pipeline` (which runs `mcu`).
 FIRMWARE_MANIFEST_NAME = "firmware_manifest.json"  # the firmware folder's manifest
+PIPELINE_STATE_FILE = "pipeline.json"  # a pipeline run's record of its stages
+PIPELINE_STAGE_FOLDERS = {"train": "train", "optimize": "optimize", "export": "tflite", "compare": "report",
+                          "firmware": "firmware", "mcu": "mcu"}  # each pipeline stage's sub-folder of --out
 
 
 def manifest_path(tflite_path: Union[str, os.PathLike]) -> Path:

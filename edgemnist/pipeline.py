@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
-from edgemnist.artifacts import atomic_write_json, sha256_file
+from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS, PIPELINE_STATE_FILE, atomic_write_json, sha256_file
 
 try:  # the export table owns the quantizer names; a device install (bench --remote) has no export/
     from edgemnist.export.convert import QUANTIZERS
@@ -42,12 +42,11 @@ except ModuleNotFoundError:
     QUANTIZERS = ()
 QUANTIZER_CHOICES = QUANTIZERS + ("all",)
 
-STATE_FILE = "pipeline.json"
+STATE_FILE = PIPELINE_STATE_FILE
 STAGES = ("train", "optimize", "export", "compare", "firmware")
 MICRO_STAGES = ("train", "export", "compare", "firmware", "mcu")  # with --target of a microcontroller
 MICRO_VARIANTS = ("float32", "int8_per_tensor")  # what a microcontroller target exports (and compares)
-STAGE_FOLDERS = {"train": "train", "optimize": "optimize", "export": "tflite", "compare": "report",
-                 "firmware": "firmware", "mcu": "mcu"}  # each stage's sub-folder of --out
+STAGE_FOLDERS = PIPELINE_STAGE_FOLDERS
 
 
 @dataclass(frozen=True)

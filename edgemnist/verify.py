@@ -22,11 +22,10 @@ from pathlib import Path, PurePath
 from typing import Optional
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME as FIRMWARE_MANIFEST
+from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS as STAGE_FOLDERS
+from edgemnist.artifacts import PIPELINE_STATE_FILE as PIPELINE_FILE
 from edgemnist.artifacts import manifest_path, sha256_file
 from edgemnist.console import first_line
-from edgemnist.pipeline import STAGE_FOLDERS
-from edgemnist.pipeline import STATE_FILE as PIPELINE_FILE
-
 
 
 @dataclass
