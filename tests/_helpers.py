@@ -78,3 +78,15 @@ def bare_interpreter_scores(model, images) -> "np.ndarray":
             y = dequantize(y, scale, zero)
         scores.append(y)
     return np.stack(scores)
+
+
+def cortex_m_missing() -> str:
+    """Why a Cortex-M build cannot run here (no Arm toolchain, QEMU or TFLite Micro tree), or ''."""
+    from edgemnist.micro import mcu
+
+    try:
+        mcu.find_tools()
+        mcu.resolve_tflm(None, "cmsis_nn")
+    except mcu.MissingToolError as exc:
+        return str(exc)
+    return ""

@@ -71,13 +71,10 @@ def test_bench_step_times_training_steps(tmp_path):
 
 
 def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
-    from edgemnist.micro import mcu
+    from _helpers import cortex_m_missing
 
-    try:  # skips without the Arm toolchain, QEMU or a TFLM tree (as tests/micro/test_mcu.py)
-        mcu.find_tools()
-        mcu.resolve_tflm(None, "cmsis_nn")
-    except mcu.MissingToolError as exc:
-        pytest.skip(f"Cortex-M build unavailable: {exc}")
+    if cortex_m_missing():  # no Arm toolchain, QEMU or TFLM tree
+        pytest.skip(f"Cortex-M build unavailable: {cortex_m_missing()}")
     out = tmp_path / "mcu.json"
     assert _load("bench_mcu").main([str(tflite_models["int8"]), "--cpus", "cortex-m4", "--kernels", "cmsis_nn",
                                     "--digits-per-class", "1", "--work-dir", str(tmp_path / "work"),

@@ -19,21 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _helpers import run_cli
+from _helpers import cortex_m_missing, run_cli
 from edgemnist.micro import firmware, mcu, qemu
 from edgemnist.runtime import tflite_info
 
 
-def _missing() -> str:
-    try:
-        mcu.find_tools()
-        mcu.resolve_tflm(None, "cmsis_nn")
-    except mcu.MissingToolError as exc:
-        return str(exc)
-    return ""
-
-
-needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavailable: {_missing()}")
+needs_mcu = pytest.mark.skipif(bool(cortex_m_missing()), reason=f"Cortex-M build unavailable: {cortex_m_missing()}")
 
 
 @pytest.fixture(scope="module")

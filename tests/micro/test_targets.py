@@ -13,23 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from _helpers import run_cli
+from _helpers import cortex_m_missing, run_cli
 from edgemnist.micro import firmware, mcu, targets
 from edgemnist.micro.targets import TARGETS, fit_problems, get_micro_target, get_target
 
 MAKEFILE = firmware.TEMPLATES / firmware.CORTEX_M_DIR / "Makefile"
 
 
-def _missing() -> str:
-    try:
-        mcu.find_tools()
-        mcu.resolve_tflm(None, "cmsis_nn")
-    except mcu.MissingToolError as exc:
-        return str(exc)
-    return ""
-
-
-needs_mcu = pytest.mark.skipif(bool(_missing()), reason=f"Cortex-M build unavailable: {_missing()}")
+needs_mcu = pytest.mark.skipif(bool(cortex_m_missing()), reason=f"Cortex-M build unavailable: {cortex_m_missing()}")
 
 
 def test_every_micro_target_names_a_core_and_boards_the_makefile_has():
