@@ -255,18 +255,17 @@ def shapes_scene(rng) -> np.ndarray:
 # --------------------------------------------------------------------------- measuring
 
 
-def best_seconds_per_image(fn, items: list, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, (time.perf_counter() - start) / len(items))
-    return best
+def seconds_per_image(fn, items: list) -> float:
+    start = time.perf_counter()
+    for item in items:
+        fn(item)
+    return (time.perf_counter() - start) / len(items)
 
 
 def timing(model, paths: list, rounds: int) -> dict:
-    """Images per second end to end and the share of each step, each timed alone (best of rounds)."""
+    """Images per second end to end and the share of each step: every round times the whole path
+    and each step in turn (interleaved, so a slow spell of the machine hits them alike); the best
+    round of each counts."""
     from edgemnist.runtime.prepare import prepare, read_grey
 
     config = model.config
@@ -275,10 +274,15 @@ def timing(model, paths: list, rounds: int) -> dict:
     runner = model.runner
     for p in paths[:10]:
         model.predict(p)  # warm-up
-    total = best_seconds_per_image(model.predict, paths, rounds)
-    decode = best_seconds_per_image(lambda p: read_grey(p, config.work_size), paths, rounds)
-    prep = best_seconds_per_image(lambda p: prepare(p, config), paths, rounds)
-    infer = best_seconds_per_image(runner.predict_one, prepared, rounds)
+    timed = {"total": (model.predict, paths),
+             "decode": (lambda p: read_grey(p, config.work_size), paths),
+             "prepare": (lambda p: prepare(p, config), paths),
+             "infer": (runner.predict_one, prepared)}
+    best = {name: float("inf") for name in timed}
+    for _ in range(rounds):
+        for name, (fn, items) in timed.items():
+            best[name] = min(best[name], seconds_per_image(fn, items))
+    total, decode, prep, infer = best["total"], best["decode"], best["prepare"], best["infer"]
     steps = {"decode": decode, "prepare": max(prep - decode, 0.0), "infer": infer}
     steps["other"] = max(total - sum(steps.values()), 0.0)
     return {
@@ -290,18 +294,40 @@ def timing(model, paths: list, rounds: int) -> dict:
     }
 
 
+def calibration_error(confidences: list, correct: list, bins: int = 10) -> float:
+    """Expected calibration error: over equal-width confidence bins, the image-weighted mean of
+    |accuracy - mean confidence| (0 = the probability printed is the chance of being right)."""
+    confidences, correct = np.asarray(confidences, float), np.asarray(correct, float)
+    which = np.minimum((confidences * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            total += inside.sum() * abs(correct[inside].mean() - confidences[inside].mean())
+    return total / len(confidences)
+
+
 def read_all(model, images: list, labels: list, number: bool = False) -> dict:
-    """Accuracy without the rejection flag, with it (rejected = wrong), and the share rejected."""
+    """Accuracy without the rejection flag, with it (rejected = wrong), the share rejected, and for
+    single digits how well the printed probability is calibrated (ECE over the answered images)."""
     right = accepted_right = rejected = 0
+    confidences, correct = [], []
     for image, label in zip(images, labels):
         result = model.predict_number(image) if number else model.predict(image)
         answer = result.number if number else (None if result.digit is None else str(result.digit))
         right += answer == label
         accepted_right += answer == label and not result.rejected
         rejected += bool(result.rejected)
+        if not number and result.probability is not None:
+            confidences.append(float(result.probability))
+            correct.append(answer == label)
     n = len(labels)
-    return {"n": n, "accuracy": round(right / n, 4), "accuracy_with_rejection": round(accepted_right / n, 4),
-            "rejection_cost_pp": round(100.0 * (right - accepted_right) / n, 2), "rejected": round(rejected / n, 4)}
+    row = {"n": n, "accuracy": round(right / n, 4), "accuracy_with_rejection": round(accepted_right / n, 4),
+           "rejection_cost_pp": round(100.0 * (right - accepted_right) / n, 2), "rejected": round(rejected / n, 4)}
+    if confidences:
+        row["mean_probability"] = round(float(np.mean(confidences)), 4)
+        row["ece"] = round(calibration_error(confidences, correct), 4)
+    return row
 
 
 def rejection(model, sets: dict) -> dict:
@@ -388,11 +414,13 @@ def format_table(results: dict) -> str:
         share = ", ".join(f"{k} {v:.0%}" for k, v in t["step_share"].items())
         lines.append(f"{name} ({entry['input']} input, {entry['backend']}): {t['images_per_second']:.0f} images/s "
                      f"end to end on {t['images']} 200x200 JPEGs ({t['ms_per_image']:.3f} ms: {share})")
-        lines.append(f"  {'source':<16}{'n':>6}{'prepared':>10}{'+reject':>9}{'cost pp':>9}{'plain':>8}")
+        lines.append(f"  {'source':<16}{'n':>6}{'prepared':>10}{'+reject':>9}{'cost pp':>9}{'plain':>8}"
+                     f"{'mean prob':>11}{'ECE':>7}")
         for source, acc in entry["accuracy"].items():
             p, r = acc["prepared"], acc["plain_resize"]
             lines.append(f"  {source:<16}{p['n']:>6}{p['accuracy']:>10.2%}{p['accuracy_with_rejection']:>9.2%}"
-                         f"{p['rejection_cost_pp']:>9.2f}{r['accuracy']:>8.2%}")
+                         f"{p['rejection_cost_pp']:>9.2f}{r['accuracy']:>8.2%}"
+                         f"{p.get('mean_probability', float('nan')):>11.2%}{p.get('ece', float('nan')):>7.3f}")
         n = entry["numbers"]
         lines.append(f"  {'numbers (whole)':<16}{n['n']:>6}{n['accuracy']:>10.2%}{n['accuracy_with_rejection']:>9.2%}"
                      f"{n['rejection_cost_pp']:>9.2f}")

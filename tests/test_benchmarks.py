@@ -102,6 +102,14 @@ def test_bench_predict_measures_speed_accuracy_numbers_and_rejection(tflite_mode
     assert entry["rejection"]["blank"]["caught"] == 1.0  # a blank page never holds a digit
     assert entry["rejection"]["all"]["n"] == sum(v["n"] for k, v in entry["rejection"].items() if k != "all")
     assert len(result["fonts"]) >= 4
+    assert 0.0 <= accuracy["fonts_photo"]["prepared"]["ece"] <= 1.0
+
+
+def test_bench_predict_calibration_error():
+    calibration_error = _load("bench_predict").calibration_error
+    assert calibration_error([1.0, 1.0, 1.0, 1.0], [True, True, False, False]) == 0.5  # sure, right half the time
+    assert calibration_error([0.75] * 4, [True, True, True, False]) == 0.0  # 75 % sure, right 3 times in 4
+    assert abs(calibration_error([0.95, 0.55], [True, False]) - 0.3) < 1e-12  # (0.05 + 0.55) / 2
 
 
 def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
