@@ -45,7 +45,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from edgemnist.runtime.backend import load_backend
-from edgemnist.runtime.interpreter import Runner
+from edgemnist.runtime.interpreter import Runner, checked_batch_size, scores_in_batches
 from edgemnist.runtime.preflight import PREFLIGHT_TIMEOUT_S, module_command, trusted_by_environment
 
 ACCELERATORS = ("cpu", "gpu")  # "npu" would join here (LiteRT's HardwareAccelerator.NPU)
@@ -464,8 +464,6 @@ class GpuRunner:
         self._batched = {}  # batch size -> (model, inputs, outputs), or None where resizing failed
         self.max_batch = 1
         self._invoker = _GpuInvoker(self)
-        self._in_bytes = np.dtype(self.input.dtype) == np.int16  # TensorBuffer takes no int16: written as bytes
-        self._out_size = int(np.prod(self.output.shape[1:]))
 
     # ------------------------------------------------------------------ the compiled model
 
@@ -543,29 +541,21 @@ class GpuRunner:
         Raises:
             ValueError: wrong shape or dtype, NaN, values outside [0, 1], bad batch_size, or a failed run.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         images = self._cpu._check_images(images, single=False)
-        n = images.shape[0]
-        batch_size = int(min(batch_size, max(n, 1)))
+        batch_size = checked_batch_size(batch_size, images.shape[0])
         compiled = self._batch_model(batch_size) if batch_size > 1 else None
         if compiled is None:
             batch_size, compiled = 1, (self._model, self._inputs, self._outputs)
         model, inputs, outputs = compiled
-        scores = np.empty((n, self._out_size), np.float32)
-        batch_in = np.zeros((batch_size, *self.image_shape), self.input.dtype)
-        for start in range(0, n, batch_size):
-            chunk = images[start:start + batch_size]
-            if chunk.shape[0] < batch_size:
-                batch_in[chunk.shape[0]:] = self.quantize_input(np.zeros_like(chunk[:1]))
-            self.quantize_input(chunk, out=batch_in[: chunk.shape[0]])
+
+        def run_batch(batch_in: np.ndarray) -> np.ndarray:
             self._write(inputs, batch_in)
             try:
-                raw = self._run(model, inputs, outputs, batch_size).reshape(batch_size, -1)
+                return self._run(model, inputs, outputs, batch_size).reshape(batch_size, -1)
             except RuntimeError as exc:
                 raise ValueError(f"{self.path}: LiteRT's GPU accelerator failed running it ({litert_message(exc)})") from None
-            scores[start:start + chunk.shape[0]] = self.dequantize_output(raw[: chunk.shape[0]])
-        return scores
+
+        return scores_in_batches(self, images, batch_size, run_batch)
 
     @property
     def interpreter(self) -> _GpuInvoker:

@@ -71,6 +71,33 @@ def _tensor_spec(detail: dict) -> TensorSpec:
     )
 
 
+
+def checked_batch_size(batch_size, n: int) -> int:
+    """`batch_size` as an int no larger than the `n` images (at least 1), or ValueError."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return int(min(batch_size, max(n, 1)))
+
+
+def scores_in_batches(runner, images: np.ndarray, batch_size: int, run_batch) -> np.ndarray:
+    """float32 scores (N, outputs) of checked images, `batch_size` per run: each batch is quantized
+    into one input buffer (a short last batch padded with quantized zeros), run by
+    `run_batch(batch_in) -> raw outputs (batch_size, ...)`, then dequantized. `runner` gives the
+    tensors and the quantization (Runner, or the GPU runner, which runs batches its own way)."""
+    n = images.shape[0]
+    scores = np.empty((n, int(np.prod(runner.output.shape[1:]))), np.float32)
+    batch_in = np.zeros((batch_size, *runner.image_shape), runner.input.dtype)
+    for start in range(0, n, batch_size):
+        chunk = images[start:start + batch_size]
+        if chunk.shape[0] < batch_size:
+            batch_in[chunk.shape[0]:] = runner.quantize_input(np.zeros_like(chunk[:1]))
+        runner.quantize_input(chunk, out=batch_in[: chunk.shape[0]])
+        raw = run_batch(batch_in)
+        scores[start:start + chunk.shape[0]] = runner.dequantize_output(raw[: chunk.shape[0]]).reshape(
+            chunk.shape[0], -1)
+    return scores
+
+
 class Runner:
     """Runs a .tflite image classifier: float-in, float-out `predict` and `predict_one`.
 
@@ -273,30 +300,21 @@ class Runner:
         Raises:
             ValueError: wrong shape or dtype, NaN, values outside [0, 1], or bad batch_size.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         images = self._check_images(images, single=False)
-        n = images.shape[0]
-        batch_size = int(min(batch_size, max(n, 1)))
+        batch_size = checked_batch_size(batch_size, images.shape[0])
         interpreter = self._batch_interpreter(batch_size) if batch_size > 1 else None
         if interpreter is None:
             batch_size, interpreter = 1, self._interpreter
-        scores = np.empty((n, int(np.prod(self.output.shape[1:]))), np.float32)
-        batch_in = np.zeros((batch_size, *self.image_shape), self.input.dtype)
-        for start in range(0, n, batch_size):
-            chunk = images[start:start + batch_size]
-            if chunk.shape[0] < batch_size:
-                batch_in[chunk.shape[0]:] = self.quantize_input(np.zeros_like(chunk[:1]))
-            self.quantize_input(chunk, out=batch_in[: chunk.shape[0]])
+
+        def run_batch(batch_in: np.ndarray) -> np.ndarray:
             interpreter.set_tensor(self._in_index, batch_in)
             try:
                 interpreter.invoke()
             except RuntimeError as exc:
                 raise self._invoke_error(exc) from None
-            raw = interpreter.get_tensor(self._out_index)
-            scores[start:start + chunk.shape[0]] = self.dequantize_output(raw[: chunk.shape[0]]).reshape(
-                chunk.shape[0], -1)
-        return scores
+            return interpreter.get_tensor(self._out_index)
+
+        return scores_in_batches(self, images, batch_size, run_batch)
 
     def _invoke_error(self, exc: Exception) -> ValueError:
         first = first_line(exc)
