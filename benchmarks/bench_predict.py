@@ -12,7 +12,8 @@ In one process, 1 interpreter thread, for each model:
    rest of `prepare`), infer (`predict_one` on the prepared 28x28). Target (issue 23):
    >= 500 images/s with int8;
 2. accuracy with and without the preparation step (without: greyscale and a plain resize to
-   28x28) on digit images that are not MNIST, generated here with `--seed`:
+   28x28) on digit images that are not MNIST, generated with `--seed` by `edgemnist.data.synthetic`
+   (the generators `edgemnist gate` trains on, drawn there from another seed):
    - `fonts_photo`: digits rendered from every system font found, as a phone photo would show
      them: dark ink on paper, off-centre, 25-60 % of the frame high, rotated up to 8 degrees,
      uneven light (a gradient and a vignette), focus blur, sensor noise, JPEG 35-90;
@@ -33,7 +34,6 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import tempfile
@@ -41,108 +41,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image
+
+from edgemnist.data.synthetic import (as_photo, character_photo, jpeg, photo_effects, png, random_letter,
+                                     render_text, shapes_scene, system_fonts)
 
 SIDE = 200  # the timing and accuracy images are 200x200, as the issue's speed target
-# Letters that no digit resembles closely in print (O, D, I, l, S, Z, B, G, q, T... are left out).
-LETTERS = "ACEFHKMNPRUVWXYacefhkmnpruvwx"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-# TeX's symbol fonts map the digit code points to other symbols (cmsy10 draws a prime for "0").
-MATH_SYMBOL_FONTS = ("cmsy", "cmex", "STIXNonUni", "STIXSiz")
-
-
-# --------------------------------------------------------------------------- fonts and photo effects
-
-
-def system_fonts() -> list:
-    """TrueType fonts that draw all ten digits distinctly: matplotlib's and the system's."""
-    import matplotlib
-
-    candidates = sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("*.ttf"))
-    candidates += sorted(Path("/usr/share/fonts").rglob("*.ttf"))
-    fonts, seen = [], set()
-    for path in candidates:
-        if path.name in seen or "Display" in path.name or path.name.startswith(MATH_SYMBOL_FONTS):
-            continue
-        try:
-            font = ImageFont.truetype(str(path), 48)
-        except OSError:
-            continue
-        glyphs = []
-        for d in "0123456789":
-            image = Image.new("L", (64, 64), 0)
-            ImageDraw.Draw(image).text((32, 32), d, font=font, fill=255, anchor="mm")
-            glyphs.append(np.asarray(image) > 128)
-        # a font without digits draws the same box (or nothing) for each of them
-        if all(g.sum() > 20 for g in glyphs) and len({g.tobytes() for g in glyphs}) == 10:
-            fonts.append(path)
-            seen.add(path.name)
-    return fonts
-
-
-def render_text(text: str, font_path: Path, height: int, rng: np.random.Generator, spacing=(0.0, 0.0)) -> np.ndarray:
-    """Ink mask (float [0, 1]) of `text`, glyph by glyph, each glyph `spacing` (a range, times the height) apart;
-    the whole rotated by up to 8 degrees and cropped to the ink."""
-    font = ImageFont.truetype(str(font_path), height)
-    width = int(height * (1.2 * len(text) + 1))
-    canvas = Image.new("L", (width, 2 * height), 0)
-    draw = ImageDraw.Draw(canvas)
-    x = 0.5 * height
-    for ch in text:
-        draw.text((x, height), ch, font=font, fill=255, anchor="lm")
-        x += draw.textlength(ch, font=font) + rng.uniform(*spacing) * height
-    canvas = canvas.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR, expand=True)
-    mask = np.asarray(canvas, np.float32) / 255.0
-    rows, cols = np.nonzero(mask > 0.05)
-    if rows.size == 0:
-        return mask[:1, :1]
-    return mask[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-
-
-def as_photo(mask: np.ndarray, size: tuple, rng: np.random.Generator, fill: float) -> Image.Image:
-    """Ink `mask` placed at random on paper `size` (w, h), its long side `fill` of the frame's fitting side,
-    with uneven light, blur, noise; returns the greyscale image (JPEG comes later)."""
-    width, height = size
-    mh, mw = mask.shape
-    scale = min(fill * height / mh, 0.9 * width / mw)
-    new = (max(1, int(mw * scale)), max(1, int(mh * scale)))
-    ink = np.asarray(Image.fromarray((mask * 255).astype(np.uint8)).resize(new, Image.Resampling.BILINEAR),
-                     np.float32) / 255.0
-    page = np.zeros((height, width), np.float32)
-    top = int(rng.integers(0, max(1, height - new[1])))
-    left = int(rng.integers(0, max(1, width - new[0])))
-    page[top:top + new[1], left:left + new[0]] = ink[:height - top, :width - left]
-    return photo_effects(page, rng)
-
-
-def photo_effects(ink: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """Ink level (float [0, 1], 1 = ink) -> a greyscale photo: paper and pen tones, a light gradient and a
-    vignette, focus blur, sensor noise."""
-    height, width = ink.shape
-    paper, pen = rng.uniform(170, 245), rng.uniform(5, 90)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    yy, xx = yy / max(height - 1, 1) - 0.5, xx / max(width - 1, 1) - 0.5
-    angle = rng.uniform(0, 2 * np.pi)
-    gradient = (np.cos(angle) * xx + np.sin(angle) * yy + 0.5) * rng.uniform(30, 110)
-    vignette = (xx ** 2 + yy ** 2) * 2 * rng.uniform(0, 50)
-    light = np.clip(1.0 - (gradient + vignette) / 255.0, 0.3, 1.0)
-    pixels = (paper * (1 - ink) + pen * ink) * light
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))
-    pixels = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 12), (height, width))
-    return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8))
-
-
-def jpeg(image: Image.Image, rng: np.random.Generator) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=int(rng.integers(35, 91)))
-    return buffer.getvalue()
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------- the image sets
@@ -153,8 +58,7 @@ def digit_photos(fonts: list, per_class: int, rng) -> tuple:
     images, labels = [], []
     for d in range(10):
         for i in range(per_class):
-            mask = render_text(str(d), fonts[(d + i) % len(fonts)], 96, rng)
-            images.append(jpeg(as_photo(mask, (SIDE, SIDE), rng, rng.uniform(0.25, 0.6)), rng))
+            images.append(character_photo(str(d), fonts[(d + i) % len(fonts)], SIDE, rng))
             labels.append(str(d))
     return images, labels
 
@@ -200,11 +104,9 @@ def non_digit_sets(fonts: list, n: int, rng) -> dict:
     for _ in range(n):
         sets["blank"].append(jpeg(photo_effects(np.zeros((SIDE, SIDE), np.float32), rng), rng))
     for i in range(n):
-        letter = LETTERS[int(rng.integers(0, len(LETTERS)))]
-        mask = render_text(letter, fonts[i % len(fonts)], 96, rng)
-        sets["letters"].append(jpeg(as_photo(mask, (SIDE, SIDE), rng, rng.uniform(0.25, 0.6)), rng))
+        sets["letters"].append(character_photo(random_letter(rng), fonts[i % len(fonts)], SIDE, rng))
     for _ in range(n):
-        sets["shapes"].append(jpeg(photo_effects(shapes_scene(rng), rng), rng))
+        sets["shapes"].append(jpeg(photo_effects(shapes_scene(rng, SIDE), rng), rng))
     samples = Path(matplotlib.get_data_path()) / "sample_data"
     photos = [Image.open(samples / name).convert("L") for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png",
                                                                    "logo2.png") if (samples / name).is_file()]
@@ -222,34 +124,6 @@ def non_digit_sets(fonts: list, n: int, rng) -> dict:
         clothes = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:n]
         sets["fashion_mnist"] = [png(Image.fromarray(image)) for image in clothes]
     return sets
-
-
-def shapes_scene(rng) -> np.ndarray:
-    """Ink level (200x200) of 1-4 shapes: filled or outlined rectangles, triangles, stars, crosses, filled discs.
-    No outlined circle or bar: those are a 0 and a 1."""
-    canvas = Image.new("L", (SIDE, SIDE), 0)
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(int(rng.integers(1, 5))):
-        cx, cy, r = rng.uniform(40, 160), rng.uniform(40, 160), rng.uniform(15, 60)
-        kind = int(rng.integers(0, 5))
-        width = int(rng.integers(3, 10))
-        if kind == 0:
-            box = (cx - r, cy - r * rng.uniform(0.5, 1.0), cx + r, cy + r * rng.uniform(0.5, 1.0))
-            draw.rectangle(box, fill=255) if rng.random() < 0.5 else draw.rectangle(box, outline=255, width=width)
-        elif kind == 1:
-            points = [(cx + r * np.cos(a), cy + r * np.sin(a)) for a in rng.uniform(0, 2 * np.pi) + np.arange(3) * 2.09]
-            draw.polygon(points, fill=255) if rng.random() < 0.5 else draw.polygon(points, outline=255, width=width)
-        elif kind == 2:
-            angles = rng.uniform(0, 2 * np.pi) + np.arange(10) * np.pi / 5
-            points = [(cx + (r if k % 2 == 0 else r / 2.5) * np.cos(a), cy + (r if k % 2 == 0 else r / 2.5) * np.sin(a))
-                      for k, a in enumerate(angles)]
-            draw.polygon(points, fill=255)
-        elif kind == 3:
-            draw.line((cx - r, cy, cx + r, cy), fill=255, width=width)
-            draw.line((cx, cy - r, cx, cy + r), fill=255, width=width)
-        else:
-            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
-    return np.asarray(canvas, np.float32) / 255.0
 
 
 # --------------------------------------------------------------------------- measuring
