@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "edgemnist.training.train",
     "edgemnist.training.finetune",
     "edgemnist.training.optimize",
+    "edgemnist.training.gate",
     "edgemnist.export.convert",
     "edgemnist.export.diagnose",
     "edgemnist.measure.eval",
