@@ -26,6 +26,7 @@ from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.runtime.classify import MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
+from edgemnist.runtime.temperature import check_temperature
 
 STDIN = "-"
 
@@ -44,6 +45,7 @@ class PredictConfig:
     accelerator: str = "cpu"  # cpu or gpu (runtime.accelerator)
     gpu_precision: str = "fp16"  # with gpu: fp16 or fp32
     poll: float = 0.5  # --watch: seconds between looks at the folder
+    temperature: Optional[float] = None  # calibrates the probabilities; None: the model's manifest's, else 1.0
 
     def __post_init__(self):
         if isinstance(self.top, bool) or not isinstance(self.top, int) or not 1 <= self.top <= NUM_CLASSES:
@@ -54,6 +56,8 @@ class PredictConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.poll > 0:
             raise ValueError(f"poll must be > 0 seconds, got {self.poll!r}")
+        if self.temperature is not None:
+            check_temperature(self.temperature)
         if self.digits and not self.prepare:
             raise ValueError("--digits cuts the image into digits in the preparation step; drop --no-prepare")
 
@@ -283,7 +287,7 @@ def load_model(model_path: str, config: PredictConfig) -> Model:
     try:
         return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
                      min_probability=config.min_probability, accelerator=config.accelerator,
-                     gpu_precision=config.gpu_precision)
+                     gpu_precision=config.gpu_precision, temperature=config.temperature)
     except AcceleratorUnavailableError as exc:
         raise ValueError(str(exc)) from None
 
@@ -293,7 +297,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
     """Reads every item; a bad one is reported on stderr and skipped.
 
     Returns:
-        {"model", "backend", "threads", "prepare", "min_probability", "predictions" (records),
+        {"model", "backend", "threads", "prepare", "min_probability", "temperature", "predictions" (records),
         "failed" [{"path", "error"}], "summary"}.
     """
     saver = _Saver(config.save_prepared)
@@ -315,6 +319,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
         "threads": model.runner.num_threads,
         "prepare": model.prepare,
         "min_probability": model.min_probability,
+        "temperature": model.temperature,
         "predictions": records,
         "failed": failed,
         "summary": summarize(records, failed),
@@ -365,6 +370,9 @@ def add_commands(subparsers) -> None:
                    "resize to 28x28")
     p.add_argument("--min-probability", type=float, default=PredictConfig.min_probability, metavar="P",
                    help="flag a digit under this probability as rejected, low confidence (default %(default)s)")
+    p.add_argument("--temperature", type=float, metavar="T",
+                   help="calibrate the probabilities as softmax(log p / T) (default: the temperature in the "
+                   "model's manifest, fitted by edgemnist export; 1 without one: the raw output)")
     p.add_argument("--save-prepared", metavar="DIR",
                    help="write the 28x28 images the model saw into DIR as PNG (one per digit)")
     p.add_argument("--watch", metavar="DIR",
@@ -381,7 +389,8 @@ def _config(args) -> PredictConfig:
                          min_probability=args.min_probability, save_prepared=args.save_prepared,
                          threads=args.threads, backend=args.backend,
                          accelerator=getattr(args, "accelerator", "cpu"),
-                         gpu_precision=getattr(args, "gpu_precision", "fp16"), poll=args.poll)
+                         gpu_precision=getattr(args, "gpu_precision", "fp16"), poll=args.poll,
+                         temperature=args.temperature)
 
 
 def _run_predict(args):

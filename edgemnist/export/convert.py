@@ -9,6 +9,11 @@ small function per quantizer does the real work, each in its own module beside t
 convolutions stay one native op), `ai_edge` (AI Edge Quantizer), then `strip` (drops
 metadata and internal names) and `manifest` (the JSON written beside each file).
 
+Each written .tflite is then run on held-out digits to fit its temperature (the one number
+that calibrates its printed probability, runtime/temperature.py), which goes into its
+manifest: the training run's own validation split when the Keras model sits in a run folder
+(train_state.json beside it), else a seeded sample of the training split (`temperature_data`).
+
 Files: `<stem>_<variant>.tflite` and its manifest `<stem>_<variant>.tflite.json` (written
 after the .tflite, both atomically). Exports are deterministic: the same source model
 and settings give byte-identical .tflite files.
@@ -90,10 +95,13 @@ class ExportConfig:
     batch_size: int = 1  # static batch of the exported model; 1 keeps dilated convolutions one native op
     strip: bool = True  # drop conversion metadata and shorten internal tensor names (outputs unchanged)
     stem: str = "model"  # file names: <stem>_<variant>.tflite
+    temperature_size: int = 3000  # held-out digits each variant's temperature is fitted on (0: none fitted)
 
     def __post_init__(self):
         if not 1 <= int(self.representative_size) <= 60000:
             raise ValueError(f"representative_size must be in 1..60000, got {self.representative_size}")
+        if not 0 <= int(self.temperature_size) <= 60000:
+            raise ValueError(f"temperature_size must be in 0..60000, got {self.temperature_size}")
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not self.stem or "/" in self.stem or os.sep in self.stem:
@@ -152,6 +160,83 @@ def _sample_training_images(data_dir: Optional[str], size: int, seed: int) -> np
     images = train.images[index]
     images.setflags(write=False)
     return images
+
+
+def temperature_data(source, config: ExportConfig = ExportConfig()) -> tuple:
+    """(uint8 images, labels, description): the digits a variant's temperature is fitted on.
+
+    The training run's validation split (rebuilt from its train_state.json: data, limit,
+    val_fraction, seed) when `source` is a Keras model file inside a run folder: digits the
+    model was never trained on. Otherwise (a pruned or QAT model, fine-tuned on the whole
+    training split; an in-memory model) a seeded sample of the training split of
+    `config.data_dir`, which the model has seen: the temperature fitted there is sharper
+    than unseen digits warrant. Never the test split, which measures the result. Either is
+    cut to `config.temperature_size` digits by a seeded sample.
+    """
+    from edgemnist.training.train import STATE_FILE
+
+    size = int(config.temperature_size)
+    state_path = Path(source).parent / STATE_FILE if isinstance(source, (str, os.PathLike)) else None
+    if state_path is not None and state_path.is_file():
+        try:
+            run = json.loads(state_path.read_text())["config"]
+            key = (run.get("data_dir"), run.get("limit"), float(run["val_fraction"]), int(run["seed"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{state_path}: unreadable training state ({exc.__class__.__name__}: {exc})") from None
+        images, labels = _validation_split(*key, size)
+        return images, labels, f"validation split of the training run in {state_path.parent} ({len(labels)} digits)"
+    images, labels = _training_sample(config.data_dir, size, config.representative_seed)
+    return images, labels, (f"sample of the training split ({len(labels)} digits; no training run beside the "
+                            "model, so it may have seen them)")
+
+
+@functools.lru_cache(maxsize=2)
+def _validation_split(data_dir: Optional[str], limit: Optional[int], val_fraction: float, seed: int,
+                      size: int) -> tuple:
+    from edgemnist import data
+
+    train = data.load_split("train", data_dir, limit=limit)
+    held_out = data.train_val_split(train, val_fraction, seed)[1]
+    return _cut(held_out.images, held_out.labels, size, seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _training_sample(data_dir: Optional[str], size: int, seed: int) -> tuple:
+    from edgemnist import data
+
+    train = data.load_split("train", data_dir)
+    return _cut(train.images, train.labels, size, seed)
+
+
+def _cut(images: np.ndarray, labels: np.ndarray, size: int, seed: int) -> tuple:
+    """At most `size` of the images and labels, a seeded sample in their order; read-only (cached)."""
+    if len(labels) > size:
+        index = np.sort(np.random.default_rng(seed).choice(len(labels), size, replace=False))
+        images, labels = images[index], labels[index]
+    for array in (images, labels):
+        array.setflags(write=False)
+    return images, labels
+
+
+def fit_variant_temperature(tflite_path, source, config: ExportConfig = ExportConfig()) -> dict:
+    """The manifest keys of a written .tflite's temperature, fitted by running the file itself.
+
+    Returns:
+        {"temperature": T or None, "temperature_fit": {"data", "images", "floor", "accuracy", "nll",
+        "nll_calibrated"} or None}; None for both with temperature_size 0 or a model that does
+        not give 10 probabilities.
+    """
+    from edgemnist.runtime import Runner
+    from edgemnist.runtime.temperature import fit_on
+
+    if int(config.temperature_size) == 0:
+        return {"temperature": None, "temperature_fit": None}
+    runner = Runner(tflite_path, trusted=True)  # the file was just written by the converter
+    if int(np.prod(runner.output.shape[1:])) != 10:
+        return {"temperature": None, "temperature_fit": None}
+    images, labels, description = temperature_data(source, config)
+    fitted = fit_on(runner, images, labels)
+    return {"temperature": fitted.pop("temperature"), "temperature_fit": {"data": description, **fitted}}
 
 
 # --------------------------------------------------------------------------- sources
@@ -249,7 +334,8 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
         representative: calibration images instead of a sample of the training split.
 
     Returns:
-        The manifest dict (also written as JSON), with "path" and "manifest_path" added.
+        The manifest dict (also written as JSON), with "path" and "manifest_path" added; its
+        "temperature" is fitted by running the written file (`fit_variant_temperature`).
 
     Raises:
         ValueError: unknown variant or a source of the wrong kind. FileNotFoundError: no source.
@@ -269,6 +355,7 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
     # kill or a full disk never leaves a new .tflite beside an old manifest for long.
     with atomic_path(manifest_path(out_path)) as tmp_manifest, atomic_path(out_path) as tmp_tflite:
         tmp_tflite.write_bytes(converted.tflite)
+        manifest.update(fit_variant_temperature(tmp_tflite, model_or_path, config))
         tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return {**manifest, "path": str(out_path), "manifest_path": str(manifest_path(out_path))}
 
@@ -385,6 +472,10 @@ def add_commands(subparsers) -> None:
     p.add_argument("--data-dir", help="data folder for calibration (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--seed", type=int, default=ExportConfig.representative_seed,
                    help="picks the calibration images from the training split (default %(default)s)")
+    p.add_argument("--temperature-size", type=int, default=ExportConfig.temperature_size, metavar="N",
+                   help="held-out digits each variant's temperature is fitted on: the training run's validation "
+                   "split when train_state.json is beside --from, else a training sample; 0 fits none "
+                   "(default %(default)s)")
     p.add_argument("--no-strip", action="store_true", help="keep conversion metadata and internal tensor names")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=_run_export)
@@ -394,7 +485,7 @@ def _run_export(args):
     from edgemnist.cli import Output
 
     config = ExportConfig(representative_size=args.representative_size, representative_seed=args.seed,
-                          data_dir=args.data_dir, strip=not args.no_strip)
+                          data_dir=args.data_dir, strip=not args.no_strip, temperature_size=args.temperature_size)
     variants = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
     sources = {"model": args.model, "pruned": args.pruned, "qat": args.qat, "pruned_qat": args.pruned_qat}
     progress = None if args.quiet else (lambda line: print(f"[export] {line.strip()}", file=sys.stderr, flush=True))

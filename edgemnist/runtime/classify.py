@@ -14,6 +14,13 @@ The rejection rule (docs/outputs.md): a prediction is `rejected` when no digit w
 of the frame or lies in more than 5 pieces (a texture, a scene); when the prepared image
 holds more ink than MNIST's digits ever do (a blob); or when the model's probability for
 its digit is below `min_probability`. All but the first still carry the model's best guess.
+
+The probabilities are calibrated (docs/outputs.md): the model's softmax output p becomes
+softmax(log(p) / T) with the model's temperature T, which `edgemnist export` fits on
+held-out digits and stores in the manifest beside the .tflite (runtime/temperature.py); a
+model without one keeps T = 1, its raw output. Calibrated, a printed 0.95 is right about 95 %
+of the time; the digit and the order of the runners-up never change, and the low-confidence
+rule applies to the calibrated probability.
 """
 from __future__ import annotations
 
@@ -25,6 +32,7 @@ import numpy as np
 
 from edgemnist.runtime.accelerator import open_runner
 from edgemnist.runtime.prepare import ImageSource, Prepared, PrepareConfig, plain, prepare, prepare_digits
+from edgemnist.runtime.temperature import calibrated, check_temperature, probability_floor, read_temperature
 
 # Below this probability a digit is flagged as low confidence. benchmarks/bench_predict.py
 # measures what it costs on digits and what it catches on images that hold none.
@@ -38,7 +46,8 @@ class Prediction:
 
     Attributes:
         digit: the most probable digit; None when no digit was found.
-        probability: its probability (the model's softmax output); None without a digit.
+        probability: its probability (the model's softmax output, calibrated by the model's
+            temperature); None without a digit.
         runner_up: the second most probable digit; None without a digit.
         runner_up_probability: its probability; None without a digit.
         probabilities: all ten probabilities, digit 0 first; None without a digit.
@@ -126,12 +135,13 @@ class Model:
         prepare: whether images are put into MNIST's form first.
         min_probability: the rejection threshold.
         config: the preparation settings.
+        temperature: the T the probabilities are calibrated with (1.0: the raw softmax output).
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None,
                  prepare: bool = True, min_probability: float = MIN_PROBABILITY,
                  config: PrepareConfig = PrepareConfig(), trusted: Optional[bool] = None,
-                 accelerator: str = "cpu", gpu_precision: str = "fp16"):
+                 accelerator: str = "cpu", gpu_precision: str = "fp16", temperature: Optional[float] = None):
         """Loads a .tflite model that gives one score per digit.
 
         Args:
@@ -146,11 +156,14 @@ class Model:
             accelerator: "cpu" (the interpreter) or "gpu" (LiteRT's GPU accelerator,
                 edgemnist.runtime.accelerator).
             gpu_precision: with "gpu": "fp16" or "fp32".
+            temperature: calibrates the probabilities (softmax(log p / T)); None reads it from
+                the manifest beside the model (`<model>.tflite.json`, written by `edgemnist
+                export`), 1.0 when there is none; a number > 0 overrides it.
 
         Raises:
             FileNotFoundError: no such file.
-            ValueError: not a .tflite model, one that does not give 10 scores per image, or a
-                bad setting.
+            ValueError: not a .tflite model, one that does not give 10 scores per image, a
+                bad setting (a temperature that is not a number > 0), or an unreadable manifest.
             BackendNotFoundError: no interpreter package is installed.
             AcceleratorUnavailableError: the accelerator asked for cannot run here.
         """
@@ -158,6 +171,8 @@ class Model:
             raise ValueError(f"min_probability must be in [0, 1], got {min_probability!r}")
         if not isinstance(config, PrepareConfig):
             raise ValueError(f"config must be a PrepareConfig, got {type(config).__name__}")
+        if temperature is not None:
+            temperature = check_temperature(temperature)
         self.runner = open_runner(path, accelerator, num_threads=threads, backend=backend, trusted=trusted,
                                   gpu_precision=gpu_precision)
         classes = int(np.prod(self.runner.output.shape[1:]))
@@ -168,6 +183,10 @@ class Model:
         self.prepare = bool(prepare)
         self.min_probability = float(min_probability)
         self.config = config
+        if temperature is None:
+            temperature = read_temperature(self.runner.path)
+        self.temperature = 1.0 if temperature is None else temperature
+        self._floor = probability_floor(self.runner.output)
 
     @property
     def path(self):
@@ -248,7 +267,7 @@ class Model:
         return NumberPrediction(number, predictions, probability, bool(reasons), reasons[0] if reasons else None)
 
     def _prediction(self, scores: np.ndarray, ready: Prepared) -> Prediction:
-        probabilities = np.asarray(scores, dtype=np.float64).reshape(-1)
+        probabilities = calibrated(np.asarray(scores, dtype=np.float64).reshape(-1), self.temperature, self._floor)
         order = np.argsort(-probabilities, kind="stable")
         best, second = int(order[0]), int(order[1])
         probability = float(probabilities[best])
@@ -263,6 +282,7 @@ class Model:
 
     def __repr__(self) -> str:
         return (f"Model({str(self.path)!r}, prepare={self.prepare}, min_probability={self.min_probability}, "
+                f"temperature={self.temperature}, "
                 f"backend={self.runner.backend.describe()!r}, threads={self.runner.num_threads})")
 
 
@@ -272,7 +292,8 @@ def _no_digit(ready: Prepared) -> Prediction:
 
 def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
          min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
-         trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16") -> Model:
+         trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16",
+         temperature: Optional[float] = None) -> Model:
     """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
 
     Args:
@@ -285,6 +306,7 @@ def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = Non
         trusted: as for `Runner`.
         accelerator: "cpu" or "gpu".
         gpu_precision: with "gpu": "fp16" or "fp32".
+        temperature: calibrates the probabilities; None: the manifest's, else 1.0.
 
     Returns:
         Model.
@@ -293,7 +315,8 @@ def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = Non
         FileNotFoundError, ValueError, BackendNotFoundError, AcceleratorUnavailableError: as `Model`.
     """
     return Model(path, threads=threads, backend=backend, prepare=prepare, min_probability=min_probability,
-                 config=config, trusted=trusted, accelerator=accelerator, gpu_precision=gpu_precision)
+                 config=config, trusted=trusted, accelerator=accelerator, gpu_precision=gpu_precision,
+                 temperature=temperature)
 
 
 __all__: Sequence[str] = ("load", "Model", "Prediction", "NumberPrediction", "MIN_PROBABILITY")

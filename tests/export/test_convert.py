@@ -75,6 +75,35 @@ def test_manifest_matches_file(exported, trained_model_path):
         assert on_disk["converter"]["versions"]
 
 
+def test_manifest_gives_the_temperature_fitted_on_the_runs_validation_split(exported):
+    for manifest in exported.values():
+        on_disk = json.loads(open(manifest["manifest_path"]).read())
+        fit = on_disk["temperature_fit"]
+        assert on_disk["temperature"] > 0 and on_disk["temperature"] == manifest["temperature"]
+        assert fit["data"].startswith("validation split of the training run") and fit["images"] == 150
+        assert fit["nll_calibrated"] < fit["nll"] and 0 < fit["accuracy"] <= 1
+        assert fit["floor"] == (on_disk["outputs"][0]["scale"] / 2 if on_disk["outputs"][0]["scale"] else 1e-12)
+
+
+def test_export_without_a_training_run_fits_on_a_training_sample(trained_model_path, tmp_path):
+    """A Keras model outside its run folder (as pruned and QAT models are) still exports, with a temperature
+    fitted on training digits; temperature_size=0 fits none, and the .tflite is the same either way."""
+    import edgemnist
+
+    bare = tmp_path / "model.keras"
+    bare.write_bytes(trained_model_path.read_bytes())
+    fitted = convert.export_variant(bare, "int8", tmp_path / "fitted.tflite",
+                                    ExportConfig(representative_size=100, temperature_size=300))
+    assert fitted["temperature_fit"]["data"].startswith("sample of the training split")
+    assert fitted["temperature_fit"]["images"] == 300 and fitted["temperature"] > 0
+    assert fitted["settings"]["temperature_size"] == 300
+    none = convert.export_variant(bare, "int8", tmp_path / "none.tflite",
+                                  ExportConfig(representative_size=100, temperature_size=0))
+    assert none["temperature"] is None and none["temperature_fit"] is None and none["sha256"] == fitted["sha256"]
+    assert edgemnist.load(tmp_path / "none.tflite").temperature == 1.0
+    assert edgemnist.load(tmp_path / "fitted.tflite").temperature == fitted["temperature"]
+
+
 def test_reexport_is_byte_identical(exported, trained_model_path, tmp_path):
     for variant in ("float32", "int8"):
         again = convert.export_variant(trained_model_path, variant, tmp_path / f"{variant}.tflite", CONFIG)

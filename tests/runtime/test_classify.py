@@ -16,6 +16,7 @@ from _images import digit_photo, jpeg_bytes, write_image
 from edgemnist.runtime import Runner
 from edgemnist.runtime.classify import LOW_CONFIDENCE, Model, NumberPrediction, Prediction
 from edgemnist.runtime.prepare import NO_DIGIT
+from edgemnist.runtime.temperature import calibrated, probability_floor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +46,7 @@ def test_predict_is_the_runner_on_the_prepared_image(tflite_variants, mnist_file
     for path in mnist_files[:20]:
         result = model.predict(path)
         assert isinstance(result, Prediction) and result.image.shape == (28, 28)
-        scores = runner.predict_one(result.image)
+        scores = calibrated(runner.predict_one(result.image), model.temperature, probability_floor(runner.output))
         assert result.probabilities == tuple(float(s) for s in scores)
         assert result.digit == int(np.argmax(scores)) and result.probability == float(scores.max())
         assert result.runner_up != result.digit and result.runner_up_probability <= result.probability
@@ -53,7 +54,7 @@ def test_predict_is_the_runner_on_the_prepared_image(tflite_variants, mnist_file
 
 
 def test_without_preparation_the_file_goes_to_the_model_as_it_is(tflite_variants, mnist_files, mnist_test):
-    model = edgemnist.load(tflite_variants["int8"], prepare=False)
+    model = edgemnist.load(tflite_variants["int8"], prepare=False, temperature=1.0)
     runner = Runner(tflite_variants["int8"])
     for i, path in enumerate(mnist_files[:10]):
         expected = runner.predict_one(mnist_test.images[i])
