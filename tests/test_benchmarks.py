@@ -112,6 +112,18 @@ def test_bench_predict_calibration_error():
     assert abs(calibration_error([0.95, 0.55], [True, False]) - 0.3) < 1e-12  # (0.05 + 0.55) / 2
 
 
+def test_bench_temperature_measures_each_exported_temperature_on_the_test_split(tflite_models, tmp_path):
+    out = tmp_path / "temperature.json"
+    folder = tflite_models["int8"].parent
+    assert _load("bench_temperature").main([str(folder), "--limit", "300", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["test_n"] == 300 and {r["variant"] for r in result["models"]} == {"float32", "int8"}
+    for row in result["models"]:
+        assert row["fitted_on"].startswith("validation split") and row["temperature"] > 0
+        assert row["calibrated"]["nll"] < row["raw"]["nll"]  # fitted on other digits, it still helps here
+        assert 0.0 <= row["calibrated"]["ece"] <= 1.0 and 0.0 < row["calibrated"]["mean_probability"] <= 1.0
+
+
 def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
     # a target row reads the run's compare report first: without it, one line saying what to run
     out = tmp_path / "targets.json"
