@@ -58,7 +58,7 @@ class GateConfig:
     mnist: int = 30000  # MNIST training digits (and a third as many at low resolution)
     fashion: int = 30000  # Fashion-MNIST training images
     synthetic: int = 5000  # images per synthetic source (font digits, numbers, letters, shapes, ...)
-    epochs: int = 6  # passes over the training images
+    epochs: int = 12  # passes over the training images
     batch_size: int = 128  # images per training step
     validation: float = 0.1  # share of each source kept out of training, to set the threshold on
     max_digit_rejection: float = 0.005  # the threshold rejects at most this share of each digit source
