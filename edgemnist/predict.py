@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
-from edgemnist.runtime.classify import MIN_PROBABILITY, Model, NumberPrediction
+from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
 from edgemnist.runtime.temperature import check_temperature
 
@@ -40,6 +40,7 @@ class PredictConfig:
     prepare: bool = True  # put images into MNIST's form first (False: they already are)
     min_probability: float = MIN_PROBABILITY  # below this a digit is flagged low confidence (rejected)
     save_prepared: Optional[str] = None  # folder for the 28x28 images the model saw
+    gate: Optional[str] = DEFAULT  # digit-or-not gate: "default" (shipped), a .tflite path, or None (none)
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
     accelerator: str = "cpu"  # cpu or gpu (runtime.accelerator)
@@ -286,7 +287,7 @@ def load_model(model_path: str, config: PredictConfig) -> Model:
 
     try:
         return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
-                     min_probability=config.min_probability, accelerator=config.accelerator,
+                     min_probability=config.min_probability, gate=config.gate, accelerator=config.accelerator,
                      gpu_precision=config.gpu_precision, temperature=config.temperature)
     except AcceleratorUnavailableError as exc:
         raise ValueError(str(exc)) from None
@@ -297,8 +298,8 @@ def predict_items(model: Model, items: list, config: PredictConfig,
     """Reads every item; a bad one is reported on stderr and skipped.
 
     Returns:
-        {"model", "backend", "threads", "prepare", "min_probability", "temperature", "predictions" (records),
-        "failed" [{"path", "error"}], "summary"}.
+        {"model", "backend", "threads", "prepare", "min_probability", "gate", "temperature",
+        "predictions" (records), "failed" [{"path", "error"}], "summary"}.
     """
     saver = _Saver(config.save_prepared)
     records, failed = [], []
@@ -319,6 +320,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
         "threads": model.runner.num_threads,
         "prepare": model.prepare,
         "min_probability": model.min_probability,
+        "gate": None if model.gate is None else model.gate.describe(),
         "temperature": model.temperature,
         "predictions": records,
         "failed": failed,
@@ -355,7 +357,8 @@ def add_commands(subparsers) -> None:
         description="Read digits in real images (photos, scans; PNG, JPEG, PGM/PPM, BMP; any size) with a "
         ".tflite model: each image is put into MNIST's form (greyscale, polarity, paper and noise removed, "
         "the digit's box scaled to 20x20 and centred by its centre of mass in 28x28), then classified. "
-        "Prints the digit, its probability and the runner-up per image; images with no digit, or a digit "
+        "Prints the digit, its probability and the runner-up per image; images with no digit, images the "
+        "digit-or-not gate (--gate) takes for something else (a letter, a garment), or a digit "
         "under --min-probability, are flagged rejected. A folder is searched recursively; images in class "
         "folders 0/..9/ give the accuracy. A file that cannot be read is reported and skipped (exit 2).",
     )
@@ -368,6 +371,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--no-prepare", dest="prepare", action="store_false",
                    help="the images are MNIST-shaped already (white digit on black, centred): only greyscale and "
                    "resize to 28x28")
+    p.add_argument("--gate", default=PredictConfig.gate, metavar="PATH",
+                   help="the digit-or-not gate run on each prepared image, whose 'no' rejects it as not a digit: "
+                   "a gate's .tflite (its JSON beside it; edgemnist gate trains one) (default: the gate shipped "
+                   "with edgemnist)")
+    p.add_argument("--no-gate", dest="gate", action="store_const", const=None,
+                   help="no gate: only the other rejection rules apply")
     p.add_argument("--min-probability", type=float, default=PredictConfig.min_probability, metavar="P",
                    help="flag a digit under this probability as rejected, low confidence (default %(default)s)")
     p.add_argument("--temperature", type=float, metavar="T",
@@ -386,7 +395,7 @@ def add_commands(subparsers) -> None:
 
 def _config(args) -> PredictConfig:
     return PredictConfig(top=args.top, digits=args.digits, prepare=args.prepare,
-                         min_probability=args.min_probability, save_prepared=args.save_prepared,
+                         min_probability=args.min_probability, save_prepared=args.save_prepared, gate=args.gate,
                          threads=args.threads, backend=args.backend,
                          accelerator=getattr(args, "accelerator", "cpu"),
                          gpu_precision=getattr(args, "gpu_precision", "fp16"), poll=args.poll,

@@ -91,6 +91,20 @@ def test_text_output_and_save_prepared(tflite_variants, tmp_path, capsys):
     assert f"five.jpg: {digit}  p=" in out  # the saved image is what the model saw
 
 
+def test_the_gate_rejects_a_letter_and_no_gate_turns_it_off(tflite_variants, tmp_path, capsys):
+    from edgemnist.runtime.gate import DEFAULT_GATE
+
+    letter = write_image(digit_photo("K", noise=4, light=40), tmp_path / "k.jpg", quality=85)
+    status, result, _ = _json_run(["predict", str(tflite_variants["int8"]), str(letter)], capsys)
+    assert status == 0 and result["gate"]["path"] == str(DEFAULT_GATE)
+    record = result["predictions"][0]
+    assert record["rejected"] and record["reason"] == "not a digit" and record["digit"] is not None
+    status, result, _ = _json_run(["predict", str(tflite_variants["int8"]), str(letter), "--no-gate"], capsys)
+    assert status == 0 and result["gate"] is None and result["predictions"][0]["reason"] != "not a digit"
+    status = cli.main(["predict", str(tflite_variants["int8"]), str(letter), "--gate", str(tmp_path / "none.tflite")])
+    assert status == 2 and "none.tflite" in capsys.readouterr().err
+
+
 def test_no_prepare_feeds_mnist_shaped_files_as_they_are(tflite_variants, mnist_test, tmp_path, capsys):
     for i in range(5):
         write_image(Image.fromarray(mnist_test.images[i]), tmp_path / f"{i}.png")

@@ -12,8 +12,11 @@ loaded with `prepare=False`, for input that is MNIST-shaped already), then run t
 The rejection rule (docs/outputs.md): a prediction is `rejected` when no digit was found
 (nothing stands out of the paper: no guess is made); when the ink reaches all four sides
 of the frame or lies in more than 5 pieces (a texture, a scene); when the prepared image
-holds more ink than MNIST's digits ever do (a blob); or when the model's probability for
-its digit is below `min_probability`. All but the first still carry the model's best guess.
+holds more ink than MNIST's digits ever do (a blob); when the digit-or-not gate
+(`edgemnist.runtime.gate`, a tiny separate .tflite shipped in the package, run on the
+prepared image) says it is not a digit (a letter, a garment, a shape); or when the model's
+probability for its digit is below `min_probability`. All but the first still carry the
+model's best guess. `gate=None` (predict's --no-gate) leaves the gate out.
 
 The probabilities are calibrated (docs/outputs.md): the model's softmax output p becomes
 softmax(log(p) / T) with the model's temperature T, which `edgemnist export` fits on
@@ -25,12 +28,13 @@ rule applies to the calibrated probability.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from edgemnist.runtime.accelerator import open_runner
+from edgemnist.runtime.gate import DEFAULT_GATE, Gate
 from edgemnist.runtime.prepare import ImageSource, Prepared, PrepareConfig, plain, prepare, prepare_digits
 from edgemnist.runtime.temperature import calibrated, check_temperature, probability_floor, read_temperature
 
@@ -38,6 +42,8 @@ from edgemnist.runtime.temperature import calibrated, check_temperature, probabi
 # measures what it costs on digits and what it catches on images that hold none.
 MIN_PROBABILITY = 0.5
 LOW_CONFIDENCE = "low confidence"
+NOT_A_DIGIT = "not a digit"
+DEFAULT = "default"  # gate="default": the gate shipped in the package
 
 
 @dataclass(frozen=True)
@@ -53,7 +59,7 @@ class Prediction:
         probabilities: all ten probabilities, digit 0 first; None without a digit.
         rejected: no digit found, or the probability is under the model's min_probability.
         reason: why it was rejected ("no digit found", "ink all over the frame", "too much
-            ink for a digit", "low confidence"); None when accepted.
+            ink for a digit", "not a digit", "low confidence"); None when accepted.
         image: the uint8 28x28 image the model saw (None without a digit).
         box: (top, left, bottom, right) of the digit in the input's pixels, when prepared.
         inverted: the input was dark on light and was inverted.
@@ -141,7 +147,8 @@ class Model:
     def __init__(self, path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None,
                  prepare: bool = True, min_probability: float = MIN_PROBABILITY,
                  config: PrepareConfig = PrepareConfig(), trusted: Optional[bool] = None,
-                 accelerator: str = "cpu", gpu_precision: str = "fp16", temperature: Optional[float] = None):
+                 accelerator: str = "cpu", gpu_precision: str = "fp16", temperature: Optional[float] = None,
+                 gate: Union[str, os.PathLike, Gate, None] = DEFAULT):
         """Loads a .tflite model that gives one score per digit.
 
         Args:
@@ -159,9 +166,12 @@ class Model:
             temperature: calibrates the probabilities (softmax(log p / T)); None reads it from
                 the manifest beside the model (`<model>.tflite.json`, written by `edgemnist
                 export`), 1.0 when there is none; a number > 0 overrides it.
+            gate: the digit-or-not gate run on each prepared image: "default" (the one shipped
+                in the package), a gate's .tflite path (its JSON beside it), a `Gate`, or None
+                (no gate).
 
         Raises:
-            FileNotFoundError: no such file.
+            FileNotFoundError: no such file (model or gate).
             ValueError: not a .tflite model, one that does not give 10 scores per image, a
                 bad setting (a temperature that is not a number > 0), or an unreadable manifest.
             BackendNotFoundError: no interpreter package is installed.
@@ -182,6 +192,7 @@ class Model:
                              f"{tuple(self.runner.output.shape)}")
         self.prepare = bool(prepare)
         self.min_probability = float(min_probability)
+        self.gate = _open_gate(gate, threads, backend, trusted)
         self.config = config
         if temperature is None:
             temperature = read_temperature(self.runner.path)
@@ -219,7 +230,7 @@ class Model:
         ready = self.prepared(image)
         if ready.image is None:
             return _no_digit(ready)
-        return self._prediction(self.runner.predict_one(ready.image), ready)
+        return self._gated(self._prediction(self.runner.predict_one(ready.image), ready))
 
     def predict_batch(self, images: Iterable[ImageSource], batch_size: int = 64) -> list:
         """Reads the digit in each of many images, `batch_size` images per invoke.
@@ -238,9 +249,11 @@ class Model:
         found = [i for i, r in enumerate(ready) if r.image is not None]
         results: list = [_no_digit(r) for r in ready]
         if found:
-            scores = self.runner.predict(np.stack([ready[i].image for i in found]), batch_size=batch_size)
-            for i, row in zip(found, scores):
-                results[i] = self._prediction(row, ready[i])
+            images = np.stack([ready[i].image for i in found])
+            scores = self.runner.predict(images, batch_size=batch_size)
+            digit = self.gate.is_digit(images, batch_size) if self.gate is not None else [True] * len(found)
+            for i, row, is_digit in zip(found, scores, digit):
+                results[i] = self._gated(self._prediction(row, ready[i]), bool(is_digit))
         return results
 
     def predict_number(self, image: ImageSource) -> NumberPrediction:
@@ -260,7 +273,7 @@ class Model:
         digits, reason, inverted = prepare_digits(image, self.config)
         if not digits:
             return NumberPrediction(None, (), None, True, reason)
-        predictions = tuple(self._prediction(self.runner.predict_one(d.image), d) for d in digits)
+        predictions = tuple(self._gated(self._prediction(self.runner.predict_one(d.image), d)) for d in digits)
         number = "".join(str(p.digit) for p in predictions)
         probability = float(np.prod([p.probability for p in predictions]))
         reasons = [p.reason for p in predictions if p.rejected]
@@ -280,10 +293,31 @@ class Model:
             image=ready.image, box=ready.box, inverted=ready.inverted,
         )
 
+    def _gated(self, prediction: Prediction, is_digit: Optional[bool] = None) -> Prediction:
+        """The prediction, rejected as NOT_A_DIGIT when the gate says its image holds no digit (the rule's order:
+        preparation's reasons first, the gate before low confidence)."""
+        if self.gate is None or (prediction.rejected and prediction.reason != LOW_CONFIDENCE):
+            return prediction
+        if is_digit is None:
+            is_digit = self.gate.score_one(prediction.image) >= self.gate.threshold
+        return prediction if is_digit else replace(prediction, rejected=True, reason=NOT_A_DIGIT)
+
     def __repr__(self) -> str:
         return (f"Model({str(self.path)!r}, prepare={self.prepare}, min_probability={self.min_probability}, "
                 f"temperature={self.temperature}, "
+                f"gate={None if self.gate is None else str(self.gate.path)!r}, "
                 f"backend={self.runner.backend.describe()!r}, threads={self.runner.num_threads})")
+
+
+def _open_gate(gate, threads: int, backend: Optional[str], trusted: Optional[bool]) -> Optional[Gate]:
+    """Model's `gate` argument -> a Gate or None."""
+    if gate is None or isinstance(gate, Gate):
+        return gate
+    if isinstance(gate, str) and gate == DEFAULT:
+        return Gate(DEFAULT_GATE, threads=threads, backend=backend)
+    if not isinstance(gate, (str, os.PathLike)):
+        raise ValueError(f"gate must be 'default', a path, a Gate or None, got {type(gate).__name__}")
+    return Gate(gate, threads=threads, backend=backend, trusted=trusted)
 
 
 def _no_digit(ready: Prepared) -> Prediction:
@@ -293,7 +327,7 @@ def _no_digit(ready: Prepared) -> Prediction:
 def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
          min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
          trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16",
-         temperature: Optional[float] = None) -> Model:
+         temperature: Optional[float] = None, gate: Union[str, os.PathLike, Gate, None] = DEFAULT) -> Model:
     """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
 
     Args:
@@ -307,6 +341,7 @@ def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = Non
         accelerator: "cpu" or "gpu".
         gpu_precision: with "gpu": "fp16" or "fp32".
         temperature: calibrates the probabilities; None: the manifest's, else 1.0.
+        gate: the digit-or-not gate: "default" (shipped), a .tflite path, a Gate, or None.
 
     Returns:
         Model.
@@ -316,7 +351,7 @@ def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = Non
     """
     return Model(path, threads=threads, backend=backend, prepare=prepare, min_probability=min_probability,
                  config=config, trusted=trusted, accelerator=accelerator, gpu_precision=gpu_precision,
-                 temperature=temperature)
+                 temperature=temperature, gate=gate)
 
 
-__all__: Sequence[str] = ("load", "Model", "Prediction", "NumberPrediction", "MIN_PROBABILITY")
+__all__: Sequence[str] = ("load", "Model", "Prediction", "NumberPrediction", "MIN_PROBABILITY", "NOT_A_DIGIT")

@@ -1,6 +1,7 @@
 """edgemnist.load / runtime.classify: the Python API on real image files, against Runner; the README example."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from PIL import Image
 import edgemnist
 from _images import digit_photo, jpeg_bytes, write_image
 from edgemnist.runtime import Runner
-from edgemnist.runtime.classify import LOW_CONFIDENCE, Model, NumberPrediction, Prediction
+from edgemnist.runtime.classify import LOW_CONFIDENCE, NOT_A_DIGIT, Model, NumberPrediction, Prediction
 from edgemnist.runtime.prepare import NO_DIGIT
 from edgemnist.runtime.temperature import calibrated, probability_floor
 
@@ -181,3 +182,36 @@ def test_the_readme_example_runs(tflite_variants, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip(), "the example prints its results"
+
+
+def test_the_gate_rejects_what_is_not_a_digit_and_gate_none_turns_it_off(tflite_variants, mnist_files):
+    gated = edgemnist.load(tflite_variants["int8"])
+    ungated = edgemnist.load(tflite_variants["int8"], gate=None)
+    assert gated.gate is not None and ungated.gate is None
+    letters = [jpeg_bytes(digit_photo(ch, noise=4, light=40)) for ch in "AHKMNRWX"]
+    by_gate = [p.reason for p in gated.predict_batch(letters)]
+    assert by_gate.count(NOT_A_DIGIT) >= 6, by_gate
+    assert [gated.predict(image).reason for image in letters] == by_gate  # batched and one by one agree
+    for image in letters:
+        without = ungated.predict(image)
+        assert without.reason != NOT_A_DIGIT and without.digit is not None
+    rejected = gated.predict(letters[by_gate.index(NOT_A_DIGIT)])
+    assert rejected.rejected and rejected.digit is not None and rejected.probabilities is not None  # the best guess
+    digits = gated.predict_batch(mnist_files[:50])
+    assert sum(p.reason == NOT_A_DIGIT for p in digits) <= 2
+    number = gated.predict_number(digit_photo("4A7", size=(360, 160), height=90, noise=4))
+    assert [d.reason == NOT_A_DIGIT for d in number.digits] == [False, True, False]
+    assert number.rejected and number.reason == NOT_A_DIGIT
+
+
+def test_a_gate_given_by_path_is_used(tflite_variants, tmp_path):
+    from edgemnist.runtime.gate import DEFAULT_GATE, metadata_path
+
+    copy = tmp_path / "my_gate.tflite"
+    copy.write_bytes(DEFAULT_GATE.read_bytes())
+    meta = json.loads(metadata_path(DEFAULT_GATE).read_text())
+    metadata_path(copy).write_text(json.dumps({**meta, "threshold": 1.0}))  # nothing scores above 1: all refused
+    model = edgemnist.load(tflite_variants["int8"], gate=copy, trusted=True)
+    assert Path(model.gate.path).name == copy.name and model.predict(digit_photo("5")).reason == NOT_A_DIGIT
+    with pytest.raises(FileNotFoundError, match="missing.tflite"):
+        edgemnist.load(tflite_variants["int8"], gate=tmp_path / "missing.tflite")

@@ -1,0 +1,71 @@
+"""The shipped digit-or-not gate (edgemnist/runtime/gate/): takes digits, refuses clothes and letters; its JSON."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgemnist import data
+from edgemnist.artifacts import cache_dir
+from edgemnist.data import synthetic
+from edgemnist.runtime.gate import DEFAULT_GATE, Gate, metadata_path
+from edgemnist.runtime.prepare import prepare
+
+FASHION_FOLDERS = (Path("/usr/share/datasets/fashion-mnist"), cache_dir() / "fashion-mnist")
+
+
+def _prepared(sources) -> np.ndarray:
+    ready = [prepare(s) for s in sources]
+    return np.stack([r.image for r in ready if r.image is not None and r.reason is None])
+
+
+@pytest.fixture(scope="module")
+def gate():
+    return Gate()
+
+
+def test_the_shipped_gate_and_its_json(gate):
+    meta = json.loads(metadata_path(DEFAULT_GATE).read_text())
+    assert gate.threshold == meta["threshold"] and gate.runner.input.dtype == np.int8
+    assert meta["validation_digits_rejected_max"] <= 0.01
+    assert "MNIST test" in meta["held_out_from_training"]
+
+
+def test_the_gate_takes_mnist_test_digits(gate, mnist_test):
+    images = _prepared(mnist_test.images[:300])
+    assert gate.is_digit(images).mean() >= 0.97
+
+
+def test_the_gate_refuses_fashion_mnist_test_images(gate):
+    folder = next((f for f in FASHION_FOLDERS if data.find_idx(f, "t10k-images-idx3-ubyte")), None)
+    if folder is None:
+        pytest.skip("Fashion-MNIST is not installed (edgemnist data download fashion-mnist)")
+    clothes = data.read_idx(data.find_idx(folder, "t10k-images-idx3-ubyte"))[:300]
+    images = _prepared(clothes)  # those prepare lets through: the ones the gate must judge
+    assert len(images) >= 50
+    assert (~gate.is_digit(images)).mean() >= 0.8
+
+
+def test_the_gate_refuses_letters_and_takes_font_digits(gate):
+    fonts = synthetic.system_fonts()
+    rng = np.random.default_rng(4242)  # neither the benchmark's seeds nor the gate's training seed
+    letters = _prepared(synthetic.character_photo(synthetic.random_letter(rng), fonts[i % len(fonts)], 200, rng)
+                        for i in range(200))
+    digits = _prepared(synthetic.character_photo(str(i % 10), fonts[i % len(fonts)], 200, rng) for i in range(200))
+    assert (~gate.is_digit(letters)).mean() >= 0.8
+    assert gate.is_digit(digits).mean() >= 0.97
+
+
+def test_a_gate_without_its_json_is_refused(tmp_path):
+    lone = tmp_path / "lone.tflite"
+    shutil.copy(DEFAULT_GATE, lone)
+    with pytest.raises(FileNotFoundError, match="lone.json"):
+        Gate(lone, trusted=True)
+    metadata_path(lone).write_text(json.dumps({"threshold": 3}))
+    with pytest.raises(ValueError, match="threshold"):
+        Gate(lone, trusted=True)
+    with pytest.raises(FileNotFoundError):
+        Gate(tmp_path / "missing.tflite")
