@@ -4,12 +4,14 @@ Usage: python benchmarks/bench_predict.py runs/default/tflite/model_float32.tfli
            [--json benchmarks/results/predict.json]
        python benchmarks/bench_predict.py MODEL.tflite --per-class 10 --numbers 20 --non-digits 10 --timing-images 20
            (a smoke run)
+       python benchmarks/bench_predict.py MODEL.tflite --no-gate   (the rejection rule without the digit-or-not gate)
 
 In one process, 1 interpreter thread, for each model:
 1. speed: images per second through `Model.predict(path)` (decode + prepare + infer) on
    `--timing-images` 200x200 JPEG files of photo-like digits, best of `--rounds`, and the
    share of each step, each timed alone the same way: decode (`read_grey`), prepare (the
-   rest of `prepare`), infer (`predict_one` on the prepared 28x28). Target (issue 23):
+   rest of `prepare`), infer (`predict_one` on the prepared 28x28), gate (the digit-or-not
+   gate on the same, `Gate.score_one`). Target (issue 23):
    >= 500 images/s with int8;
 2. accuracy with and without the preparation step (without: greyscale and a plain resize to
    28x28) on digit images that are not MNIST, generated with `--seed` by `edgemnist.data.synthetic`
@@ -25,8 +27,9 @@ In one process, 1 interpreter thread, for each model:
 3. numbers (`--numbers` images of 2-6 digits, the same fonts and photo effects, the digits
    spaced from touching to well apart), read by `Model.predict_number`: share read whole.
    Target: >= 90 %;
-4. rejection: share of non-digit images flagged (blank pages, letters, shapes, crops of
-   real photos, and Fashion-MNIST when /usr/share/datasets/fashion-mnist is there), and
+4. rejection (the rule of docs/outputs.md, with the gate shipped in the package): share of
+   non-digit images flagged (blank pages, letters, shapes, crops of real photos, and
+   Fashion-MNIST's test split when /usr/share/datasets/fashion-mnist is there), and
    what the flag costs on digits (accuracy counting rejected digits as wrong, minus accuracy
    without the flag). Target: >= 90 % caught at <= 1 pp cost.
 Prints a table and writes JSON.
@@ -152,12 +155,16 @@ def timing(model, paths: list, rounds: int) -> dict:
              "decode": (lambda p: read_grey(p, config.work_size), paths),
              "prepare": (lambda p: prepare(p, config), paths),
              "infer": (runner.predict_one, prepared)}
+    if model.gate is not None:
+        timed["gate"] = (model.gate.score_one, prepared)
     best = {name: float("inf") for name in timed}
     for _ in range(rounds):
         for name, (fn, items) in timed.items():
             best[name] = min(best[name], seconds_per_image(fn, items))
     total, decode, prep, infer = best["total"], best["decode"], best["prepare"], best["infer"]
     steps = {"decode": decode, "prepare": max(prep - decode, 0.0), "infer": infer}
+    if "gate" in best:
+        steps["gate"] = best["gate"]
     steps["other"] = max(total - sum(steps.values()), 0.0)
     return {
         "images": len(paths),
@@ -230,6 +237,8 @@ def main(argv=None) -> int:
     parser.add_argument("--timing-images", type=int, default=200, help="200x200 JPEG files timed end to end (200)")
     parser.add_argument("--rounds", type=int, default=5, help="timing rounds; the best counts (5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated images (0)")
+    parser.add_argument("--no-gate", dest="gate", action="store_const", const=None, default="default",
+                        help="without the digit-or-not gate (what the rest of the rule does alone)")
     parser.add_argument("--json", default="benchmarks/results/predict.json", help="where to write the results")
     args = parser.parse_args(argv)
 
@@ -263,10 +272,11 @@ def main(argv=None) -> int:
             path.write_bytes(jpeg(as_photo(mask, (SIDE, SIDE), timing_rng, timing_rng.uniform(0.25, 0.6)), timing_rng))
             paths.append(path)
         for model_path in args.models:
-            model = edgemnist.load(model_path, threads=1, trusted=True)
-            plain = edgemnist.load(model_path, threads=1, trusted=True, prepare=False)
+            model = edgemnist.load(model_path, threads=1, trusted=True, gate=args.gate)
+            plain = edgemnist.load(model_path, threads=1, trusted=True, prepare=False, gate=args.gate)
             entry = {"backend": f"{model.runner.backend.name} {model.runner.backend.version}",
                      "input": str(np.dtype(model.runner.input.dtype)), "min_probability": model.min_probability,
+                     "gate": None if model.gate is None else model.gate.describe(),
                      "timing": timing(model, paths, args.rounds), "accuracy": {}}
             for source, (images, labels) in sources.items():
                 entry["accuracy"][source] = {"prepared": read_all(model, images, labels),

@@ -95,7 +95,8 @@ def test_bench_predict_measures_speed_accuracy_numbers_and_rejection(tflite_mode
     result = json.loads(out.read_text())
     entry = result["models"]["model_int8.tflite"]
     assert entry["timing"]["images"] == 10 and entry["timing"]["images_per_second"] > 0
-    assert set(entry["timing"]["step_share"]) == {"decode", "prepare", "infer", "other"}
+    assert set(entry["timing"]["step_share"]) == {"decode", "prepare", "infer", "gate", "other"}
+    assert entry["gate"]["threshold"] > 0  # the shipped digit-or-not gate is part of the rule
     accuracy = entry["accuracy"]
     assert accuracy["fonts_photo"]["prepared"]["n"] == 20 and accuracy["mnist_test"]["plain_resize"]["n"] == 20
     assert entry["numbers"]["n"] == 3

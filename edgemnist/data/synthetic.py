@@ -152,8 +152,8 @@ def shapes_scene(rng: np.random.Generator, side: int = 200) -> np.ndarray:
             draw.polygon(points, fill=255) if rng.random() < 0.5 else draw.polygon(points, outline=255, width=width)
         elif kind == 2:
             angles = rng.uniform(0, 2 * np.pi) + np.arange(10) * np.pi / 5
-            points = [(cx + (r if k2 % 2 == 0 else r / 2.5) * np.cos(a), cy + (r if k2 % 2 == 0 else r / 2.5) * np.sin(a))
-                      for k2, a in enumerate(angles)]
+            radii = [r if i % 2 == 0 else r / 2.5 for i in range(len(angles))]
+            points = [(cx + q * np.cos(a), cy + q * np.sin(a)) for q, a in zip(radii, angles)]
             draw.polygon(points, fill=255)
         elif kind == 3:
             draw.line((cx - r, cy, cx + r, cy), fill=255, width=width)
