@@ -40,12 +40,19 @@ MANIFEST_NAME = FIRMWARE_MANIFEST_NAME
 CLASS_LABELS = tuple(str(d) for d in range(10))
 
 
+# The stated arena's margin over the minimum TFLite Micro needs on this host: room for a
+# kernel set whose scratch buffers differ from the host's (the QEMU run proves the stated size).
+DEFAULT_ARENA_MARGIN = 0.10
+
+
 @dataclass(frozen=True)
 class FirmwareConfig:
     """Settings of `edgemnist firmware`."""
 
     digits_per_class: int = 2  # real MNIST test digits per class in <stem>_test_digits.cc
-    arena_margin: float = 0.10  # stated arena = measured minimum * (1 + margin), rounded up to 1 KiB
+    # stated arena = measured minimum * (1 + margin), rounded up to 1 KiB; None: the target's
+    # margin (edgemnist targets), else DEFAULT_ARENA_MARGIN
+    arena_margin: Optional[float] = None
     max_arena: int = 8 << 20  # the largest arena the measurement tries before giving up
     name: Optional[str] = None  # <stem> of the C names; default: derived from the file name
     data_dir: Optional[str] = None  # where the test digits come from (None: shipped MNIST)
@@ -55,7 +62,7 @@ class FirmwareConfig:
     def __post_init__(self):
         if not 1 <= int(self.digits_per_class) <= 100:
             raise ValueError(f"digits_per_class must be in 1..100, got {self.digits_per_class}")
-        if not 0.0 <= float(self.arena_margin) <= 4.0:
+        if self.arena_margin is not None and not 0.0 <= float(self.arena_margin) <= 4.0:
             raise ValueError(f"arena_margin must be in [0, 4], got {self.arena_margin}")
         if int(self.max_arena) < 1024:
             raise ValueError(f"max_arena must be at least 1024 bytes, got {self.max_arena}")
@@ -293,11 +300,17 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     ops = micro_ops(model, str(model_path))
     stem = config.name or c_identifier(model_path.stem)
     model_name = model_path.name
-    arena = measure_arena(model_path, config.arena_margin, config.max_arena)
+    target = None
     if config.target is not None:
         from edgemnist.micro.targets import fit_problems, get_micro_target
 
-        problems = fit_problems(get_micro_target(config.target), model.size, arena.stated)
+        target = get_micro_target(config.target)
+    margin = config.arena_margin
+    if margin is None:
+        margin = target.arena_margin if target is not None else DEFAULT_ARENA_MARGIN
+    arena = measure_arena(model_path, margin, config.max_arena)
+    if target is not None:
+        problems = fit_problems(target, model.size, arena.stated)
         if problems:
             raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}")
     version = micro_version()
@@ -355,8 +368,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--name", default=None, help="the <stem> of file and C names (default: from the file name)")
     p.add_argument("--digits-per-class", type=int, default=FirmwareConfig.digits_per_class,
                    help="real test digits per class in <stem>_test_digits.cc (default %(default)s)")
-    p.add_argument("--arena-margin", type=float, default=FirmwareConfig.arena_margin,
-                   help="margin over the measured arena minimum (default %(default)s)")
+    p.add_argument("--arena-margin", type=float, default=None,
+                   help=f"margin over the arena minimum measured on this host (default {DEFAULT_ARENA_MARGIN}, "
+                        "or the --target's: edgemnist targets)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder for the test digits (default: shipped)")
     p.add_argument("--regenerate-command", default=None, help="the command shown in the README to regenerate")
     p.add_argument("--target", default=None,

@@ -127,7 +127,10 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
     assert not (folder / "optimize").exists() and result["optimize"] == {}
     state = json.loads((folder / "pipeline.json").read_text())
     assert set(state["stages"]) == {"train", "export", "compare", "firmware", "mcu"}
-    assert state["stages"]["train"]["result"]["params"] == 3_882  # the micro:bit preset, not the default model
+    assert state["stages"]["train"]["result"]["params"] == 12_882  # the micro:bit preset, not the default model
+    # the arena is stated without a margin over the host's measurement (tight RAM), and the run proves it
+    manifest = json.loads((folder / "firmware" / "firmware_manifest.json").read_text())
+    assert manifest["arena"]["margin"] == get_target("microbit").arena_margin == 0.0
     report = json.loads((folder / "mcu" / "mcu.json").read_text())
     assert report["ok"] and report["board"] == "microbit"
     assert report["bit_exact"]["tflite_micro_host"] and report["firmware_mismatches"] == 0
