@@ -11,7 +11,8 @@ and `edgemnist.load` use the copy shipped in the package (edgemnist/runtime/gate
 Training images, each passed through `prepare` as `predict` would (what prepare rejects
 outright, such as a blank page, never reaches the gate, and is left out):
 - digits: MNIST's training images; the same at low resolution (shrunk to 7-14 pixels and
-  blown up again, as a small or distant digit is); digits rendered from the system's fonts
+  blown up again, as a small or distant digit is) and with thick, soft strokes (a marker, a
+  blurred scan); digits rendered from the system's fonts
   as photos (`edgemnist.data.synthetic`); and the digits cut out of rendered numbers, as
   `predict --digits` sees them;
 - not digits: Fashion-MNIST's *training* split (`--negatives`, where `edgemnist data
@@ -44,7 +45,7 @@ from edgemnist.runtime.gate import metadata_path
 
 FASHION_FOLDER = "fashion-mnist"  # the cache sub-folder `edgemnist data download fashion-mnist` writes
 GATE_SEED = 23  # the synthetic images' seed; bench_predict.py draws from 0 and 1
-DIGIT_SOURCES = ("mnist", "mnist_low_res", "font_digits", "number_digits")
+DIGIT_SOURCES = ("mnist", "mnist_low_res", "font_digits", "number_digits", "mnist_bold")
 OTHER_SOURCES = ("fashion_mnist", "letters", "shapes", "scribbles", "textures")
 PAGE = 200  # side of the synthetic photos: bench_predict.py's
 
@@ -121,6 +122,15 @@ def _low_res(images: np.ndarray, rng: np.random.Generator):
         yield np.asarray(small.resize((64, 64), Image.Resampling.BILINEAR))
 
 
+def _bold(images: np.ndarray, rng: np.random.Generator):
+    """Each digit's strokes thickened by 1-2 pixels a side and softened (a marker, a blurred scan)."""
+    from PIL import Image, ImageFilter
+
+    for image in images:
+        bold = Image.fromarray(image).filter(ImageFilter.MaxFilter(int(rng.choice((3, 5)))))
+        yield np.asarray(bold.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.0, 1.0)))))
+
+
 def _number_digits(fonts: list, count: int, rng: np.random.Generator) -> np.ndarray:
     """The digits `prepare_digits` cuts out of `count` rendered numbers (2-5 digits, touching to apart)."""
     from edgemnist.data import synthetic
@@ -163,6 +173,7 @@ def training_images(config: GateConfig, progress: Callable[[str], None] = lambda
         "font_digits": lambda: _prepared(synthetic.character_photo(str(i % 10), fonts[i % len(fonts)], PAGE, rng)
                                          for i in range(n)),
         "number_digits": lambda: _number_digits(fonts, n, rng),
+        "mnist_bold": lambda: _prepared(_bold(mnist[-max(1, len(mnist) // 3):], rng)),
         "fashion_mnist": lambda: _prepared(clothes),
         "letters": lambda: _prepared(synthetic.character_photo(synthetic.random_letter(rng), fonts[i % len(fonts)],
                                                                PAGE, rng) for i in range(n)),
