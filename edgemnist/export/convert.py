@@ -135,7 +135,7 @@ def representative_images(config: ExportConfig = ExportConfig(), representative=
     from edgemnist import data
 
     if representative is None:
-        images = _sample_training_images(config.data_dir, int(config.representative_size), config.representative_seed)
+        images = _training_sample(config.data_dir, int(config.representative_size), config.representative_seed)[0]
     elif isinstance(representative, data.Split):
         images = representative.images[: config.representative_size]
     else:
@@ -147,18 +147,6 @@ def representative_images(config: ExportConfig = ExportConfig(), representative=
         images = images[..., np.newaxis]
     if images.ndim != 4 or images.shape[1:] != (28, 28, 1) or len(images) == 0:
         raise ValueError(f"representative images must be (N, 28, 28[, 1]), got shape {images.shape}")
-    return images
-
-
-@functools.lru_cache(maxsize=4)
-def _sample_training_images(data_dir: Optional[str], size: int, seed: int) -> np.ndarray:
-    """A seeded sample of training images, cached: exporting every variant loads the split once."""
-    from edgemnist import data
-
-    train = data.load_split("train", data_dir)
-    index = np.sort(np.random.default_rng(seed).choice(len(train), min(size, len(train)), replace=False))
-    images = train.images[index]
-    images.setflags(write=False)
     return images
 
 
@@ -200,8 +188,10 @@ def _validation_split(data_dir: Optional[str], limit: Optional[int], val_fractio
     return _cut(held_out.images, held_out.labels, size, seed)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _training_sample(data_dir: Optional[str], size: int, seed: int) -> tuple:
+    """(images, labels): a seeded sample of the training split, cached: the calibration images and the
+    temperature's fallback digits of every variant load the split once."""
     from edgemnist import data
 
     train = data.load_split("train", data_dir)

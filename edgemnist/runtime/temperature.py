@@ -111,16 +111,13 @@ def fit_on(runner, images: np.ndarray, labels: np.ndarray, batch_size: int = 256
 
     Args:
         runner: a `Runner` of the .tflite.
-        images: uint8 (N, 28, 28) or float [0, 1] images the model was not trained on.
+        images: uint8 (N, 28, 28) or float [0, 1] images the model was not trained on (as `Runner` takes them).
         labels: (N,) their digits.
         batch_size: images per invoke.
 
     Returns:
         {"temperature", "images", "floor", "accuracy", "nll" (at T = 1), "nll_calibrated"}.
     """
-    images = np.asarray(images)
-    if images.dtype == np.uint8:
-        images = images.astype(np.float32) / 255.0
     scores = runner.predict(images, batch_size=batch_size)
     floor = probability_floor(runner.output)
     temperature = fit_temperature(scores, labels, floor)
