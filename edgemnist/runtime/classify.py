@@ -299,7 +299,7 @@ class Model:
         if self.gate is None or (prediction.rejected and prediction.reason != LOW_CONFIDENCE):
             return prediction
         if is_digit is None:
-            is_digit = self.gate.score_one(prediction.image) >= self.gate.threshold
+            is_digit = self.gate.holds_digit(prediction.image)
         return prediction if is_digit else replace(prediction, rejected=True, reason=NOT_A_DIGIT)
 
     def __repr__(self) -> str:
@@ -313,11 +313,10 @@ def _open_gate(gate, threads: int, backend: Optional[str], trusted: Optional[boo
     """Model's `gate` argument -> a Gate or None."""
     if gate is None or isinstance(gate, Gate):
         return gate
-    if isinstance(gate, str) and gate == DEFAULT:
-        return Gate(DEFAULT_GATE, threads=threads, backend=backend)
     if not isinstance(gate, (str, os.PathLike)):
         raise ValueError(f"gate must be 'default', a path, a Gate or None, got {type(gate).__name__}")
-    return Gate(gate, threads=threads, backend=backend, trusted=trusted)
+    # Gate trusts the shipped file itself, whatever `trusted` says
+    return Gate(DEFAULT_GATE if gate == DEFAULT else gate, threads=threads, backend=backend, trusted=trusted)
 
 
 def _no_digit(ready: Prepared) -> Prediction:

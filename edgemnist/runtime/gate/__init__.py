@@ -79,6 +79,10 @@ class Gate:
         """The digit score (0..1) of one prepared image (uint8 28x28, or float in [0, 1])."""
         return float(self.runner.predict_one(image)[0])
 
+    def holds_digit(self, image: np.ndarray) -> bool:
+        """Whether the gate takes one prepared image (28x28) for a digit."""
+        return self.score_one(image) >= self.threshold
+
     def scores(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """The digit scores (N,) of prepared images (N, 28, 28)."""
         return self.runner.predict(images, batch_size=batch_size).reshape(-1)
