@@ -30,6 +30,7 @@ a JSON file beside the .tflite (same stem).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import sys
@@ -220,10 +221,12 @@ def build_gate(filters: tuple = GateConfig.filters):
 
 
 def _stack(sets: dict) -> tuple:
+    from edgemnist import data
+
     images = np.concatenate([sets[s] for s in DIGIT_SOURCES + OTHER_SOURCES])
     labels = np.concatenate([np.full(len(sets[s]), s in DIGIT_SOURCES, np.float32)
                              for s in DIGIT_SOURCES + OTHER_SOURCES])
-    return images.astype(np.float32)[..., None] / 255.0, labels
+    return data.to_model_input(images), labels
 
 
 def choose_threshold(scores: dict, max_digit_rejection: float) -> float:
@@ -260,9 +263,8 @@ def train_gate(config: GateConfig, progress: Callable[[str], None] = lambda line
         FileNotFoundError: no Fashion-MNIST training images.
         RuntimeError: no font found, or the converter failed.
     """
-    from edgemnist import __version__
     from edgemnist._tensorflow import import_tensorflow, keras
-    from edgemnist.artifacts import atomic_write_bytes, atomic_write_json
+    from edgemnist.artifacts import atomic_path
     from edgemnist.export.tflite_converter import tflite_convert
     from edgemnist.runtime import Runner
 
@@ -292,20 +294,33 @@ def train_gate(config: GateConfig, progress: Callable[[str], None] = lambda line
     calibration = x[rng.permutation(len(x))[:500]]
     tflite = tflite_convert(model, "full_integer", images=calibration)
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, tflite)
-    runner = Runner(out, trusted=True)
-    scores = {s: runner.predict(v, batch_size=256).reshape(-1) if len(v) else np.zeros(0, np.float32)
-              for s, v in held.items()}
+    # The JSON's temporary file is opened first and renamed last (export's rule for a .tflite and its
+    # manifest): a failure anywhere leaves the previous pair, never a new gate beside an old threshold.
+    with atomic_path(metadata_path(out)) as tmp_json, atomic_path(out) as tmp_tflite:
+        tmp_tflite.write_bytes(tflite)
+        runner = Runner(tmp_tflite, trusted=True)
+        scores = {s: runner.predict(v, batch_size=256).reshape(-1) if len(v) else np.zeros(0, np.float32)
+                  for s, v in held.items()}
+        metadata = _metadata(config, model, train, scores, tflite, out.name, command, started)
+        tmp_json.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+    progress(f"wrote {out} ({len(tflite)} bytes) and {metadata_path(out).name}: threshold {metadata['threshold']:.4f}")
+    return metadata
+
+
+def _metadata(config: GateConfig, model, train: dict, scores: dict, tflite: bytes, name: str,
+              command: Optional[str], started: float) -> dict:
+    """The gate's JSON: the threshold chosen on the validation scores, the rates, what was trained on."""
+    from edgemnist import __version__
+
     threshold = choose_threshold(scores, config.max_digit_rejection)
     measured = rates(scores, threshold)
     others = [measured[s] for s in OTHER_SOURCES]
     caught = sum(r["rejected"] * r["n"] for r in others) / max(1, sum(r["n"] for r in others))
-    metadata = {
+    return {
         "threshold": round(threshold, 6),
         "rule": "reject when the gate's output (P(digit)) is below threshold",
         "input": "the prepared 28x28 image (edgemnist.runtime.prepare), pixel / 255",
-        "tflite": out.name,
+        "tflite": name,
         "tflite_sha256": hashlib.sha256(tflite).hexdigest(),
         "tflite_bytes": len(tflite),
         "parameters": int(model.count_params()),
@@ -321,9 +336,6 @@ def train_gate(config: GateConfig, progress: Callable[[str], None] = lambda line
         "edgemnist_version": __version__,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    atomic_write_json(metadata_path(out), metadata)
-    progress(f"wrote {out} ({len(tflite)} bytes) and {metadata_path(out).name}: threshold {threshold:.4f}")
-    return metadata
 
 
 def format_result(result: dict) -> str:
