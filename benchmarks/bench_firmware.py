@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from edgemnist.micro.arena import DEFAULT_MARGIN
+
 FLASH_TARGET = 32 * 1024
 ARENA_TARGET = 48 * 1024
 
@@ -104,7 +106,7 @@ def format_table(rows: list) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help=".tflite files or run folders")
-    parser.add_argument("--margin", type=float, default=0.10, help="arena margin (default %(default)s)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN, help="arena margin (default %(default)s)")
     parser.add_argument("--digits", type=int, default=0, help="also compare with LiteRT on N test digits")
     parser.add_argument("--json", default="benchmarks/results/firmware.json", help="where to write the JSON")
     args = parser.parse_args(argv)

@@ -25,6 +25,9 @@ from edgemnist.runtime.preflight import module_command
 ARENA_ALIGNMENT = 16  # TFLite Micro aligns arena allocations to 16 bytes
 PROBE_TIMEOUT_S = 120  # a probe that has not finished by then counts as failed
 OK_MARKER = "EDGEMNIST_ARENA_OK"
+# The stated arena's margin over the minimum measured on this host: room for a kernel set whose
+# scratch buffers differ from the host's (a board's QEMU run proves the stated size).
+DEFAULT_MARGIN = 0.10
 _MICRO_HINT = "this command needs TFLite Micro for the host: pip install 'edgemnist[micro]' (tflite-micro)"
 
 
@@ -91,7 +94,14 @@ def _last_error(output: str) -> str:
     return lines[-1] if lines else "no message (the process crashed)"
 
 
-def measure_arena(path: str | os.PathLike, margin: float = 0.10, max_arena: int = 8 << 20) -> ArenaSize:
+def check_margin(margin: float, where: str = "arena_margin") -> float:
+    """`margin` as a float, or ValueError when it is outside [0, 4] (`where` names the setting)."""
+    if not 0.0 <= float(margin) <= 4.0:
+        raise ValueError(f"{where} must be in [0, 4], got {margin}")
+    return float(margin)
+
+
+def measure_arena(path: str | os.PathLike, margin: float = DEFAULT_MARGIN, max_arena: int = 8 << 20) -> ArenaSize:
     """Finds the smallest tensor arena the model runs with on TFLite Micro, by bisection.
 
     Args:

@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME, atomic_write_folder, sha256_bytes
-from edgemnist.micro.arena import ArenaSize, measure_arena, micro_version
+from edgemnist.micro.arena import DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena, micro_version
 from edgemnist.micro.check import compare_with_litert, micro_predict, quantize_images, require_agreement
 from edgemnist.micro.kernels import INT8_REGISTRATIONS, KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
 from edgemnist.runtime import tflite_info
@@ -40,18 +40,13 @@ MANIFEST_NAME = FIRMWARE_MANIFEST_NAME
 CLASS_LABELS = tuple(str(d) for d in range(10))
 
 
-# The stated arena's margin over the minimum TFLite Micro needs on this host: room for a
-# kernel set whose scratch buffers differ from the host's (the QEMU run proves the stated size).
-DEFAULT_ARENA_MARGIN = 0.10
-
-
 @dataclass(frozen=True)
 class FirmwareConfig:
     """Settings of `edgemnist firmware`."""
 
     digits_per_class: int = 2  # real MNIST test digits per class in <stem>_test_digits.cc
     # stated arena = measured minimum * (1 + margin), rounded up to 1 KiB; None: the target's
-    # margin (edgemnist targets), else DEFAULT_ARENA_MARGIN
+    # margin (edgemnist targets), else arena.DEFAULT_MARGIN
     arena_margin: Optional[float] = None
     max_arena: int = 8 << 20  # the largest arena the measurement tries before giving up
     name: Optional[str] = None  # <stem> of the C names; default: derived from the file name
@@ -62,8 +57,8 @@ class FirmwareConfig:
     def __post_init__(self):
         if not 1 <= int(self.digits_per_class) <= 100:
             raise ValueError(f"digits_per_class must be in 1..100, got {self.digits_per_class}")
-        if self.arena_margin is not None and not 0.0 <= float(self.arena_margin) <= 4.0:
-            raise ValueError(f"arena_margin must be in [0, 4], got {self.arena_margin}")
+        if self.arena_margin is not None:
+            check_margin(self.arena_margin)
         if int(self.max_arena) < 1024:
             raise ValueError(f"max_arena must be at least 1024 bytes, got {self.max_arena}")
         if self.name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.name):
@@ -307,7 +302,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         target = get_micro_target(config.target)
     margin = config.arena_margin
     if margin is None:
-        margin = target.arena_margin if target is not None else DEFAULT_ARENA_MARGIN
+        margin = target.arena_margin if target is not None else DEFAULT_MARGIN
     arena = measure_arena(model_path, margin, config.max_arena)
     if target is not None:
         problems = fit_problems(target, model.size, arena.stated)
@@ -369,7 +364,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--digits-per-class", type=int, default=FirmwareConfig.digits_per_class,
                    help="real test digits per class in <stem>_test_digits.cc (default %(default)s)")
     p.add_argument("--arena-margin", type=float, default=None,
-                   help=f"margin over the arena minimum measured on this host (default {DEFAULT_ARENA_MARGIN}, "
+                   help=f"margin over the arena minimum measured on this host (default {DEFAULT_MARGIN}, "
                         "or the --target's: edgemnist targets)")
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder for the test digits (default: shipped)")
     p.add_argument("--regenerate-command", default=None, help="the command shown in the README to regenerate")

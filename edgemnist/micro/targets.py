@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from edgemnist.micro.arena import DEFAULT_MARGIN, check_margin
+
 KIB = 1024
 
 
@@ -42,7 +44,7 @@ class Target:
     # product needs) when the target's own board is too small for it: a board with the same core.
     check_board: Optional[str] = None
     # The stated tensor arena's margin over the minimum measured on the host (edgemnist firmware).
-    arena_margin: float = 0.10
+    arena_margin: float = DEFAULT_MARGIN
 
     def __post_init__(self):
         micro = (self.cpu, self.board, self.qemu_machine, self.kernels, self.flash_bytes, self.ram_bytes,
@@ -50,8 +52,7 @@ class Target:
         if any(v is None for v in micro) and any(v is not None for v in micro):
             raise ValueError(f"target {self.name!r}: cpu, board, qemu_machine, kernels, flash_bytes, ram_bytes "
                              f"and stack_bytes go together (got {micro})")
-        if not 0.0 <= self.arena_margin <= 4.0:
-            raise ValueError(f"target {self.name!r}: arena_margin must be in [0, 4], got {self.arena_margin}")
+        check_margin(self.arena_margin, f"target {self.name!r}: arena_margin")
         if self.ram_bytes is not None and not 0 < self.stack_bytes < self.ram_bytes:
             raise ValueError(f"target {self.name!r}: stack_bytes {self.stack_bytes} must be in "
                              f"(0, ram_bytes {self.ram_bytes})")
