@@ -20,8 +20,11 @@ INPUT_SHAPE = (28, 28, 1)
 STEMS = ("conv", "space_to_depth")
 # How the last feature map becomes one vector: "mean" (GlobalAveragePooling2D, a MEAN op) or
 # "average_pool" (an AveragePooling2D over the whole map, then a Reshape): the same average, but
-# AVERAGE_POOL_2D has a CMSIS-NN kernel while TFLite Micro's int8 MEAN is a generic loop.
-GLOBAL_POOLS = ("mean", "average_pool")
+# AVERAGE_POOL_2D has a CMSIS-NN kernel while TFLite Micro's int8 MEAN is a generic loop; or
+# "flatten": no pooling, the classifier sees every position of the last map. Its weights live in
+# flash, and a per-tensor quantized FULLY_CONNECTED keeps no per-channel state in TFLite Micro's
+# arena, so where RAM is scarcer than flash it buys accuracy that more channels would pay for in RAM.
+GLOBAL_POOLS = ("mean", "average_pool", "flatten")
 # Faster-moving BatchNorm statistics than Keras' 0.99: short fine-tunes and small runs
 # (pruning, QAT, tests) otherwise evaluate with statistics that have not caught up.
 BN_MOMENTUM = 0.9
@@ -151,6 +154,8 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     if config.global_pool == "average_pool":
         x = layers.AveragePooling2D(tuple(x.shape[1:3]), name="pool_avg")(x)
+        x = layers.Flatten(name="pool")(x)
+    elif config.global_pool == "flatten":
         x = layers.Flatten(name="pool")(x)
     else:
         x = layers.GlobalAveragePooling2D(name="pool")(x)

@@ -123,6 +123,43 @@ def test_strip_keeps_every_output_and_io_names(trained_model_path, mnist_test):
         for it in (Interpreter(model_content=converted.tflite), Interpreter(model_content=converted.unstripped))
     ]
     assert names[0] == names[1]
+    # the default model's RESHAPEs (its space-to-depth stem) feed no FULLY_CONNECTED: all kept
+    assert _ops(converted.tflite) == _ops(converted.unstripped) and "RESHAPE" in _ops(converted.tflite)
+
+
+def _ops(tflite: bytes) -> list:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return [op["op_name"] for op in Interpreter(model_content=tflite)._get_ops_details()]
+
+
+def test_strip_folds_a_flatten_into_the_fully_connected_that_reads_it(tmp_path, mnist_test):
+    """A flatten head's RESHAPE (which TFLite Micro runs as a copy of the whole map) is dropped:
+    FULLY_CONNECTED reads its input as rows of the filter's width anyway, so every output stays."""
+    from edgemnist.micro.check import micro_predict, quantize_images
+    from edgemnist.training.model import ModelConfig, build_ds_cnn
+
+    shape = ModelConfig(stem="conv", stem_kernel=3, stem_channels=8, block_channels=(8,), dilation_rates=(1,),
+                        pool_after=(0,), global_pool="flatten")
+    path = tmp_path / "flatten_head.keras"
+    build_ds_cnn(shape).save(path)
+    images = mnist_test.images[:50]
+    for variant in ("float32", "int8"):
+        converted = convert.convert_variant(path, variant, CONFIG)
+        assert "RESHAPE" in _ops(converted.unstripped), variant
+        assert _ops(converted.tflite) == [op for op in _ops(converted.unstripped) if op != "RESHAPE"], variant
+        np.testing.assert_array_equal(run_tflite(converted.tflite, images), run_tflite(converted.unstripped, images))
+    # TFLite Micro too, and it needs less arena without the copy
+    digits = quantize_images(images[:10], 1 / 255, -128)
+    model_paths = []
+    for name, tflite in (("folded", converted.tflite), ("converted", converted.unstripped)):
+        model_paths.append(tmp_path / f"{name}.tflite")
+        model_paths[-1].write_bytes(tflite)
+    np.testing.assert_array_equal(micro_predict(model_paths[0], digits, 64 << 10),
+                                  micro_predict(model_paths[1], digits, 64 << 10))
+    from edgemnist.micro.arena import measure_arena
+
+    assert measure_arena(model_paths[0], 0.0).minimum < measure_arena(model_paths[1], 0.0).minimum
 
 
 def test_ai_edge_int8_runs_and_agrees(exported, keras_probabilities, mnist_test):
