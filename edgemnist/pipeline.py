@@ -249,7 +249,8 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
             result = firmware.generate(int8_path, out / STAGE_FOLDERS["firmware"], fw_config)
             return result, [out / STAGE_FOLDERS["firmware"] / "firmware_manifest.json"]
 
-        firmware_result = stages.run("firmware", asdict(fw_config), [int8_path], do_firmware)
+        fw_settings = {k: v for k, v in asdict(fw_config).items() if k != "tflm"}
+        firmware_result = _firmware_stage(stages, target, fw_settings, int8_path, do_firmware)
 
     # ---- mcu: the firmware built for the target's board and run under QEMU (both builds)
     mcu_result = None
@@ -274,6 +275,22 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     stages.state["result"] = result
     atomic_write_json(stages.path, stages.state)
     return result
+
+
+def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work) -> Optional[dict]:
+    """Runs the firmware stage; a target whose arena is measured on its core needs the toolchain,
+    QEMU and a TFLite Micro tree for it, and without them the stage is skipped with the reason
+    (None), as the mcu stage is."""
+    if target.is_micro and target.arena_on_core:
+        from edgemnist.micro import mcu
+
+        try:
+            mcu.find_tools()
+            mcu.resolve_tflm(None, target.kernels)
+        except mcu.MissingToolError as exc:
+            stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {exc}")
+            return None
+    return stages.run("firmware", settings, [int8_path], work)
 
 
 def _mcu_stage(stages: _Stages, out: Path, target) -> dict:

@@ -40,11 +40,36 @@ class ArenaSize:
     margin: float
     recorded: Optional[int]  # what TFLite Micro's RecordingMicroAllocator reported using
     probes: int  # child processes the bisection ran
+    # Where the minimum was measured: "host" (this machine's TFLite Micro, bisection), or the core,
+    # kernel set and QEMU board whose run reported it (`on_core`).
+    measured_on: str = "host"
 
     def to_json(self) -> dict:
         """A JSON-ready dict of the fields."""
         return {"minimum": self.minimum, "stated": self.stated, "margin": self.margin,
-                "recorded": self.recorded, "probes": self.probes}
+                "recorded": self.recorded, "probes": self.probes, "measured_on": self.measured_on}
+
+    @property
+    def rounding(self) -> int:
+        """What the stated size is rounded up to a multiple of: 1 KiB over a host measurement
+        (room for scratch buffers that differ between kernel sets), the arena's alignment over
+        one made on the core itself."""
+        return 1024 if self.measured_on == "host" else ARENA_ALIGNMENT
+
+
+def on_core(used: int, margin: float, where: str) -> ArenaSize:
+    """The arena a firmware run on the core reported using (TFLite Micro's `arena_used_bytes`:
+    its persistent and planned buffers with their alignment), stated with `margin`.
+
+    The host's TFLite Micro is a 64-bit build whose tensors, nodes and pointers are larger than
+    a 32-bit core's, so on a board whose RAM is tight the host's figure can refuse a model that
+    fits; the core's own figure is exact for that core and kernel set.
+    """
+    used = int(used)
+    if used <= 0:
+        raise ValueError(f"the firmware run on {where} reported {used} bytes of arena used")
+    stated = int(math.ceil(used * (1.0 + check_margin(margin)) / ARENA_ALIGNMENT)) * ARENA_ALIGNMENT
+    return ArenaSize(used, stated, float(margin), used, 0, where)
 
 
 def import_micro():

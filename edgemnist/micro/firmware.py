@@ -23,6 +23,7 @@ import json
 import keyword
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -31,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME, atomic_write_folder, sha256_bytes
-from edgemnist.micro.arena import DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena, micro_version
+from edgemnist.micro.arena import DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena, micro_version, on_core
 from edgemnist.micro.check import compare_with_litert, micro_predict, quantize_images, require_agreement
 from edgemnist.micro.kernels import INT8_REGISTRATIONS, KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
 from edgemnist.runtime import tflite_info
@@ -53,6 +54,8 @@ class FirmwareConfig:
     data_dir: Optional[str] = None  # where the test digits come from (None: shipped MNIST)
     regenerate_command: Optional[str] = None  # shown in the README (e.g. the repo's exact command)
     target: Optional[str] = None  # a micro target (edgemnist targets): a model that cannot fit it is refused
+    # TFLite Micro tree for a target whose arena is measured on its core (None: $EDGEMNIST_TFLM)
+    tflm: Optional[str] = None
 
     def __post_init__(self):
         if not 1 <= int(self.digits_per_class) <= 100:
@@ -146,6 +149,19 @@ def render_model_data(stem: str, model_name: str, data: bytes) -> dict:
             f"{stem}_model_data.cc": _template("model_data.cc.tmpl", **values)}
 
 
+def _arena_note(arena: ArenaSize, version: str, prefix: str = "") -> str:
+    """Where the stated arena comes from, as lines starting with `prefix` (a C comment, or none)."""
+    if arena.measured_on == "host":
+        text = [f"Tensor arena: the smallest that allocated and ran on TFLite Micro (tflite-micro {version},",
+                "64-bit host build; 32-bit targets need a little less) was kMeasuredArenaSize bytes.",
+                f"kTensorArenaSize adds a {arena.margin:.0%} margin, rounded up to 1 KiB."]
+    else:
+        text = [f"Tensor arena: TFLite Micro used kMeasuredArenaSize bytes on {arena.measured_on},",
+                "reported by this folder's checking build (the host's 64-bit build over-counts a 32-bit core).",
+                f"kTensorArenaSize adds a {arena.margin:.0%} margin, rounded up to {arena.rounding:,} bytes."]
+    return "\n".join(prefix + line for line in text)
+
+
 def render_settings(stem: str, model_name: str, sha: str, model: tflite_info.TFLiteModel, ops: list,
                     arena: ArenaSize, version: str) -> str:
     """`<stem>_model_settings.h`: shapes, quantization, labels, op resolver and arena size."""
@@ -158,7 +174,7 @@ def render_settings(stem: str, model_name: str, sha: str, model: tflite_info.TFL
         input_scale=_c_float(inp.scale), input_zero_point=int(inp.zero_point),
         classes=classes, output_scale=_c_float(out.scale), output_zero_point=int(out.zero_point),
         labels=", ".join(f'"{label}"' for label in CLASS_LABELS[:classes]),
-        version=version, margin=f"{arena.margin:.0%}", arena_minimum=arena.minimum, arena_stated=arena.stated,
+        arena_note=_arena_note(arena, version, "// "), arena_minimum=arena.minimum, arena_stated=arena.stated,
         num_ops=len(ops), op_list=", ".join(ops),
         register_ops="\n".join(f"  if (resolver.{MICRO_OP_RESOLVER_METHODS[op]}() != kTfLiteOk) return kTfLiteError;"
                                for op in ops),
@@ -218,6 +234,23 @@ def render_cortex_m(stem: str, model_name: str, sha: str, ops: list) -> dict:
     return files
 
 
+def _arena_origin(arena: ArenaSize, version: str) -> str:
+    """The README's paragraph on where the stated arena comes from."""
+    if arena.measured_on == "host":
+        return (f"The arena minimum was found by bisection on TFLite Micro built for the host\n"
+                f"(tflite-micro {version}, 64-bit): the smallest multiple of 16 bytes with which the\n"
+                f"model allocated its tensors and ran. The stated size adds {arena.margin:.0%} and rounds up\n"
+                "to 1 KiB. A 32-bit microcontroller needs slightly less (smaller pointers in the\n"
+                "interpreter's bookkeeping); kernels optimized for a target (CMSIS-NN) may need some\n"
+                "scratch memory of their own, which the margin is there for.")
+    return (f"The arena was measured on the target's core: this folder's checking build, run under\n"
+            f"QEMU on {arena.measured_on}, reported how many bytes TFLite Micro used\n"
+            "(its own state and the planned tensors, with their alignment). The host's TFLite Micro is a\n"
+            "64-bit build whose tensors and nodes are larger, so its figure would refuse a model\n"
+            f"that fits this board. The stated size adds {arena.margin:.0%} and rounds up to 16 bytes;\n"
+            "the release build run on the board's own memory map proves it.")
+
+
 def render_readme(stem: str, model_name: str, model: tflite_info.TFLiteModel, ops: list, arena: ArenaSize,
                   n_digits: int, version: str, regenerate: Optional[str], check: dict) -> str:
     """README.md of the output folder."""
@@ -226,7 +259,7 @@ def render_readme(stem: str, model_name: str, model: tflite_info.TFLiteModel, op
     return _template(
         "README.md.tmpl", stem=stem, model_name=model_name, model_bytes=f"{model.size:,}",
         model_sha256=model.sha256, regenerate=regenerate or f"edgemnist firmware path/to/{model_name} --out <this folder>",
-        arena_stated=f"{arena.stated:,}", arena_minimum=f"{arena.minimum:,}", margin=f"{arena.margin:.0%}",
+        arena_stated=f"{arena.stated:,}", arena_minimum=f"{arena.minimum:,}", arena_origin=_arena_origin(arena, version),
         digit_bytes=f"{n_digits * int(np.prod(inp.shape)):,}", count=n_digits, version=version,
         input_shape=list(inp.shape), input_scale=f"{inp.scale:.9g}", input_zero_point=inp.zero_point,
         output_shape=list(out.shape), output_scale=f"{out.scale:.9g}", output_zero_point=out.zero_point,
@@ -303,11 +336,17 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     margin = config.arena_margin
     if margin is None:
         margin = target.arena_margin if target is not None else DEFAULT_MARGIN
-    arena = measure_arena(model_path, margin, config.max_arena)
+    on_core = target is not None and target.arena_on_core
+    arena = measure_arena(model_path, margin, config.max_arena)  # the host's, for the host's checks below
     if target is not None:
-        problems = fit_problems(target, model.size, arena.stated)
+        # A target whose arena is measured on its core is checked here against a bound that
+        # cannot over-count (a 32-bit core's arena is at least half the 64-bit host's: the same
+        # tensors, structures of at most half the size), and exactly once the core reported it.
+        bound = arena.minimum // 2 if on_core else arena.stated
+        problems = fit_problems(target, model.size, bound)
         if problems:
-            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}")
+            where = f" (at least half the {arena.minimum:,} B measured on this 64-bit host)" if on_core else ""
+            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}{where}")
     version = micro_version()
     inp = model.inputs[0]
     images, labels = select_test_digits(config.digits_per_class, config.data_dir)
@@ -315,19 +354,59 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     expected = micro_predict(model_path, digits, arena.stated)
     check = compare_with_litert(model_path, digits, arena.stated, micro=expected)
     require_agreement(check, model_path)
-    files = {}
-    files.update(render_model_data(stem, model_name, data))
-    files[f"{stem}_model_settings.h"] = render_settings(stem, model_name, model.sha256, model, ops, arena, version)
-    files.update(render_test_digits(stem, model_name, model.sha256, digits, labels, expected))
-    files.update(render_main(stem, model_name, model.sha256, int(expected.shape[1])))
-    files.update(render_cortex_m(stem, model_name, model.sha256, ops))
-    files["README.md"] = render_readme(stem, model_name, model, ops, arena, len(labels), version,
-                                       config.regenerate_command, check)
-    manifest = _manifest(files, model_name, model, ops, arena, stem, labels, version)
-    manifest["litert_check"] = check
+
+    def render(arena: ArenaSize) -> tuple:
+        files = {}
+        files.update(render_model_data(stem, model_name, data))
+        files[f"{stem}_model_settings.h"] = render_settings(stem, model_name, model.sha256, model, ops, arena,
+                                                            version)
+        files.update(render_test_digits(stem, model_name, model.sha256, digits, labels, expected))
+        files.update(render_main(stem, model_name, model.sha256, int(expected.shape[1])))
+        files.update(render_cortex_m(stem, model_name, model.sha256, ops))
+        files["README.md"] = render_readme(stem, model_name, model, ops, arena, len(labels), version,
+                                           config.regenerate_command, check)
+        manifest = _manifest(files, model_name, model, ops, arena, stem, labels, version)
+        manifest["litert_check"] = check
+        return files, manifest
+
+    files, manifest = render(arena)
+    if on_core:
+        arena = _arena_on_core(files, manifest, out, target, margin, config.tflm)
+        problems = fit_problems(target, model.size, arena.stated)
+        if problems:
+            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)} (the arena "
+                             f"measured on {arena.measured_on})")
+        files, manifest = render(arena)
     _check_out_dir(out)
     atomic_write_folder(out, {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
     return {**manifest, "out": str(out)}
+
+
+def _arena_on_core(files: dict, manifest: dict, out: Path, target, margin: float, tflm: Optional[str]) -> ArenaSize:
+    """The arena the target's core uses: the folder, written to a scratch folder beside `out`, is
+    built as the checking build for the target's core and kernel set and run under QEMU on its
+    checking board; the run reports TFLite Micro's arena use, trusted only when every score was
+    bit-exact with the host. The folder's own release run on the board then proves the size.
+
+    Raises:
+        MissingToolError: no toolchain, QEMU or TFLite Micro tree. FirmwareRunError: the build
+        failed, or the firmware hung or faulted. ValueError: the run was not bit-exact.
+    """
+    from edgemnist.micro import mcu
+
+    board = target.check_board or target.board
+    where = f"{target.cpu} ({target.kernels} kernels, QEMU {board})"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.arena-", dir=out.parent) as tmp:
+        folder = Path(tmp) / "firmware"
+        atomic_write_folder(folder, {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
+        report = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, board=board, tflm=tflm,
+                                                   release=False))
+    if not report["ok"]:
+        raise ValueError(f"{manifest['model']['name']}: measuring the arena on {where}: the firmware's scores "
+                         f"were not bit-exact with the host ({report['bit_exact']['digits_differing']} digits "
+                         "differ), so its arena is not trusted")
+    return on_core(report["memory"]["arena_used_bytes"], margin, where)
 
 
 def format_manifest(manifest: dict) -> str:
@@ -337,8 +416,10 @@ def format_manifest(manifest: dict) -> str:
     for name, entry in manifest["files"].items():
         lines.append(f"  {name:<36} {entry['bytes']:>9,} bytes")
     lines.append(f"flash (model): {manifest['flash_bytes']:,} bytes")
-    lines.append(f"RAM (tensor arena): stated {arena['stated']:,} bytes = measured minimum {arena['minimum']:,} "
-                 f"+ {arena['margin']:.0%}, rounded up to 1 KiB (TFLite Micro recorded {arena['recorded']})")
+    where = arena.get("measured_on", "host")
+    lines.append(f"RAM (tensor arena): stated {arena['stated']:,} bytes = minimum {arena['minimum']:,} measured on "
+                 f"{'this host' if where == 'host' else where} + {arena['margin']:.0%}, rounded up to "
+                 f"{1024 if where == 'host' else 16:,} bytes (TFLite Micro recorded {arena['recorded']})")
     lines.append(f"ops ({manifest['resolver_size']}): {', '.join(manifest['ops'])}")
     check = manifest["litert_check"]
     for key, what in (("builtin", "builtin kernels"), ("xnnpack", "XNNPACK")):
@@ -369,7 +450,12 @@ def add_commands(subparsers) -> None:
     p.add_argument("--data-dir", default=None, help="MNIST IDX folder for the test digits (default: shipped)")
     p.add_argument("--regenerate-command", default=None, help="the command shown in the README to regenerate")
     p.add_argument("--target", default=None,
-                   help="a micro target (edgemnist targets): refuse a model whose size or arena cannot fit it")
+                   help="a micro target (edgemnist targets): refuse a model whose size or arena cannot fit it; "
+                   "for a target whose arena is measured on its core (stm32vldiscovery), build and run the "
+                   "checking build under QEMU to measure it")
+    p.add_argument("--tflm", default=None,
+                   help="TFLite Micro tree for measuring the arena on a target's core (as edgemnist mcu's --tflm; "
+                   "default $EDGEMNIST_TFLM)")
     p.set_defaults(func=_run_firmware)
 
 
@@ -383,6 +469,7 @@ def _run_firmware(args):
         data_dir=args.data_dir,
         regenerate_command=args.regenerate_command,
         target=args.target,
+        tflm=args.tflm,
     )
     manifest = generate(args.model, args.out, config)
     return Output(manifest, format_manifest(manifest))

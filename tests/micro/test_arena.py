@@ -51,4 +51,16 @@ def test_a_model_that_never_fits_is_a_value_error(int8_path):
     with pytest.raises(ValueError, match="does not run on TFLite Micro with a 2048-byte arena"):
         micro_arena.measure_arena(int8_path, max_arena=2048)
     assert micro_arena.ArenaSize(1, 2, 0.1, None, 3).to_json() == {
-        "minimum": 1, "stated": 2, "margin": 0.1, "recorded": None, "probes": 3}
+        "minimum": 1, "stated": 2, "margin": 0.1, "recorded": None, "probes": 3, "measured_on": "host"}
+
+
+def test_an_arena_measured_on_the_core_is_stated_to_its_alignment_not_a_kib():
+    core = micro_arena.on_core(5_588, 0.0, "cortex-m3 (cmsis_nn kernels, QEMU mps2-an385)")
+    assert (core.minimum, core.stated, core.recorded, core.probes) == (5_588, 5_600, 5_588, 0)
+    assert core.measured_on.startswith("cortex-m3") and core.rounding == micro_arena.ARENA_ALIGNMENT
+    assert micro_arena.on_core(5_600, 0.0, "m3").stated == 5_600  # already aligned
+    assert micro_arena.on_core(5_588, 0.1, "m3").stated == 6_160  # 6,146.8 up to 16
+    with pytest.raises(ValueError, match="reported 0 bytes"):
+        micro_arena.on_core(0, 0.0, "m3")
+    with pytest.raises(ValueError, match="margin"):
+        micro_arena.on_core(5_588, -1, "m3")
