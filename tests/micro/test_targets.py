@@ -1,6 +1,7 @@
 """Tests for edgemnist.micro.targets: the registry, its agreement with the firmware Makefile, the
-fit check before a build, `--target` on train and mcu, and `pipeline --quick --target microbit`: the micro:bit preset
-trained, exported, built and run under QEMU's microbit board (both builds, bit-exact).
+fit check before a build, `--target` on train and mcu, and `pipeline --quick --target microbit` (and
+`stm32vldiscovery`): the board's preset trained, exported, built and run under QEMU's model of the board
+(both builds, bit-exact).
 
 The QEMU test needs the Arm cross compiler, QEMU and a TFLite Micro tree (as tests/micro/test_mcu.py).
 """
@@ -77,6 +78,8 @@ def test_targets_command_lists_them_as_json():
     assert set(listed) == set(TARGETS)
     assert listed["microbit"]["ram_bytes"] == 16 * 1024 and listed["microbit"]["qemu_machine"] == "microbit"
     assert listed["default"]["preset"] == {}
+    # only the 8 KB board measures its arena on its core; the others state the host's measurement
+    assert [n for n, t in listed.items() if t["arena_on_core"]] == ["stm32vldiscovery"]
 
 
 def test_train_target_picks_the_preset_and_flags_change_it():
@@ -98,6 +101,13 @@ def test_a_model_too_big_for_the_board_is_refused_before_the_build(micro_firmwar
     assert result.returncode == 2
     assert "cannot fit stm32vldiscovery" in result.stderr and "8,192 B of RAM" in result.stderr
     assert not (micro_firmware["folder"] / "build").exists()
+    # firmware for the board whose arena is measured on its core refuses it before any build too: half
+    # the host's figure is a bound a 32-bit core cannot go under, and it is already over the 8 KB
+    out = tmp_path / "fw"
+    result = run_cli("firmware", str(micro_firmware["model"]), "--out", str(out), "--target", "stm32vldiscovery")
+    assert result.returncode == 2 and "cannot fit stm32vldiscovery" in result.stderr
+    assert "at least half the" in result.stderr and "64-bit host" in result.stderr
+    assert not out.exists() and not list(tmp_path.glob(".fw.arena-*"))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +137,7 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
     assert not (folder / "optimize").exists() and result["optimize"] == {}
     state = json.loads((folder / "pipeline.json").read_text())
     assert set(state["stages"]) == {"train", "export", "compare", "firmware", "mcu"}
-    assert state["stages"]["train"]["result"]["params"] == 12_882  # the micro:bit preset, not the default model
+    assert state["stages"]["train"]["result"]["params"] == 23_122  # the micro:bit preset, not the default model
     # the arena is stated without a margin over the host's measurement (tight RAM), and the run proves it
     manifest = json.loads((folder / "firmware" / "firmware_manifest.json").read_text())
     assert manifest["arena"]["margin"] == get_target("microbit").arena_margin == 0.0
@@ -146,3 +156,52 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
     assert "vsnprintf" not in nm and "MicroPrintf" not in nm
     # both builds were linked for the board's real memory, stack included, and ran on QEMU's model of it
     assert report["memory"]["ram_bytes"] <= 16 * 1024 and report["memory"]["stack_bytes"] == rel["stack_bytes"]
+
+
+@pytest.fixture(scope="module")
+def stm32_run(tmp_path_factory):
+    """`edgemnist pipeline --quick --target stm32vldiscovery --json` (folder, result), as microbit_run."""
+    import json
+    import sys
+
+    base = tmp_path_factory.mktemp("stm32")
+    env = {**os.environ, mcu.CACHE_ENV: os.environ.get(mcu.CACHE_ENV) or str(base / "cache")}
+    run = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--quick", "--target", "stm32vldiscovery",
+                          "--out", str(base / "run"), "--json"], capture_output=True, text=True, timeout=1800, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return base / "run", json.loads(run.stdout)
+
+
+@needs_mcu
+@pytest.mark.slow
+def test_stm32vldiscovery_target_runs_bit_exact_in_its_8_kb_with_the_arena_its_core_measured(stm32_run):
+    import json
+
+    folder, result = stm32_run
+    target = get_target("stm32vldiscovery")
+    assert result["target"] == target.name and result["mcu"]["ok"] and result["mcu"]["release"]["fits"]
+    # the arena was measured on the Cortex-M3 by the checking build and stated to 16 bytes, below what
+    # the 64-bit host's TFLite Micro would need for the same model
+    manifest = json.loads((folder / "firmware" / "firmware_manifest.json").read_text())
+    arena = manifest["arena"]
+    assert arena["measured_on"] == "cortex-m3 (cmsis_nn kernels, QEMU mps2-an385)"
+    assert arena["stated"] % 16 == 0 and 0 <= arena["stated"] - arena["minimum"] < 16
+    assert arena["stated"] < micro_arena_on_host(folder)
+    settings = (folder / "firmware" / "mnist_model_settings.h").read_text()
+    assert f"constexpr int kTensorArenaSize = {arena['stated']};" in settings and "cortex-m3" in settings
+    assert not list((folder).glob(".firmware.arena-*"))  # the measuring folder is gone
+    report = json.loads((folder / "mcu" / "mcu.json").read_text())
+    assert report["ok"] and report["board"] == "mps2-an385"  # the checking build: the same core, more RAM
+    assert report["memory"]["arena_used_bytes"] == arena["minimum"]
+    rel = report["release"]
+    assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 20
+    assert rel["budget"]["fits"] and rel["ram_bytes"] <= 8 * 1024 and rel["arena_bytes"] == arena["stated"]
+    assert 0 < rel["stack_used_bytes"] <= rel["stack_bytes"] == target.stack_bytes
+    assert rel["arena_used_bytes"] == arena["minimum"]  # the release build on the board: the same arena
+
+
+def micro_arena_on_host(folder: Path) -> int:
+    """The arena the host's TFLite Micro needs for the run's firmware model (bisection)."""
+    from edgemnist.micro.arena import measure_arena
+
+    return measure_arena(folder / "tflite" / "model_int8_per_tensor.tflite", margin=0.0).minimum
