@@ -110,19 +110,22 @@ def test_a_model_too_big_for_the_board_is_refused_before_the_build(micro_firmwar
     assert not out.exists() and not list(tmp_path.glob(".fw.arena-*"))
 
 
-@pytest.fixture(scope="module")
-def microbit_run(tmp_path_factory):
-    """`edgemnist pipeline --quick --target microbit --json`: the preset trained for one epoch on
-    4,000 digits, exported, its firmware built and run by the pipeline's mcu stage. (folder, result)."""
+def quick_target_pipeline(base: Path, target: str) -> tuple:
+    """`edgemnist pipeline --quick --target TARGET --json` in `base`: the preset trained for one epoch
+    on 4,000 digits, exported, its firmware built and run by the pipeline's mcu stage. (folder, result)."""
     import json
     import sys
 
-    base = tmp_path_factory.mktemp("microbit")
     env = {**os.environ, mcu.CACHE_ENV: os.environ.get(mcu.CACHE_ENV) or str(base / "cache")}
-    run = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--quick", "--target", "microbit",
+    run = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--quick", "--target", target,
                           "--out", str(base / "run"), "--json"], capture_output=True, text=True, timeout=1800, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     return base / "run", json.loads(run.stdout)
+
+
+@pytest.fixture(scope="module")
+def microbit_run(tmp_path_factory):
+    return quick_target_pipeline(tmp_path_factory.mktemp("microbit"), "microbit")
 
 
 @needs_mcu
@@ -160,16 +163,7 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
 
 @pytest.fixture(scope="module")
 def stm32_run(tmp_path_factory):
-    """`edgemnist pipeline --quick --target stm32vldiscovery --json` (folder, result), as microbit_run."""
-    import json
-    import sys
-
-    base = tmp_path_factory.mktemp("stm32")
-    env = {**os.environ, mcu.CACHE_ENV: os.environ.get(mcu.CACHE_ENV) or str(base / "cache")}
-    run = subprocess.run([sys.executable, "-m", "edgemnist", "pipeline", "--quick", "--target", "stm32vldiscovery",
-                          "--out", str(base / "run"), "--json"], capture_output=True, text=True, timeout=1800, env=env)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return base / "run", json.loads(run.stdout)
+    return quick_target_pipeline(tmp_path_factory.mktemp("stm32"), "stm32vldiscovery")
 
 
 @needs_mcu
