@@ -199,3 +199,21 @@ def micro_arena_on_host(folder: Path) -> int:
     from edgemnist.micro.arena import measure_arena
 
     return measure_arena(folder / "tflite" / "model_int8_per_tensor.tflite", margin=0.0).minimum
+
+
+def test_an_arena_measured_on_the_core_needs_the_build_tools_and_says_so(tmp_path, monkeypatch):
+    """firmware --target stm32vldiscovery without a TFLite Micro tree: a clear error naming what is
+    missing, and nothing written (the preset's model, untrained: only its size matters here)."""
+    from edgemnist.export import convert
+    from edgemnist.training.model import ModelConfig, build_ds_cnn
+
+    monkeypatch.delenv(mcu.TFLM_ENV, raising=False)
+    keras_path = tmp_path / "stm32.keras"
+    build_ds_cnn(ModelConfig(**get_target("stm32vldiscovery").preset)).save(keras_path)
+    model = tmp_path / "stm32_int8.tflite"
+    model.write_bytes(convert.convert_variant(keras_path, "int8_per_tensor",
+                                              convert.ExportConfig(representative_size=20)).tflite)
+    out = tmp_path / "fw"
+    with pytest.raises(mcu.MissingToolError, match="no TFLite Micro tree|not found; install"):
+        firmware.generate(model, out, firmware.FirmwareConfig(target="stm32vldiscovery", digits_per_class=1))
+    assert not out.exists() and not list(tmp_path.glob(".fw.arena-*"))
