@@ -23,6 +23,7 @@ import json
 import keyword
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -471,5 +472,12 @@ def _run_firmware(args):
         target=args.target,
         tflm=args.tflm,
     )
+    if args.target:
+        from edgemnist.micro.targets import get_micro_target
+
+        target = get_micro_target(args.target)
+        if target.arena_on_core:
+            print(f"{target.name}: the arena is measured on its core: building the checking build for {target.cpu} "
+                  f"and running it under QEMU {target.check_board or target.board} ...", file=sys.stderr)
     manifest = generate(args.model, args.out, config)
     return Output(manifest, format_manifest(manifest))
