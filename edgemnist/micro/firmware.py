@@ -337,16 +337,16 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     margin = config.arena_margin
     if margin is None:
         margin = target.arena_margin if target is not None else DEFAULT_MARGIN
-    on_core = target is not None and target.arena_on_core
+    measure_on_core = target is not None and target.arena_on_core
     arena = measure_arena(model_path, margin, config.max_arena)  # the host's, for the host's checks below
     if target is not None:
         # A target whose arena is measured on its core is checked here against a bound that
         # cannot over-count (a 32-bit core's arena is at least half the 64-bit host's: the same
         # tensors, structures of at most half the size), and exactly once the core reported it.
-        bound = arena.minimum // 2 if on_core else arena.stated
+        bound = arena.minimum // 2 if measure_on_core else arena.stated
         problems = fit_problems(target, model.size, bound)
         if problems:
-            where = f" (at least half the {arena.minimum:,} B measured on this 64-bit host)" if on_core else ""
+            where = f" (at least half the {arena.minimum:,} B measured on this 64-bit host)" if measure_on_core else ""
             raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}{where}")
     version = micro_version()
     inp = model.inputs[0]
@@ -371,7 +371,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         return files, manifest
 
     files, manifest = render(arena)
-    if on_core:
+    if measure_on_core:
         arena = _arena_on_core(files, manifest, out, target, margin, config.tflm)
         problems = fit_problems(target, model.size, arena.stated)
         if problems:
