@@ -171,8 +171,11 @@ def test_watch_reads_new_images_skips_a_bad_one_and_exits_130_on_ctrl_c(tflite_v
     watched.mkdir()
     write_image(digit_photo("1"), watched / "old.png")  # there before the start: not new
     env = {k: v for k, v in os.environ.items() if k != "EDGEMNIST_VERBOSE"}
+    # Ctrl-C as a terminal delivers it: a test run started in the background without job control
+    # (nohup, `&` in a script, some CI runners) ignores SIGINT, and its children would inherit that.
     process = subprocess.Popen(cli_command("predict", tflite_variants["int8"], "--watch", watched, "--poll", "0.1",
-                                           "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                           "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     out_lines, err_lines = [], []
     readers = [threading.Thread(target=lambda s=s, into=into: into.extend(iter(s.readline, "")), daemon=True)
                for s, into in ((process.stdout, out_lines), (process.stderr, err_lines))]
