@@ -282,15 +282,24 @@ def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, wo
     QEMU and a TFLite Micro tree for it, and without them the stage is skipped with the reason
     (None), as the mcu stage is."""
     if target.is_micro and target.arena_on_core:
-        from edgemnist.micro import mcu
-
-        try:
-            mcu.find_tools()
-            mcu.resolve_tflm(None, target.kernels)
-        except mcu.MissingToolError as exc:
-            stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {exc}")
+        missing = _missing_micro_tools(target)
+        if missing:
+            stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {missing}")
             return None
     return stages.run("firmware", settings, [int8_path], work)
+
+
+def _missing_micro_tools(target) -> Optional[str]:
+    """Why the target's firmware cannot be built and run here (no Arm toolchain, QEMU or TFLite
+    Micro tree for its kernel set), or None."""
+    from edgemnist.micro import mcu
+
+    try:
+        mcu.find_tools()
+        mcu.resolve_tflm(None, target.kernels)
+    except mcu.MissingToolError as exc:
+        return str(exc)
+    return None
 
 
 def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
@@ -320,12 +329,10 @@ def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
         return summary, [report_path]
 
     settings = {k: v for k, v in asdict(mcu_config).items() if k not in ("jobs", "tflm", "cache_dir")}
-    try:
-        mcu.find_tools()
-        mcu.resolve_tflm(None, target.kernels)
-    except mcu.MissingToolError as exc:  # the rest of the run stands; the check needs the tools
-        stages.log(f"[mcu] skipped: {exc}")
-        return {"skipped": str(exc)}
+    missing = _missing_micro_tools(target)
+    if missing:  # the rest of the run stands; the check needs the tools
+        stages.log(f"[mcu] skipped: {missing}")
+        return {"skipped": missing}
     return stages.run("mcu", settings, [folder / "firmware_manifest.json"], do_mcu)
 
 
