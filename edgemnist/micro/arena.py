@@ -54,7 +54,17 @@ class ArenaSize:
         """What the stated size is rounded up to a multiple of: 1 KiB over a host measurement
         (room for scratch buffers that differ between kernel sets), the arena's alignment over
         one made on the core itself."""
-        return 1024 if self.measured_on == "host" else ARENA_ALIGNMENT
+        return _rounding(self.measured_on)
+
+
+def _rounding(measured_on: str) -> int:
+    return 1024 if measured_on == "host" else ARENA_ALIGNMENT
+
+
+def _stated(minimum: int, margin: float, measured_on: str) -> int:
+    """The arena a firmware states: the minimum plus the margin, rounded up (ArenaSize.rounding)."""
+    rounding = _rounding(measured_on)
+    return int(math.ceil(minimum * (1.0 + margin) / rounding)) * rounding
 
 
 def on_core(used: int, margin: float, where: str) -> ArenaSize:
@@ -68,8 +78,8 @@ def on_core(used: int, margin: float, where: str) -> ArenaSize:
     used = int(used)
     if used <= 0:
         raise ValueError(f"the firmware run on {where} reported {used} bytes of arena used")
-    stated = int(math.ceil(used * (1.0 + check_margin(margin)) / ARENA_ALIGNMENT)) * ARENA_ALIGNMENT
-    return ArenaSize(used, stated, float(margin), used, 0, where)
+    margin = check_margin(margin)
+    return ArenaSize(used, _stated(used, margin, where), margin, used, 0, where)
 
 
 def import_micro():
@@ -163,7 +173,7 @@ def measure_arena(path: str | os.PathLike, margin: float = DEFAULT_MARGIN, max_a
             hi = mid
         else:
             lo = mid
-    stated = int(math.ceil(hi * (1.0 + margin) / 1024.0)) * 1024
+    stated = _stated(hi, margin, "host")
     probes += 1
     works, output = _probe(path, stated, record=True)
     if not works:

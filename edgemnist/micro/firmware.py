@@ -379,8 +379,13 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
                              f"measured on {arena.measured_on})")
         files, manifest = render(arena)
     _check_out_dir(out)
-    atomic_write_folder(out, {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
+    atomic_write_folder(out, _folder_contents(files, manifest))
     return {**manifest, "out": str(out)}
+
+
+def _folder_contents(files: dict, manifest: dict) -> dict:
+    """What a firmware folder holds: the rendered files and the manifest that lists them."""
+    return {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"}
 
 
 def _arena_on_core(files: dict, manifest: dict, out: Path, target, margin: float, tflm: Optional[str]) -> ArenaSize:
@@ -400,7 +405,7 @@ def _arena_on_core(files: dict, manifest: dict, out: Path, target, margin: float
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.arena-", dir=out.parent) as tmp:
         folder = Path(tmp) / "firmware"
-        atomic_write_folder(folder, {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
+        atomic_write_folder(folder, _folder_contents(files, manifest))
         report = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, board=board, tflm=tflm,
                                                    release=False))
     if not report["ok"]:
@@ -417,10 +422,11 @@ def format_manifest(manifest: dict) -> str:
     for name, entry in manifest["files"].items():
         lines.append(f"  {name:<36} {entry['bytes']:>9,} bytes")
     lines.append(f"flash (model): {manifest['flash_bytes']:,} bytes")
-    where = arena.get("measured_on", "host")
-    lines.append(f"RAM (tensor arena): stated {arena['stated']:,} bytes = minimum {arena['minimum']:,} measured on "
-                 f"{'this host' if where == 'host' else where} + {arena['margin']:.0%}, rounded up to "
-                 f"{1024 if where == 'host' else 16:,} bytes (TFLite Micro recorded {arena['recorded']})")
+    size = ArenaSize(**arena)
+    where = "this host" if size.measured_on == "host" else size.measured_on
+    lines.append(f"RAM (tensor arena): stated {size.stated:,} bytes = minimum {size.minimum:,} measured on "
+                 f"{where} + {size.margin:.0%}, rounded up to {size.rounding:,} bytes (TFLite Micro recorded "
+                 f"{size.recorded})")
     lines.append(f"ops ({manifest['resolver_size']}): {', '.join(manifest['ops'])}")
     check = manifest["litert_check"]
     for key, what in (("builtin", "builtin kernels"), ("xnnpack", "XNNPACK")):
