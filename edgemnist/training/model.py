@@ -25,6 +25,14 @@ STEMS = ("conv", "space_to_depth")
 # flash, and a per-tensor quantized FULLY_CONNECTED keeps no per-channel state in TFLite Micro's
 # arena, so where RAM is scarcer than flash it buys accuracy that more channels would pay for in RAM.
 GLOBAL_POOLS = ("mean", "average_pool", "flatten")
+# What computes the 10 scores: "dense" (a Dense layer on the pooled or flattened map: TFLite's
+# FULLY_CONNECTED) or "conv" (a convolution whose kernel covers the whole map it is given, valid
+# padding: the same function as Flatten then Dense, with the weights in the same order, but in
+# TFLite a CONV_2D). A firmware whose other layers are convolutions then links no
+# FULLY_CONNECTED kernel at all, which on CMSIS-NN is a per-tensor and a per-channel matrix
+# kernel, both linked whichever the model uses. "conv" needs a 4-D map: "average_pool" or
+# "flatten" before it.
+CLASSIFIERS = ("dense", "conv")
 # Faster-moving BatchNorm statistics than Keras' 0.99: short fine-tunes and small runs
 # (pruning, QAT, tests) otherwise evaluate with statistics that have not caught up.
 BN_MOMENTUM = 0.9
@@ -62,6 +70,12 @@ class ModelConfig:
     width_multiplier: float = 1.0  # scales every channel count
     dropout: float = 0.1  # before the classifier
     global_pool: str = "mean"  # one of GLOBAL_POOLS
+    classifier: str = "dense"  # one of CLASSIFIERS
+    # 2x2 max-pool between these blocks' depthwise and pointwise convolutions (1-based): the
+    # pointwise convolution then runs on a quarter of the positions. A 1x1 convolution over a
+    # few input channels is the costliest op per multiply-accumulate on CMSIS-NN, so this halves
+    # what a 14x14 block costs there for the same parameters.
+    pool_before_pointwise: tuple = ()
 
     def __post_init__(self):
         if len(self.block_channels) == 0:
@@ -79,6 +93,9 @@ class ModelConfig:
         if any(not 0 <= int(b) <= len(self.block_channels) for b in self.pool_after):
             raise ValueError(f"pool_after {self.pool_after} must name blocks 1..{len(self.block_channels)} "
                              "(or 0, the stem)")
+        if any(not 1 <= int(b) <= len(self.block_channels) for b in self.pool_before_pointwise):
+            raise ValueError(f"pool_before_pointwise {self.pool_before_pointwise} must name blocks "
+                             f"1..{len(self.block_channels)}")
         if not 0.0 < self.width_multiplier <= 8.0:
             raise ValueError(f"width_multiplier must be in (0, 8], got {self.width_multiplier}")
         if not 1 <= int(self.stem_kernel) <= 7:
@@ -89,18 +106,26 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.global_pool not in GLOBAL_POOLS:
             raise ValueError(f"global_pool must be one of {', '.join(GLOBAL_POOLS)}, got {self.global_pool!r}")
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
+        if self.classifier == "conv" and self.global_pool == "mean":
+            raise ValueError('classifier "conv" needs a 4-D map: global_pool "average_pool" or "flatten", '
+                             'not "mean"')
 
     def channels(self, n: int) -> int:
         """Channel count scaled by the width multiplier, kept a multiple of 4 (SIMD friendly)."""
         return max(4, int(round(n * self.width_multiplier / 4)) * 4)
 
 
-def _conv_dw_pw(x, out_channels: int, dilation: int, name: str):
-    """One depthwise-separable block: 3x3 depthwise (dilated) -> BN -> ReLU6 -> 1x1 pointwise -> BN -> ReLU6."""
+def _conv_dw_pw(x, out_channels: int, dilation: int, name: str, pool_before_pointwise: bool = False):
+    """One depthwise-separable block: 3x3 depthwise (dilated) -> BN -> ReLU6 [-> 2x2 max-pool] -> 1x1
+    pointwise -> BN -> ReLU6."""
     layers = keras().layers
     x = layers.DepthwiseConv2D(3, padding="same", dilation_rate=dilation, use_bias=False, name=f"{name}_conv_dw")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn_dw")(x)
     x = layers.ReLU(6.0, name=f"{name}_relu_dw")(x)
+    if pool_before_pointwise:
+        x = layers.MaxPooling2D(2, name=f"{name}_pool_dw")(x)
     x = layers.Conv2D(out_channels, 1, use_bias=False, name=f"{name}_conv_pw")(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn_pw")(x)
     return layers.ReLU(6.0, name=f"{name}_relu_pw")(x)
@@ -149,19 +174,28 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
     if 0 in config.pool_after:
         x = layers.MaxPooling2D(2, name="stem_pool")(x)
     for i, (channels, rate) in enumerate(zip(config.block_channels, config.dilation_rates), start=1):
-        x = _conv_dw_pw(x, config.channels(channels), int(rate), name=f"block{i}")
+        x = _conv_dw_pw(x, config.channels(channels), int(rate), name=f"block{i}",
+                        pool_before_pointwise=i in config.pool_before_pointwise)
         if i in config.pool_after:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    conv_classifier = config.classifier == "conv"  # it reads the 4-D map, so no Flatten before it
     if config.global_pool == "average_pool":
         x = layers.AveragePooling2D(tuple(x.shape[1:3]), name="pool_avg")(x)
-        x = layers.Flatten(name="pool")(x)
+        if not conv_classifier:
+            x = layers.Flatten(name="pool")(x)
     elif config.global_pool == "flatten":
-        x = layers.Flatten(name="pool")(x)
+        if not conv_classifier:
+            x = layers.Flatten(name="pool")(x)
     else:
         x = layers.GlobalAveragePooling2D(name="pool")(x)
     if config.dropout:
         x = layers.Dropout(config.dropout, name="dropout")(x)
-    outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
+    if conv_classifier:
+        x = layers.Conv2D(10, tuple(x.shape[1:3]), name="classifier")(x)
+        x = layers.Flatten(name="logits")(x)
+        outputs = layers.Softmax(name="softmax")(x)
+    else:
+        outputs = layers.Dense(10, activation="softmax", name="classifier")(x)
     return k.Model(inputs, outputs, name="ds_cnn")
 
 

@@ -116,7 +116,7 @@ class TrainConfig:
 # model those folders hold: left out of the identity, so such a run still resumes (and a pipeline
 # still skips its finished train stage).
 _NOT_SET = object()
-_LATER_SHAPE_SETTINGS = {"global_pool": "mean"}
+_LATER_SHAPE_SETTINGS = {"global_pool": "mean", "classifier": "dense", "pool_before_pointwise": ()}
 
 
 # Settings of retired experiments (docs/experiments.md) at the values that turned them off. Run

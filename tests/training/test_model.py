@@ -35,6 +35,44 @@ def test_unknown_stem_is_named():
         ModelConfig(stem="pixels")
 
 
+def test_pool_before_pointwise_runs_the_pointwise_convolution_on_the_pooled_map():
+    shape = dict(stem="conv", stem_kernel=3, stem_channels=8, block_channels=(16, 16), dilation_rates=(1, 1),
+                 global_pool="average_pool")
+    pooled = build_ds_cnn(ModelConfig(pool_after=(2,), pool_before_pointwise=(1,), **shape))
+    after = build_ds_cnn(ModelConfig(pool_after=(1, 2), **shape))
+    assert pooled.get_layer("block1_conv_dw").output_shape[1:3] == (14, 14)
+    assert pooled.get_layer("block1_pool_dw").output_shape[1:3] == (7, 7)
+    assert pooled.get_layer("block1_conv_pw").output_shape[1:3] == (7, 7)
+    assert after.get_layer("block1_conv_pw").output_shape[1:3] == (14, 14)
+    # the same weights, a quarter of the pointwise convolution's work
+    assert pooled.count_params() == after.count_params()
+    assert model_summary(pooled)["macs"] < model_summary(after)["macs"]
+    with pytest.raises(ValueError, match=r"pool_before_pointwise \(3,\) must name blocks 1\.\.2"):
+        ModelConfig(pool_after=(2,), pool_before_pointwise=(3,), **shape)
+
+
+def test_conv_classifier_is_the_dense_classifier_as_a_convolution():
+    """The same weights in a Conv2D over the whole map give the Flatten + Dense model's scores."""
+    shape = dict(stem="conv", stem_kernel=3, stem_channels=8, block_channels=(8,), dilation_rates=(1,),
+                 pool_after=(0,), global_pool="flatten")
+    dense = build_ds_cnn(ModelConfig(**shape))
+    conv = build_ds_cnn(ModelConfig(classifier="conv", **shape))
+    assert conv.get_layer("classifier").kernel_size == (7, 7) and conv.output_shape == (None, 10)
+    assert conv.count_params() == dense.count_params()
+    for layer in dense.layers:
+        weights = layer.get_weights()
+        if layer.name == "classifier":
+            weights = [weights[0].reshape(conv.get_layer("classifier").kernel.shape), weights[1]]
+        if weights:
+            conv.get_layer(layer.name).set_weights(weights)
+    images = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(conv(images).numpy(), dense(images).numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match='classifier "conv" needs a 4-D map'):
+        ModelConfig(classifier="conv")  # the default global_pool, "mean", leaves a vector
+    with pytest.raises(ValueError, match="classifier must be one of dense, conv, got 'svm'"):
+        ModelConfig(classifier="svm")
+
+
 def test_a_shape_for_the_fixed_shape_model_is_an_error():
     with pytest.raises(ValueError, match=r"'tutorial_cnn' has a fixed shape; the ds_cnn settings stem_channels=16, "
                                          r"width_multiplier=0\.5 do not apply"):
