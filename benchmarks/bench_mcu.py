@@ -116,7 +116,19 @@ def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
         raise FileNotFoundError(f"{report_path}: not found; run `edgemnist pipeline --target {name} --out {run}` first")
     compared = json.loads(report_path.read_text())
     accuracy = {v["name"]: v["accuracy"] for v in compared["variants"]}
-    r = mcu.run_mcu(run / "firmware", mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, tflm=tflm,
+    folder = run / "firmware"
+    run_target = json.loads((run / "pipeline.json").read_text())["result"].get("target")
+    if run_target != name:
+        # The run of another target with the same preset (cortex-m7 and m55 share cortex-m4's): its
+        # model, in a firmware folder written for this target, whose arena is this core's.
+        from edgemnist.micro import firmware
+
+        manifest = json.loads((folder / "firmware_manifest.json").read_text())
+        folder = run / "mcu" / f"bench-{name}-firmware"
+        firmware.generate(run / "tflite" / manifest["model"]["name"], folder,
+                          firmware.FirmwareConfig(name="mnist", target=name, tflm=tflm,
+                                                  digits_per_class=manifest["test_digits"]["count"] // 10))
+    r = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, tflm=tflm,
                                                     timeout_s=timeout_s, build_dir=str(run / "mcu" / f"bench-{name}")))
     rel = r["release"]
     row = {"target": name, "run": str(run), "cpu": target.cpu, "board": target.board, "kernels": target.kernels,

@@ -25,7 +25,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 from typing import Optional
@@ -33,7 +33,8 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME, atomic_write_folder, sha256_bytes
-from edgemnist.micro.arena import DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena, micro_version, on_core
+from edgemnist.micro.arena import (ARENA_ALIGNMENT, DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena,
+                                   micro_version, on_core)
 from edgemnist.micro.check import compare_with_litert, micro_predict, quantize_images, require_agreement
 from edgemnist.micro.kernels import INT8_REGISTRATIONS, KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
 from edgemnist.runtime import tflite_info
@@ -372,7 +373,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
 
     files, manifest = render(arena)
     if measure_on_core:
-        arena = _arena_on_core(files, manifest, out, target, margin, config.tflm)
+        arena = _arena_on_core(render, arena, out, target, margin, config.tflm)
         problems = fit_problems(target, model.size, arena.stated)
         if problems:
             raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)} (the arena "
@@ -388,8 +389,10 @@ def _folder_contents(files: dict, manifest: dict) -> dict:
     return {**files, MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"}
 
 
-def _arena_on_core(files: dict, manifest: dict, out: Path, target, margin: float, tflm: Optional[str]) -> ArenaSize:
-    """The arena the target's core uses: the folder, written to a scratch folder beside `out`, is
+def _arena_on_core(render, host: ArenaSize, out: Path, target, margin: float, tflm: Optional[str]) -> ArenaSize:
+    """The arena the target's core uses: the folder (`render(arena)` gives its files and manifest),
+    written to a scratch folder beside `out` with an arena of the host's size or the target's whole
+    RAM, whichever is larger (the target's kernels may need scratch memory the host's do not), is
     built as the checking build for the target's core and kernel set and run under QEMU on its
     checking board; the run reports TFLite Micro's arena use, trusted only when every score was
     bit-exact with the host. The folder's own release run on the board then proves the size.
@@ -402,6 +405,8 @@ def _arena_on_core(files: dict, manifest: dict, out: Path, target, margin: float
 
     board = target.check_board or target.board
     where = f"{target.cpu} ({target.kernels} kernels, QEMU {board})"
+    roomy = replace(host, stated=max(host.stated, target.ram_bytes // ARENA_ALIGNMENT * ARENA_ALIGNMENT))
+    files, manifest = render(roomy)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.arena-", dir=out.parent) as tmp:
         folder = Path(tmp) / "firmware"
@@ -458,7 +463,8 @@ def add_commands(subparsers) -> None:
     p.add_argument("--regenerate-command", default=None, help="the command shown in the README to regenerate")
     p.add_argument("--target", default=None,
                    help="a micro target (edgemnist targets): refuse a model whose size or arena cannot fit it; "
-                   "for a target whose arena is measured on its core (stm32vldiscovery), build and run the "
+                   "for a target whose arena is measured on its core (arena_on_core in edgemnist targets --json), "
+                   "build and run the "
                    "checking build under QEMU to measure it")
     p.add_argument("--tflm", default=None,
                    help="TFLite Micro tree for measuring the arena on a target's core (as edgemnist mcu's --tflm; "

@@ -78,8 +78,10 @@ def test_targets_command_lists_them_as_json():
     assert set(listed) == set(TARGETS)
     assert listed["microbit"]["ram_bytes"] == 16 * 1024 and listed["microbit"]["qemu_machine"] == "microbit"
     assert listed["default"]["preset"] == {}
-    # only the 8 KB board measures its arena on its core; the others state the host's measurement
-    assert [n for n, t in listed.items() if t["arena_on_core"]] == ["stm32vldiscovery"]
+    # the Cortex-M4 class (whose CMSIS-NN kernels need scratch memory the host's do not) and the 8 KB
+    # board measure their arena on the core; the micro:bit states the host's measurement
+    assert [n for n, t in listed.items() if t["arena_on_core"]] == ["cortex-m4", "cortex-m7", "cortex-m55",
+                                                                     "stm32vldiscovery"]
 
 
 def test_train_target_picks_the_preset_and_flags_change_it():
@@ -159,6 +161,27 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
     assert "vsnprintf" not in nm and "MicroPrintf" not in nm
     # both builds were linked for the board's real memory, stack included, and ran on QEMU's model of it
     assert report["memory"]["ram_bytes"] <= 16 * 1024 and report["memory"]["stack_bytes"] == rel["stack_bytes"]
+
+
+@needs_mcu
+@pytest.mark.slow
+def test_cortex_m4_preset_runs_bit_exact_in_its_budget_without_a_fully_connected_kernel(tmp_path_factory):
+    import json
+
+    folder, result = quick_target_pipeline(tmp_path_factory.mktemp("cortex-m4"), "cortex-m4")
+    assert result["target"] == "cortex-m4" and result["mcu"]["ok"] and result["mcu"]["release"]["fits"]
+    state = json.loads((folder / "pipeline.json").read_text())
+    assert state["stages"]["train"]["result"]["params"] == 16_282  # the cortex-m4 preset
+    report = json.loads((folder / "mcu" / "mcu.json").read_text())
+    assert report["bit_exact"]["tflite_micro_host"] and report["firmware_mismatches"] == 0
+    assert "FULLY_CONNECTED" not in {op["op"] for op in report["instructions"]["per_op"]}
+    rel = report["release"]
+    assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 20
+    assert rel["flash_without_test_digits_bytes"] <= 64 * 1024 and rel["ram_bytes"] <= 24 * 1024
+    # the classifier is a convolution, so the release build links no FULLY_CONNECTED kernel at all
+    nm = subprocess.run(["arm-none-eabi-nm", "-C", str(Path(rel["build_dir"]) / "firmware.elf")],
+                        capture_output=True, text=True, check=True).stdout
+    assert "arm_convolve" in nm and "arm_fully_connected" not in nm and "vec_mat_mult" not in nm
 
 
 @pytest.fixture(scope="module")
