@@ -465,8 +465,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--target", default=None,
                    help="a micro target (edgemnist targets): refuse a model whose size or arena cannot fit it; "
                    "for a target whose arena is measured on its core (arena_on_core in edgemnist targets --json), "
-                   "build and run the "
-                   "checking build under QEMU to measure it")
+                   "build and run the checking build under QEMU to measure it")
     p.add_argument("--tflm", default=None,
                    help="TFLite Micro tree for measuring the arena on a target's core (as edgemnist mcu's --tflm; "
                    "default $EDGEMNIST_TFLM)")

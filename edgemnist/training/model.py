@@ -73,8 +73,8 @@ class ModelConfig:
     classifier: str = "dense"  # one of CLASSIFIERS
     # 2x2 max-pool between these blocks' depthwise and pointwise convolutions (1-based): the
     # pointwise convolution then runs on a quarter of the positions. A 1x1 convolution over a
-    # few input channels is the costliest op per multiply-accumulate on CMSIS-NN, so this halves
-    # what a 14x14 block costs there for the same parameters.
+    # few input channels is the costliest op per multiply-accumulate on CMSIS-NN, so this removes
+    # most of what a 14x14 block costs there, for the same parameters.
     pool_before_pointwise: tuple = ()
 
     def __post_init__(self):
