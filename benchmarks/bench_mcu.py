@@ -117,7 +117,7 @@ def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
     compared = json.loads(report_path.read_text())
     accuracy = {v["name"]: v["accuracy"] for v in compared["variants"]}
     folder = run / "firmware"
-    run_target = json.loads((run / "pipeline.json").read_text())["result"].get("target")
+    run_target = json.loads((run / "pipeline.json").read_text()).get("result", {}).get("target")
     if run_target != name:
         # The run of another target with the same preset (cortex-m7 and m55 share cortex-m4's): its
         # model, in a firmware folder written for this target, whose arena is this core's.

@@ -125,6 +125,12 @@ def quick_target_pipeline(base: Path, target: str) -> tuple:
     return base / "run", json.loads(run.stdout)
 
 
+def release_symbols(release: dict) -> str:
+    """`arm-none-eabi-nm -C` of the release build that `edgemnist mcu` reported (its `release` entry)."""
+    return subprocess.run(["arm-none-eabi-nm", "-C", str(Path(release["build_dir"]) / "firmware.elf")],
+                          capture_output=True, text=True, check=True).stdout
+
+
 @pytest.fixture(scope="module")
 def microbit_run(tmp_path_factory):
     return quick_target_pipeline(tmp_path_factory.mktemp("microbit"), "microbit")
@@ -156,8 +162,7 @@ def test_microbit_target_runs_bit_exact_in_its_16_kb(microbit_run):
     assert 0 < rel["arena_used_bytes"] <= rel["arena_bytes"]
     # the release build is the lean one: no vsnprintf, smaller than the checking build
     assert rel["flash_bytes"] < report["memory"]["flash_bytes"]
-    nm = subprocess.run(["arm-none-eabi-nm", str(Path(rel["build_dir"]) / "firmware.elf")],
-                        capture_output=True, text=True, check=True).stdout
+    nm = release_symbols(rel)
     assert "vsnprintf" not in nm and "MicroPrintf" not in nm
     # both builds were linked for the board's real memory, stack included, and ran on QEMU's model of it
     assert report["memory"]["ram_bytes"] <= 16 * 1024 and report["memory"]["stack_bytes"] == rel["stack_bytes"]
@@ -179,8 +184,7 @@ def test_cortex_m4_preset_runs_bit_exact_in_its_budget_without_a_fully_connected
     assert rel["verdict"] == "PASS" and rel["mismatches"] == 0 and rel["digits"] == 20
     assert rel["flash_without_test_digits_bytes"] <= 64 * 1024 and rel["ram_bytes"] <= 24 * 1024
     # the classifier is a convolution, so the release build links no FULLY_CONNECTED kernel at all
-    nm = subprocess.run(["arm-none-eabi-nm", "-C", str(Path(rel["build_dir"]) / "firmware.elf")],
-                        capture_output=True, text=True, check=True).stdout
+    nm = release_symbols(rel)
     assert "arm_convolve" in nm and "arm_fully_connected" not in nm and "vec_mat_mult" not in nm
 
 
