@@ -372,14 +372,13 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         manifest["litert_check"] = check
         return files, manifest
 
-    files, manifest = render(arena)
     if measure_on_core:
         arena = _arena_on_core(render, arena, out, target, margin, config.tflm)
         problems = fit_problems(target, model.size, arena.stated)
         if problems:
             raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)} (the arena "
                              f"measured on {arena.measured_on})")
-        files, manifest = render(arena)
+    files, manifest = render(arena)
     _check_out_dir(out)
     atomic_write_folder(out, _folder_contents(files, manifest))
     return {**manifest, "out": str(out)}

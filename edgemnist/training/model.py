@@ -181,13 +181,10 @@ def build_ds_cnn(config: ModelConfig = ModelConfig(), batch_size: Optional[int] 
     conv_classifier = config.classifier == "conv"  # it reads the 4-D map, so no Flatten before it
     if config.global_pool == "average_pool":
         x = layers.AveragePooling2D(tuple(x.shape[1:3]), name="pool_avg")(x)
-        if not conv_classifier:
-            x = layers.Flatten(name="pool")(x)
-    elif config.global_pool == "flatten":
-        if not conv_classifier:
-            x = layers.Flatten(name="pool")(x)
-    else:
+    if config.global_pool == "mean":
         x = layers.GlobalAveragePooling2D(name="pool")(x)
+    elif not conv_classifier:
+        x = layers.Flatten(name="pool")(x)
     if config.dropout:
         x = layers.Dropout(config.dropout, name="dropout")(x)
     if conv_classifier:
