@@ -1,6 +1,10 @@
 """`edgemnist predict`: read the digit (or, with --digits, the number) in real images with a .tflite model.
 
-Usage: edgemnist predict runs/default/tflite/model_int8.tflite photo.jpg scans/ - [--digits] [--top 3] [--json]
+Usage: edgemnist predict photo.jpg scans/ - [--digits] [--top 3] [--json]     (the shipped int8 model)
+       edgemnist predict runs/default/tflite/model_int8.tflite photo.jpg       (your own export)
+
+The model is the first argument when it names a .tflite file (or a shipped model: `int8`,
+`float32`; also `--model`); without one, the int8 model shipped in the package reads the images.
 
 Images are files (PNG, JPEG, PGM/PPM, BMP, ...), folders (searched recursively; images
 in class folders 0/ .. 9/ give the accuracy) or `-` (one image on stdin). Each is put
@@ -25,6 +29,7 @@ from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
+from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
 from edgemnist.runtime.temperature import check_temperature
 
@@ -281,7 +286,19 @@ def watch(folder: str, on_new: Callable[[Path], None], poll: float, skip: Option
 # --------------------------------------------------------------------------- the command
 
 
-def load_model(model_path: str, config: PredictConfig) -> Model:
+def split_model_argument(model: Optional[str], positionals: list) -> tuple:
+    """(the model, the images) from `predict [MODEL] IMAGE...`: with --model given every positional is an
+    image; else the first one is the model when it ends in .tflite or is a shipped model's name that is no
+    file here; else there is none (None: the shipped default)."""
+    if model is not None or not positionals:
+        return model, list(positionals)
+    first = str(positionals[0])
+    if first.lower().endswith(".tflite") or (first in SHIPPED and not Path(first).exists()):
+        return first, list(positionals[1:])
+    return None, list(positionals)
+
+
+def load_model(model_path: Optional[str], config: PredictConfig) -> Model:
     """The Model for a run; an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
     from edgemnist.runtime.accelerator import AcceleratorUnavailableError
 
@@ -354,16 +371,21 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "predict",
         help="read the digit (or number) in real images: files, folders, stdin, a watched folder (no TensorFlow)",
-        description="Read digits in real images (photos, scans; PNG, JPEG, PGM/PPM, BMP; any size) with a "
-        ".tflite model: each image is put into MNIST's form (greyscale, polarity, paper and noise removed, "
+        description="Read digits in real images (photos, scans; PNG, JPEG, PGM/PPM, BMP; any size) with the "
+        f"{DEFAULT_MODEL} model shipped with edgemnist, or a .tflite model you name: each image is put into MNIST's form (greyscale, polarity, paper and noise removed, "
         "the digit's box scaled to 20x20 and centred by its centre of mass in 28x28), then classified. "
         "Prints the digit, its probability and the runner-up per image; images with no digit, images the "
         "digit-or-not gate (--gate) takes for something else (a letter, a garment), or a digit "
         "under --min-probability, are flagged rejected. A folder is searched recursively; images in class "
         "folders 0/..9/ give the accuracy. A file that cannot be read is reported and skipped (exit 2).",
     )
-    p.add_argument("model", help="a .tflite file (any exported variant)")
-    p.add_argument("inputs", nargs="*", metavar="IMAGE", help="image files, folders, or - for one image on stdin")
+    p.add_argument("inputs", nargs="*", metavar="[MODEL] IMAGE",
+                   help="the model first when it is a .tflite file (any exported variant) or a shipped model "
+                   f"({', '.join(SHIPPED)}); then image files, folders, or - for one image on stdin. Without a "
+                   f"model, the {DEFAULT_MODEL} model shipped with edgemnist reads them")
+    p.add_argument("--model", metavar="MODEL",
+                   help=f"the model: a .tflite file or a shipped model's name ({', '.join(SHIPPED)}) (default: "
+                   f"the shipped {DEFAULT_MODEL} model, or a .tflite given first among the arguments)")
     p.add_argument("--top", type=int, default=PredictConfig.top, metavar="K",
                    help="give the K most probable digits (default %(default)s: the digit and the runner-up)")
     p.add_argument("--digits", action="store_true",
@@ -406,6 +428,7 @@ def _run_predict(args):
     from edgemnist.cli import Output
 
     config = _config(args)
+    args.model, args.inputs = split_model_argument(args.model, args.inputs)
     if args.watch and args.inputs:
         raise ValueError("give images or --watch DIR, not both")
     if not args.watch and not args.inputs:

@@ -1,6 +1,9 @@
 """The Python API: read digits in real images with a .tflite model, no TensorFlow needed.
 
-Usage: import edgemnist; model = edgemnist.load("model_int8.tflite"); print(model.predict("photo.jpg").digit)
+Usage: import edgemnist; model = edgemnist.load(); print(model.predict("photo.jpg").digit)
+
+`edgemnist.load()` with no path reads the int8 model shipped in the package
+(edgemnist/runtime/models); `load("model_int8.tflite")` reads your own export.
 
 `load` gives a `Model`: `predict` (one image of one digit), `predict_batch` (many, one
 invoke per batch) and `predict_number` (one image of several digits, read left to
@@ -35,6 +38,7 @@ import numpy as np
 
 from edgemnist.runtime.accelerator import open_runner
 from edgemnist.runtime.gate import DEFAULT_GATE, Gate
+from edgemnist.runtime.models import is_shipped, resolve_model
 from edgemnist.runtime.prepare import ImageSource, Prepared, PrepareConfig, plain, prepare, prepare_digits
 from edgemnist.runtime.temperature import calibrated, check_temperature, probability_floor, read_temperature
 
@@ -144,7 +148,7 @@ class Model:
         temperature: the T the probabilities are calibrated with (1.0: the raw softmax output).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None,
+    def __init__(self, path: Union[str, os.PathLike, None] = None, threads: int = 1, backend: Optional[str] = None,
                  prepare: bool = True, min_probability: float = MIN_PROBABILITY,
                  config: PrepareConfig = PrepareConfig(), trusted: Optional[bool] = None,
                  accelerator: str = "cpu", gpu_precision: str = "fp16", temperature: Optional[float] = None,
@@ -152,7 +156,9 @@ class Model:
         """Loads a .tflite model that gives one score per digit.
 
         Args:
-            path: the .tflite file (any exported variant: float or integer input).
+            path: the .tflite file (any exported variant: float or integer input), or the name
+                of a model shipped with edgemnist ("int8", "float32"); None: the shipped int8
+                model (edgemnist.runtime.models).
             threads: interpreter threads (>= 1).
             backend: force one of runtime.BACKENDS; None picks the first installed.
             prepare: put images into MNIST's form first (False: they are MNIST-shaped already:
@@ -183,6 +189,9 @@ class Model:
             raise ValueError(f"config must be a PrepareConfig, got {type(config).__name__}")
         if temperature is not None:
             temperature = check_temperature(temperature)
+        path = resolve_model(path)
+        if trusted is None and is_shipped(path):
+            trusted = True  # it came with the package, as the shipped gate does
         self.runner = open_runner(path, accelerator, num_threads=threads, backend=backend, trusted=trusted,
                                   gpu_precision=gpu_precision)
         classes = int(np.prod(self.runner.output.shape[1:]))
@@ -323,14 +332,15 @@ def _no_digit(ready: Prepared) -> Prediction:
     return Prediction(None, None, None, None, None, True, ready.reason, None, None, ready.inverted)
 
 
-def load(path: str | os.PathLike, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
+def load(path: Union[str, os.PathLike, None] = None, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
          min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
          trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16",
          temperature: Optional[float] = None, gate: Union[str, os.PathLike, Gate, None] = DEFAULT) -> Model:
     """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
 
     Args:
-        path: the .tflite file.
+        path: the .tflite file, a shipped model's name ("int8", "float32"), or None: the shipped
+            int8 model.
         threads: interpreter threads.
         backend: force an interpreter package.
         prepare: put images into MNIST's form first.

@@ -1,0 +1,98 @@
+"""The trained digit models that ship with edgemnist, so a device reads digits without training first.
+
+Usage: from edgemnist.runtime.models import resolve_model; path = resolve_model(None)  # the shipped int8 model
+
+This folder holds the default model (`edgemnist pipeline --out runs/default`, seed 0) as
+`mnist_int8.tflite` and `mnist_float32.tflite`, each with its export manifest beside it
+(`<file>.json`: sha256, temperature, and a `shipped` entry with the accuracy on the 10,000
+MNIST test images and the exact command that made it). They are written by
+`tools/ship_models.py`, never by hand. `edgemnist predict`, `edgemnist serve` and
+`edgemnist.load()` read `mnist_int8.tflite` when no model is named.
+
+Needs nothing beyond the standard library; no TensorFlow.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+SHIPPED_DIR = Path(__file__).resolve().parent
+# name -> file in this folder; the names are what `--model NAME` and `edgemnist.load(NAME)` take
+SHIPPED = {"int8": "mnist_int8.tflite", "float32": "mnist_float32.tflite"}
+DEFAULT_MODEL = "int8"  # what predict, serve and load() read when no model is named
+
+
+def shipped_path(name: str = DEFAULT_MODEL) -> Path:
+    """The shipped model called `name` ("int8" or "float32").
+
+    Raises:
+        ValueError: not a shipped model's name.
+        FileNotFoundError: the file is missing from this install (a broken install or wheel).
+    """
+    if name not in SHIPPED:
+        raise ValueError(f"{name!r} is not a shipped model; the shipped models are {', '.join(SHIPPED)}")
+    path = SHIPPED_DIR / SHIPPED[name]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the shipped {name} model is missing from this install of edgemnist "
+                                "(reinstall it; a source checkout makes it with tools/ship_models.py)")
+    return path
+
+
+def is_shipped(path: Union[str, os.PathLike]) -> bool:
+    """Whether `path` is one of the shipped model files (which are trusted: they come with the package)."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return False
+    return any(resolved == SHIPPED_DIR / file for file in SHIPPED.values())
+
+
+def resolve_model(model: Union[str, os.PathLike, None]) -> Path:
+    """What a model argument names: None -> the default shipped model; a shipped model's name ("int8",
+    "float32") that is not also a file here -> that shipped model; anything else -> that path.
+
+    Raises:
+        FileNotFoundError: a shipped model is missing from this install.
+        ValueError: an unknown shipped name (never: other names are paths, checked by their reader).
+    """
+    if model is None:
+        return shipped_path(DEFAULT_MODEL)
+    if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
+        return shipped_path(model)
+    return Path(model)
+
+
+def read_manifest(name: str = DEFAULT_MODEL) -> dict:
+    """The manifest of a shipped model (its export manifest plus the `shipped` entry).
+
+    Raises:
+        FileNotFoundError: the model or its manifest is missing from this install.
+        ValueError: the manifest is not JSON.
+    """
+    path = shipped_path(name)
+    manifest = path.with_name(path.name + ".json")
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest}: the shipped {name} model's manifest is missing from this install")
+    try:
+        return json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{manifest}: not JSON ({exc})") from None
+
+
+def describe_shipped() -> list:
+    """One dict per shipped model: name, path, default, bytes, sha256, test_accuracy, command (None where missing)."""
+    rows = []
+    for name in SHIPPED:
+        row: dict = {"name": name, "path": str(SHIPPED_DIR / SHIPPED[name]), "default": name == DEFAULT_MODEL}
+        try:
+            manifest: Optional[dict] = read_manifest(name)
+        except (FileNotFoundError, ValueError) as exc:
+            row["error"] = str(exc)
+            manifest = None
+        shipped = (manifest or {}).get("shipped", {})
+        row.update(bytes=(manifest or {}).get("bytes"), sha256=(manifest or {}).get("sha256"),
+                   test_accuracy=shipped.get("test_accuracy"), command=shipped.get("command"))
+        rows.append(row)
+    return rows
