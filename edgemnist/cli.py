@@ -77,20 +77,30 @@ def _add_json_flag(parser: argparse.ArgumentParser) -> None:
 def _add_info(subparsers) -> None:
     p = subparsers.add_parser(
         "info",
-        help="layers, parameters and MACs of a Keras model, or ops/tensors/bytes of a .tflite",
-        description="Describe a model file. A .keras/.h5 file (needs the train extra): layers, "
-        "parameters and MACs per image. A .tflite file (no TensorFlow needed): ops, tensors, "
-        "quantization parameters and where the bytes go.",
+        help="the models shipped with edgemnist (which is the default), or describe a model file",
+        description="Without a model: the models shipped with edgemnist (predict, serve and "
+        "edgemnist.load() read the default one when no model is named), each with its size, sha256, "
+        "accuracy on the 10,000 MNIST test images and the command that made it. With a model: a "
+        ".keras/.h5 file (needs the train extra): layers, parameters and MACs per image; a .tflite file "
+        "or a shipped model's name (no TensorFlow needed): ops, tensors, quantization parameters and "
+        "where the bytes go.",
     )
-    p.add_argument("model", help="a .keras, .h5 or .tflite file")
+    p.add_argument("model", nargs="?", help="a .keras, .h5 or .tflite file, or a shipped model's name "
+                   "(int8, float32); none: list the shipped models")
     p.set_defaults(func=_run_info)
 
 
 def _run_info(args) -> Output:
-    if str(args.model).endswith(".tflite"):
+    from edgemnist.runtime import models
+
+    if args.model is None:
+        shipped = models.describe_shipped()
+        return Output({"shipped_models": shipped, "default": models.DEFAULT_MODEL},
+                      models.format_shipped(shipped))
+    if str(args.model).endswith(".tflite") or (args.model in models.SHIPPED and not Path(args.model).exists()):
         from edgemnist.runtime import tflite_info
 
-        info = tflite_info.describe(args.model)
+        info = tflite_info.describe(models.resolve_model(args.model))
         return Output(info, tflite_info.format_description(info))
     from edgemnist.training import model as model_lib
 
@@ -113,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgemnist",
         description="Train, prune, quantize, export and measure a small depthwise-separable CNN "
         "for MNIST, from desktop to Raspberry Pi to microcontroller.",
-        epilog="Main job: edgemnist pipeline --out runs/default. Every command takes --help.",
+        epilog="Read a digit now: edgemnist predict photo.jpg (the int8 model shipped with edgemnist is the "
+        "default model; edgemnist info lists the shipped models). Main job: edgemnist pipeline --out "
+        "runs/default. Every command takes --help.",
     )
     parser.add_argument("--version", action="version", version=f"edgemnist {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
