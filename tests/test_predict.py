@@ -136,8 +136,10 @@ def test_stdin_and_bad_input_from_a_shell(tflite_variants, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 2 and "notes.png" in errors[0] and "missing.jpg" in errors[1]
-    done = run_cli("predict", tmp_path / "notes.png", notes, timeout=120)  # a corrupt model is refused
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    corrupt = tmp_path / "notes.tflite"
+    corrupt.write_text("hello")
+    done = run_cli("predict", corrupt, notes, timeout=120)  # a corrupt model is refused
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "notes.tflite" in done.stderr
 
 
 @pytest.mark.parametrize("argv_tail,message", [
