@@ -156,19 +156,20 @@ def _open(source, name: str):
         raise ValueError(f"{name}: expected an image path, bytes, a PIL image or a numpy array")
     try:
         with warnings.catch_warnings():
-            # the warning tier of the bomb check (over MAX_IMAGE_PIXELS, under twice that) is decoded,
-            # reduced strip by strip (read_grey); where warnings are errors it is refused like the error tier
+            # the warning tier of the bomb check (over MAX_IMAGE_PIXELS, under twice that: a 12000x12000
+            # scan) is decoded and reduced strip by strip (read_grey), so its warning says nothing useful;
+            # the error tier (over twice MAX_IMAGE_PIXELS) is refused
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(stream)
     except Image.UnidentifiedImageError:
         raise ValueError(_unreadable(stream, name)) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise _bomb(exc, name) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:  # a damaged header
         raise ValueError(f"{name}: cannot read the image ({first_line(exc)})") from None
     try:
         frames = int(getattr(image, "n_frames", 1))
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
         raise ValueError(f"{name}: cannot read the image ({first_line(exc)})") from None
     # one file is one image: reading frame 1 of an animation or of a multi-page scan would answer for
     # a picture the user may not have meant. A phone's MPO JPEG (the photo plus a preview or depth
@@ -278,7 +279,7 @@ def read_grey(source: ImageSource, max_side: Optional[int] = None) -> tuple[np.n
     Image = _pil()
     try:
         width, height = image.size
-        if image.format == "JPEG":
+        if image.format in ("JPEG", "MPO"):  # MPO: a phone's JPEG with a second picture
             # the decoder gives greyscale directly, and scales by 1/2, 1/4 or 1/8 while decoding
             # (never below the size asked for): far cheaper than decoding colour in full
             side = max_side if max_side and max(width, height) > max_side else max(width, height)
@@ -293,9 +294,9 @@ def read_grey(source: ImageSource, max_side: Optional[int] = None) -> tuple[np.n
                 width, height = height, width
         factor = max(image.size) // max_side if max_side else 1
         grey = _pil_to_grey(_reduce(image, factor))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # a frame past the first
+    except Image.DecompressionBombError as exc:
         raise _bomb(exc, name) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:  # truncated or corrupt data
         raise ValueError(f"{name}: cannot decode the image ({first_line(exc)})") from None
     if grey.width == 0 or grey.height == 0:
         raise ValueError(f"{name}: the image is empty ({width}x{height})")

@@ -394,6 +394,11 @@ def test_animations_and_multi_page_files_are_refused_naming_the_frames(tmp_path)
     pages[0].save(tmp_path / "anim.png", save_all=True, append_images=pages[1:])  # APNG
     with pytest.raises(ValueError, match=r"\(2 frames\)"):
         prep.prepare((tmp_path / "anim.png").read_bytes())
+    # a phone's MPO JPEG (the photo and a second picture) is a photo: its first frame is read
+    pages[0].save(tmp_path / "phone.jpg", "MPO", save_all=True, append_images=pages[1:], quality=90)
+    assert Image.open(tmp_path / "phone.jpg").format == "MPO"
+    pages[0].save(tmp_path / "plain.jpg", quality=90)
+    assert np.array_equal(prep.prepare(tmp_path / "phone.jpg").image, prep.prepare(tmp_path / "plain.jpg").image)
     # one frame is one image: a still GIF (a palette image) reads as the PNG does
     write_image(digit_photo("1").convert("P"), tmp_path / "still.gif")
     assert np.array_equal(prep.prepare(tmp_path / "still.gif").image, prep.prepare(digit_photo("1")).image)
