@@ -7,8 +7,11 @@ unevenly lit and often JPEG; MNIST's digits are white on black, their bounding b
 to fit 20x20 (aspect kept, anti-aliased) and placed in a 28x28 field with their centre of
 mass at its centre. `prepare` turns the first into the second:
 
-1. decode to greyscale (PNG, JPEG, PGM/PPM, BMP, ...; alpha composited onto paper), reduced
-   so that its long side is at most `PrepareConfig.work_size` (JPEG decodes at that scale);
+1. decode to greyscale, upright by its EXIF orientation (PNG, JPEG, PGM/PPM, BMP, TIFF, ...;
+   alpha and colour-key transparency composited onto paper), reduced so that its long side
+   is at most `PrepareConfig.work_size` (JPEG decodes at that scale, other formats are
+   reduced strip by strip); a decompression bomb, an animation and a format this Pillow
+   cannot decode are refused in one line (`read_grey`);
 2. fit the paper: a quadratic surface fitted robustly to block means, starting from the
    frame's edge (level, then plane, then quadratic, outlying blocks dropped each time),
    which follows uneven light, vignetting and shading; the residual is the ink;
