@@ -12,8 +12,9 @@ into MNIST's form (`edgemnist.runtime.prepare`; `--no-prepare` skips that for
 MNIST-shaped input) and read by `edgemnist.runtime.classify.Model`. `--watch DIR` reads
 each image that appears in DIR, one line each, until Ctrl-C (exit 130).
 
-A file that cannot be read gets one line on stderr naming it, and the others go on; the
-exit status is then 2. Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
+A file that cannot be read (corrupt, a decompression bomb, an animation, a format this
+Pillow cannot decode such as HEIC) gets one line on stderr naming it, and the others go on;
+the exit status is then 2. Photos stored sideways are read upright (EXIF orientation). Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from typing import Callable, Optional
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
+from edgemnist.runtime.accelerator import describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
@@ -220,8 +222,17 @@ def summarize(records: list, failed: list) -> dict:
     }
 
 
+def accelerator_info(model: Model) -> Optional[dict]:
+    """What ran the model on the GPU accelerator, as `eval --json`'s "accelerator" object (the adapter Dawn
+    selected, software or hardware, precision, fallback); None on the CPU interpreter."""
+    info = getattr(model.runner, "accelerator_info", None)
+    return info() if callable(info) else None
+
+
 def format_summary(summary: dict, model: Model) -> str:
-    text = (f"{summary['images']} image(s) read by {model.path}: {summary['rejected']} rejected, "
+    gpu = accelerator_info(model)
+    where = f" on {describe_device(gpu)}" if gpu else ""
+    text = (f"{summary['images']} image(s) read by {model.path}{where}: {summary['rejected']} rejected, "
             f"{summary['failed']} failed")
     if summary["accuracy"] is not None:
         text += f"; accuracy {summary['accuracy']:.2%} ({summary['right']}/{summary['labelled']} in class folders)"
@@ -315,8 +326,9 @@ def predict_items(model: Model, items: list, config: PredictConfig,
     """Reads every item; a bad one is reported on stderr and skipped.
 
     Returns:
-        {"model", "backend", "threads", "prepare", "min_probability", "gate", "temperature",
-        "predictions" (records), "failed" [{"path", "error"}], "summary"}.
+        {"model", "backend", "backend_version", "accelerator", "accelerator_info", "threads", "prepare",
+        "min_probability", "gate", "temperature", "predictions" (records), "failed" [{"path", "error"}],
+        "summary"}.
     """
     saver = _Saver(config.save_prepared)
     records, failed = [], []
@@ -334,6 +346,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
         "backend": model.runner.backend.name,
         "backend_version": model.runner.backend.version,
         "accelerator": getattr(model.runner, "accelerator", "cpu"),
+        "accelerator_info": accelerator_info(model),
         "threads": model.runner.num_threads,
         "prepare": model.prepare,
         "min_probability": model.min_probability,

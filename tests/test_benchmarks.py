@@ -136,3 +136,11 @@ def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
     from edgemnist.micro.targets import MICRO_TARGETS
 
     assert set(bench.TARGET_GOALS) <= set(MICRO_TARGETS)
+
+
+def test_bench_decode_reads_every_kind_of_large_file(tmp_path):
+    out = tmp_path / "decode.json"
+    assert _load("bench_decode").main(["--side", "1500", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["grey PNG", "RGB PNG", "1-bit PNG", "RGBA PNG", "RGB JPEG"]
+    assert all(r["digit_found"] and r["peak_mb"] >= r["reading_mb"] >= 0 for r in rows)
