@@ -321,11 +321,11 @@ def _working_mode(image) -> str:
 def _reduce(image, factor: int):
     """The image shrunk `factor` times (box average) in a mode `_pil_to_grey` reads, converted and reduced a
     strip at a time: only the decoded image is ever full size, never a converted or composited copy of it."""
+    if factor < 2:
+        return image
     Image = _pil()
     mode = _working_mode(image)
     width, height = image.size
-    if factor < 2:
-        return image
     reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
     rows = factor * max(1, (1 << 22) // (width * factor))  # about 4 M pixels a strip, whole blocks of rows
     for top in range(0, height, rows):
