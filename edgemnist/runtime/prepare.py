@@ -246,6 +246,8 @@ _UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRA
 
 def _orientation(image) -> int:
     """The EXIF orientation (1-8; 1: upright), 1 when there is none or the EXIF data is unreadable."""
+    if image.format in ("JPEG", "MPO", "PNG", "WEBP") and "exif" not in image.info:
+        return 1  # these keep their EXIF block there: without one, none is built on every decode
     try:
         value = int(image.getexif().get(EXIF_ORIENTATION, 1))
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
