@@ -14,7 +14,8 @@ each image that appears in DIR, one line each, until Ctrl-C (exit 130).
 
 A file that cannot be read (corrupt, a decompression bomb, an animation, a format this
 Pillow cannot decode such as HEIC) gets one line on stderr naming it, and the others go on;
-the exit status is then 2. Photos stored sideways are read upright (EXIF orientation). Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
+the exit status is then 2. Photos stored sideways are read upright (EXIF orientation).
+Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
 """
 from __future__ import annotations
 

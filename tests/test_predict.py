@@ -232,6 +232,10 @@ def test_gpu_accelerator_reads_the_same_digits(tflite_variants, digit_folder, ca
     assert info["name"] == "gpu" and info["adapter"] and isinstance(info["software"], bool)
     assert {"vendor", "backend", "adapter_type", "precision", "fully_accelerated"} <= set(info)
     assert on_cpu["accelerator_info"] is None
+    assert cli.main(["predict", str(tflite_variants["int8"]), str(folder / "1"), "--accelerator", "gpu"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f" on {info['adapter']} (" in summary  # the text names the adapter too
+    assert ("software GPU" in summary) == info["software"]
     cpu_digits = [r["digit"] for r in on_cpu["predictions"]]
     gpu_digits = [r["digit"] for r in on_gpu["predictions"]]
     assert len(gpu_digits) == len(cpu_digits) >= 1

@@ -246,6 +246,8 @@ _UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRA
 
 def _orientation(image) -> int:
     """The EXIF orientation (1-8; 1: upright), 1 when there is none or the EXIF data is unreadable."""
+    if image.format in ("JPEG", "MPO", "PNG", "WEBP") and "exif" not in image.info:
+        return 1  # these keep their EXIF block there: without one, none is built on every decode
     try:
         value = int(image.getexif().get(EXIF_ORIENTATION, 1))
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
@@ -321,11 +323,11 @@ def _working_mode(image) -> str:
 def _reduce(image, factor: int):
     """The image shrunk `factor` times (box average) in a mode `_pil_to_grey` reads, converted and reduced a
     strip at a time: only the decoded image is ever full size, never a converted or composited copy of it."""
+    if factor < 2:
+        return image
     Image = _pil()
     mode = _working_mode(image)
     width, height = image.size
-    if factor < 2:
-        return image
     reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
     rows = factor * max(1, (1 << 22) // (width * factor))  # about 4 M pixels a strip, whole blocks of rows
     for top in range(0, height, rows):
