@@ -361,3 +361,19 @@ def test_server_error_is_shown_and_the_page_goes_on(page, model, server, tmp_pat
     draw(page, digit_strokes(mnist_test.images[1]))
     view = shown(page)
     assert_shows(view, model.predict(data_url_bytes(view["png"])))
+
+
+def test_unreachable_server_is_shown(page, model, mnist_test):
+    """A request that never reaches the server (the network drops it) shows why in #error; the next stroke, once
+    the network is back, is read as usual."""
+    strokes = digit_strokes(mnist_test.images[2])
+    page.route("**/predict*", lambda route: route.abort("connectionrefused"))
+    draw(page, strokes[:1])
+    view = shown(page)
+    assert view["state"] == "error" and view["error_visible"] and view["answer"] == "?"
+    assert view["error"].startswith("could not reach the server")
+    page.unroute("**/predict*")
+    page.click("#clear")
+    draw(page, strokes)
+    view = shown(page)
+    assert_shows(view, model.predict(data_url_bytes(view["png"])))
