@@ -330,3 +330,15 @@ def test_cli_bad_model_is_one_line_exit_2(tmp_path):
     missing = tmp_path / "missing.tflite"
     run = run_cli("serve", missing, "--host", "127.0.0.1", "--port", free_port(), timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines() == [f"edgemnist: error: {missing}: no such file"]
+
+
+def test_multipart_parts_come_back_byte_for_byte():
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes() + b"\r\n--\r\n\r\r\n\n"  # line ends, dashes
+    body, content_type = multipart([("other", "first.png", b"not this one", "image/png"),
+                                    ("image", "photo  2.jpg", data, "image/jpeg")], {"image_note": "x"})
+    assert serve.multipart_upload(body, content_type) == (data, "photo 2.jpg")
+    with pytest.raises(serve.RequestError, match="without a boundary"):
+        serve.multipart_upload(body, "multipart/form-data")
+    with pytest.raises(serve.RequestError, match="without parts"):
+        serve.multipart_upload(body, "multipart/form-data; boundary=something-else")
