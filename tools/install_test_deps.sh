@@ -12,7 +12,8 @@
 #                          machine without a GPU; chromium-common alone, without the browser, ships it
 #   chromium               the real browser tests/test_serve_page.py drives headless (through Python's
 #                          playwright, pointed at /usr/bin/chromium: no browser download)
-# Tests that need one of these skip with a reason when it is missing.
+# Tests that need one of these skip with a reason when it is missing (they fail instead when
+# EDGEMNIST_REQUIRE_GROUPS names their group: tests/conftest.py).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
