@@ -363,6 +363,21 @@ def test_server_error_is_shown_and_the_page_goes_on(page, model, server, tmp_pat
     assert_shows(view, model.predict(data_url_bytes(view["png"])))
 
 
+def test_upload_over_the_size_cap_shows_the_413(page, server, tmp_path):
+    """A file over the server's body cap: the 413's message shows (the server refuses it unread), not a
+    network failure."""
+    with urllib.request.urlopen(server + "health", timeout=30) as answer:
+        cap = json.load(answer)["max_bytes"]
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(np.random.default_rng(0).integers(0, 256, cap + 1000, dtype=np.uint8).tobytes())
+    before = seq(page)
+    page.set_input_files("#file", str(big))
+    wait_answer(page, before)
+    view = shown(page)
+    assert view["state"] == "error" and view["error_visible"] and view["answer"] == "?"
+    assert str(cap) in view["error"], view["error"]  # the message names the limit
+
+
 def test_unreachable_server_is_shown(page, model, mnist_test):
     """A request that never reaches the server (the network drops it) shows why in #error; the next stroke, once
     the network is back, is read as usual."""
