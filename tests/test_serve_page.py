@@ -2,7 +2,7 @@
 
 Usage: pytest tests/test_serve_page.py
        (needs Debian's chromium, tools/install_test_deps.sh, and Python's playwright package, edgemnist[dev];
-       Playwright drives the system's /usr/bin/chromium and downloads no browser)
+       Playwright drives the system's chromium, or the one EDGEMNIST_CHROMIUM names, and downloads no browser)
 
 Each check compares what the page shows with what `edgemnist.load(MODEL).predict(...)` gives for the
 same bytes: the canvas's own PNG after the strokes, the uploaded file. Where chromium or playwright is
