@@ -89,13 +89,24 @@ def get_json(port: int, path: str) -> dict:
         conn.close()
 
 
-def process_cpu_seconds(pid: int):
-    """User + system CPU seconds a process has used so far (Linux /proc), or None where that cannot be read."""
+def _stat_fields(pid) -> list:
+    """/proc/PID/stat's fields after the command name (field 3 onwards); [] where unreadable."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
+        return []
+
+
+def process_cpu_seconds(pid: int):
+    """User + system CPU seconds used so far by a process and its child processes (`serve --processes`), from
+    Linux's /proc; None where that cannot be read."""
+    own = _stat_fields(pid)
+    if not own:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+    children = [f for f in (_stat_fields(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+                if len(f) > 12 and f[1] == str(pid)]  # field 4: the parent's pid
+    ticks = sum(int(f[11]) + int(f[12]) for f in [own, *children])  # utime, stime (fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def drive(port: int, images: list, labels: list, concurrency: int, requests: int, warmup: int,
@@ -199,6 +210,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=200, help="distinct MNIST test digits sent (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="for the photo effects (default %(default)s)")
     parser.add_argument("--workers", type=int, help="the server's --workers (default: its own)")
+    parser.add_argument("--processes", type=int, help="the server's --processes (default: its own)")
     parser.add_argument("--threads", type=int, help="the server's interpreter --threads (default: its own)")
     parser.add_argument("--no-gate", action="store_true", help="the server runs without the digit-or-not gate")
     parser.add_argument("--json", default="benchmarks/results/serve.json", help="where to write the results")
@@ -215,6 +227,7 @@ def main(argv=None) -> int:
 
     args = parse_args(argv)
     server_args = [*(["--workers", str(args.workers)] if args.workers else []),
+                   *(["--processes", str(args.processes)] if args.processes else []),
                    *(["--threads", str(args.threads)] if args.threads else []),
                    *(["--no-gate"] if args.no_gate else [])]
     images, labels = digit_jpegs(args.images, args.seed)
@@ -231,7 +244,7 @@ def main(argv=None) -> int:
         "model": health["model"],
         "backend": health["backend"],
         "backend_version": health["backend_version"],
-        "server": {key: health[key] for key in ("workers", "threads", "gate", "prepare", "max_bytes")},
+        "server": {key: health[key] for key in ("processes", "workers", "threads", "gate", "prepare", "max_bytes")},
         "server_command": ["edgemnist", "serve", *([args.model] if args.model else []), "--quiet", *server_args],
         "images": {"count": len(images), "side": SIDE, "format": "JPEG", "source": "MNIST test digits as photos",
                    "mean_bytes": round(float(np.mean([len(i) for i in images])), 1)},
@@ -242,8 +255,9 @@ def main(argv=None) -> int:
         "goal": {"concurrency": 8, "requests_per_second": 300, "p99_ms": 50},
         "rows": rows,
     }
-    print(f"{health['model']} ({health['backend']} {health['backend_version']}, {health['workers']} worker(s), "
-          f"{health['threads']} thread(s) each; load average at start {load_average[0]})")
+    print(f"{health['model']} ({health['backend']} {health['backend_version']}, {health['processes']} process(es) x "
+          f"{health['workers']} worker(s), {health['threads']} thread(s) each; load average at start "
+          f"{load_average[0]})")
     print(format_table(rows))
     atomic_write_json(args.json, results)
     print(f"wrote {args.json}")

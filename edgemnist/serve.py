@@ -31,6 +31,7 @@ import io
 import json
 import os
 import queue
+import signal
 import socket
 import socketserver
 import sys
@@ -78,6 +79,7 @@ class ServeConfig:
     port: int = 8000
     max_bytes: int = 10_000_000  # a larger request body is refused (413) before it is read
     workers: int = field(default_factory=_default_workers)  # Models in the pool: requests read at once
+    processes: int = 1  # server processes sharing the port, each with its own pool (and its own GIL)
     timeout: float = 30.0  # seconds a connection may stay silent (idle keep-alive, a stalled body) before closing
     busy_timeout: float = 30.0  # seconds a request waits for a free Model before a 503
     top: int = 2  # most probable digits per answer when the request names no ?top=K
@@ -98,6 +100,10 @@ class ServeConfig:
             raise ValueError(f"max_bytes must be an integer >= 1, got {self.max_bytes!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
+            raise ValueError(f"processes must be an integer >= 1, got {self.processes!r}")
+        if self.processes > 1 and not hasattr(os, "fork"):
+            raise ValueError(f"processes={self.processes} needs os.fork (Linux, macOS); use 1 here")
         for name in ("timeout", "busy_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -278,6 +284,8 @@ class Service:
             "backend_version": model.runner.backend.version,
             "threads": model.runner.num_threads,
             "workers": len(self.pool.models),
+            "processes": self.config.processes,
+            "pid": os.getpid(),
             "prepare": model.prepare,
             "min_probability": model.min_probability,
             "gate": None if model.gate is None else model.gate.describe(),
@@ -285,7 +293,7 @@ class Service:
             "max_bytes": self.config.max_bytes,
             "edgemnist_version": __version__,
             "uptime_s": round(time.time() - self.started, 3),
-            "requests": self.requests,
+            "requests": self.requests,  # by this process
         }
 
     def manifest(self) -> dict:
@@ -529,7 +537,7 @@ def make_server(model: Optional[str], config: ServeConfig) -> Server:
 
     Args:
         model: a .tflite path, a shipped model's name, or None (the shipped int8 model).
-        config: the settings.
+        config: the settings (`processes` is `serve`'s business: this is one process's server).
 
     Returns:
         Server, listening; `serve_forever()` answers requests, `shutdown()` (from another thread) stops it.
@@ -538,6 +546,17 @@ def make_server(model: Optional[str], config: ServeConfig) -> Server:
         ValueError: the port is taken, or the address cannot be listened on; a bad model (as `edgemnist.load`).
         FileNotFoundError: no such model.
     """
+    server = _bind(config)
+    try:
+        server.service = Service(model, config)
+    except BaseException:
+        server.server_close()
+        raise
+    return server
+
+
+def _bind(config: ServeConfig) -> Server:
+    """A Server listening on the configured address, with no service yet; ValueError when it cannot listen."""
     try:
         server = Server((config.host, config.port), Handler, bind_and_activate=True)
     except socket.gaierror as exc:
@@ -547,11 +566,6 @@ def make_server(model: Optional[str], config: ServeConfig) -> Server:
             raise ValueError(f"port {config.port} on {config.host} is taken (another server runs there?): "
                              "pick another with --port") from None
         raise ValueError(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}") from None
-    try:
-        server.service = Service(model, config)
-    except BaseException:
-        server.server_close()
-        raise
     return server
 
 
@@ -568,21 +582,124 @@ def lan_urls(host: str, port: int) -> list:
     return []
 
 
+def _announce(path, server: Server) -> None:
+    host, port = server.server_address[:2]
+    print(f"serving {path} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    for url in lan_urls(host, port):
+        print(f"from another machine on this network: {url}", file=sys.stderr, flush=True)
+
+
 def serve(model: Optional[str], config: ServeConfig) -> None:
     """Answers requests until interrupted (KeyboardInterrupt propagates: the CLI exits 130).
 
     Raises:
         ValueError, FileNotFoundError: as `make_server`.
     """
+    if config.processes > 1:
+        _serve_in_processes(model, config)
+        return
     server = make_server(model, config)
     try:
-        host, port = server.server_address[:2]
-        print(f"serving {server.service.pool.path} on http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr,
-              flush=True)
-        for url in lan_urls(host, port):
-            print(f"from another machine on this network: {url}", file=sys.stderr, flush=True)
+        _announce(server.service.pool.path, server)
         server.serve_forever(poll_interval=0.5)
     finally:
+        server.server_close()
+
+
+class _ParentGone(Exception):
+    """The process that started this server process has exited: stop serving."""
+
+
+class _ChildServer(Server):
+    """One of `processes` servers on a shared socket: it stops when the process that started it is gone."""
+
+    parent_pid: int
+
+    def service_actions(self):
+        if os.getppid() != self.parent_pid:
+            raise _ParentGone()
+
+
+# The kinds of error a server process reports back by name when it cannot load the model, so that the parent
+# raises the same kind as the one-process path would (the CLI's exit status 2 for bad input); anything else
+# becomes a RuntimeError.
+_LOAD_ERRORS = {cls.__name__: cls for cls in (FileNotFoundError, IsADirectoryError, NotADirectoryError,
+                                             PermissionError, ValueError)}
+
+
+def _start_server_process(server: Server, model: Optional[str], config: ServeConfig) -> tuple:
+    """Forks one server process on the shared socket; returns (pid, the path of the model it loaded).
+
+    The child loads its own Models after the fork (an interpreter must not cross a fork) and
+    says "ok PATH" or "error TYPE MESSAGE" on a pipe once it is ready to answer.
+
+    Raises:
+        ValueError, FileNotFoundError, RuntimeError: the child could not load the model, or died.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller
+        status = 1
+        try:
+            os.close(read_fd)
+            server.__class__ = _ChildServer
+            server.parent_pid = os.getppid()
+            # every process is woken for a new connection and one wins it: the others must get
+            # EAGAIN from accept (socketserver then waits again), not block in it
+            server.socket.setblocking(False)
+            server.service = Service(model, config)
+            os.write(write_fd, f"ok {server.service.pool.path}\n".encode())
+            os.close(write_fd)
+            server.serve_forever(poll_interval=0.5)
+            status = 0
+        except (KeyboardInterrupt, _ParentGone):
+            status = 0
+        except BaseException as exc:  # noqa: BLE001 (reported to the parent, which raises it)
+            with contextlib.suppress(OSError):
+                kind = next((name for name, cls in _LOAD_ERRORS.items() if isinstance(exc, cls)), "RuntimeError")
+                os.write(write_fd, f"error {kind} {first_line(exc, default='')}\n".encode())
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        answer = pipe.readline().decode("utf-8", "replace").strip()
+    if answer.startswith("ok "):
+        return pid, answer[3:]
+    _, waited = os.waitpid(pid, 0)
+    if answer.startswith("error "):
+        kind, _, message = answer[6:].partition(" ")
+        raise _LOAD_ERRORS.get(kind, RuntimeError)(message)
+    raise RuntimeError(f"a server process died while loading the model (wait status {waited})")
+
+
+def _serve_in_processes(model: Optional[str], config: ServeConfig) -> None:
+    """`config.processes` server processes share one listening socket (the kernel hands each new connection to
+    one of them); this process starts them, starts another when one dies, and stops them all when interrupted."""
+    server = _bind(config)
+    children: set = set()
+    try:
+        path = None
+        for _ in range(config.processes):
+            pid, path = _start_server_process(server, model, config)
+            children.add(pid)
+        _announce(path, server)
+        while True:
+            pid, status = os.wait()
+            if pid not in children:
+                continue
+            children.discard(pid)
+            print(f"edgemnist serve: server process {pid} ended (wait status {status}); starting another",
+                  file=sys.stderr, flush=True)
+            time.sleep(1.0)  # a process that dies at once must not become a busy loop of forks
+            pid, _ = _start_server_process(server, model, config)
+            children.add(pid)
+    finally:
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.waitpid(pid, 0)
         server.server_close()
 
 
@@ -608,6 +725,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--port", type=int, default=defaults.port, help="TCP port (default %(default)s)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="Models in the pool: requests read at the same time (default: the usable cores, at most 4)")
+    p.add_argument("--processes", type=int, default=defaults.processes, metavar="N",
+                   help="server processes sharing the port, each with its own --workers Models: requests are "
+                   "read in parallel beyond what one Python process's lock allows (default %(default)s)")
     p.add_argument("--max-bytes", type=int, default=defaults.max_bytes, metavar="B",
                    help="refuse a request body over B bytes with a 413 (default %(default)s)")
     p.add_argument("--timeout", type=float, default=defaults.timeout, metavar="S",
@@ -634,7 +754,8 @@ def add_commands(subparsers) -> None:
 
 def _config(args) -> ServeConfig:
     workers = {} if args.workers is None else {"workers": args.workers}
-    return ServeConfig(host=args.host, port=args.port, max_bytes=args.max_bytes, timeout=args.timeout,
+    return ServeConfig(host=args.host, port=args.port, processes=args.processes, max_bytes=args.max_bytes,
+                       timeout=args.timeout,
                        busy_timeout=args.busy_timeout, top=args.top, prepare=args.prepare,
                        min_probability=args.min_probability, gate=args.gate, threads=args.threads,
                        backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision,

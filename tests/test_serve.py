@@ -292,7 +292,7 @@ def test_concurrent_requests_from_8_threads_are_all_answered_right(server, refer
 
 
 def test_serve_config_checks_its_values():
-    for bad in ({"port": 70000}, {"max_bytes": 0}, {"workers": 0}, {"timeout": 0}, {"busy_timeout": -1},
+    for bad in ({"port": 70000}, {"max_bytes": 0}, {"workers": 0}, {"processes": 0}, {"timeout": 0}, {"busy_timeout": -1},
                 {"top": 11}, {"min_probability": 2.0}, {"threads": 0}, {"temperature": -1.0}):
         with pytest.raises(ValueError):
             serve.ServeConfig(**bad)
@@ -330,6 +330,13 @@ def test_cli_bad_model_is_one_line_exit_2(tmp_path):
     missing = tmp_path / "missing.tflite"
     run = run_cli("serve", missing, "--host", "127.0.0.1", "--port", free_port(), timeout=120)
     assert run.returncode == 2 and run.stderr.strip().splitlines() == [f"edgemnist: error: {missing}: no such file"]
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"not a flatbuffer at all, " * 8)
+    for processes in ("1", "2"):  # a server process reports its load error to the parent, which exits alike
+        run = run_cli("serve", garbage, "--host", "127.0.0.1", "--port", free_port(), "--processes", processes,
+                      timeout=120)
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"edgemnist: error: {garbage}: ")
 
 
 def test_multipart_parts_come_back_byte_for_byte():
@@ -342,3 +349,36 @@ def test_multipart_parts_come_back_byte_for_byte():
         serve.multipart_upload(body, "multipart/form-data")
     with pytest.raises(serve.RequestError, match="without parts"):
         serve.multipart_upload(body, "multipart/form-data; boundary=something-else")
+
+
+def test_cli_processes_share_the_port_and_stop_together(model_path, reference):
+    port = free_port()
+    child = subprocess.Popen(cli_command("serve", model_path, "--host", "127.0.0.1", "--port", port, "--processes",
+                                         "2", "--workers", "1", "--quiet"),
+                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stderr.readline().startswith(f"serving {model_path} on http://127.0.0.1:{port}/")
+        data = jpeg_bytes(digit_photo("8"))
+        pids = set()
+        for _ in range(40):  # each new connection goes to one of the two processes
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("GET", "/health")
+            health = json.loads(conn.getresponse().read())
+            conn.request("POST", "/predict", body=data)
+            response = conn.getresponse()
+            assert response.status == 200 and json.loads(response.read()) == expected(reference, data)
+            conn.close()
+            assert health["processes"] == 2 and health["pid"] != child.pid
+            pids.add(health["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 130 and err.strip().splitlines()[-1] == "edgemnist: error: interrupted"
+        for pid in pids:  # the server processes went with it
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
