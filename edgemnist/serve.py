@@ -322,6 +322,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a client reuses its connection
     server_version = f"edgemnist/{__version__}"
     disable_nagle_algorithm = True  # a small answer goes out at once, not after the client's delayed ACK
+    wbufsize = -1  # buffered: the headers and a small body leave in one send (`_send` flushes), not two packets
     server: "Server"
 
     def setup(self):
@@ -398,6 +399,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        self.wfile.flush()
 
     def _send_json(self, status: int, obj, headers=(), close: bool = False) -> None:
         self._send(status, json.dumps(obj, sort_keys=True).encode("utf-8") + b"\n", "application/json", headers, close)
