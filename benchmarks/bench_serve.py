@@ -213,6 +213,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, help="the server's --processes (default: its own)")
     parser.add_argument("--threads", type=int, help="the server's interpreter --threads (default: its own)")
     parser.add_argument("--no-gate", action="store_true", help="the server runs without the digit-or-not gate")
+    parser.add_argument("--note", help="a line kept in the JSON (what the model is when it is not the shipped one)")
     parser.add_argument("--json", default="benchmarks/results/serve.json", help="where to write the results")
     args = parser.parse_args(argv)
     args.levels = [int(c) for c in args.concurrency.split(",")]
@@ -236,12 +237,15 @@ def main(argv=None) -> int:
     server = start_server(args.model, port, server_args)
     try:
         health = get_json(port, "/health")
+        manifest = get_json(port, "/model")
         rows = [drive(port, images, labels, c, args.requests, args.warmup, server.pid) for c in args.levels]
     finally:
         server.terminate()
         server.wait(30)
     results = {
         "model": health["model"],
+        "model_sha256": manifest.get("sha256"),
+        "note": args.note,
         "backend": health["backend"],
         "backend_version": health["backend_version"],
         "server": {key: health[key] for key in ("processes", "workers", "threads", "gate", "prepare", "max_bytes")},
