@@ -55,10 +55,6 @@ PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 UPLOAD = "<upload>"  # a record's `path` when the upload carries no file name
 # prepare names encoded bytes so in its errors; the service names the upload instead
 _BYTES_NAME = "<image bytes>"
-# After refusing a body it will not read (413), the server reads and drops what the client
-# still sends, for this long at most, before closing: closing on unread data makes the kernel
-# reset the connection, and the client would lose the 413 it has not read yet.
-LINGER_SECONDS = 2.0
 _READ_CHUNK = 64 * 1024
 
 
@@ -82,6 +78,9 @@ class ServeConfig:
     processes: int = 1  # server processes sharing the port, each with its own pool (and its own GIL)
     timeout: float = 30.0  # seconds a connection may stay silent (idle keep-alive, a stalled body) before closing
     busy_timeout: float = 30.0  # seconds a request waits for a free Model before a 503
+    # seconds, after refusing a body unread (413), spent reading and dropping what the client still sends before
+    # closing: closing on unread data makes the kernel reset the connection, and the client loses the 413
+    linger: float = 2.0
     top: int = 2  # most probable digits per answer when the request names no ?top=K
     prepare: bool = True  # put images into MNIST's form first (False: they already are)
     min_probability: float = MIN_PROBABILITY  # below this a digit is flagged low confidence (rejected)
@@ -104,7 +103,7 @@ class ServeConfig:
             raise ValueError(f"processes must be an integer >= 1, got {self.processes!r}")
         if self.processes > 1 and not hasattr(os, "fork"):
             raise ValueError(f"processes={self.processes} needs os.fork (Linux, macOS); use 1 here")
-        for name in ("timeout", "busy_timeout"):
+        for name in ("timeout", "busy_timeout", "linger"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
@@ -209,9 +208,9 @@ def multipart_upload(body: bytes, content_type: str) -> tuple:
     """(the file's bytes, its name) from a multipart/form-data body (RFC 7578): the field `image`, else the first
     file.
 
-    The body is cut at its boundary with bytes.split (a phone's photo is megabytes; the email
-    package's parser reads it line by line, about a second per 1.5 MB); only each part's few
-    header lines go through the email package.
+    The body is cut at its boundary with bytes.split: a phone's photo is megabytes of binary
+    data, which the email package's parser would read line by line, holding Python's lock all
+    the while; only each part's few header lines go through the email package.
 
     Raises:
         RequestError: 400 when the body is no multipart form or holds no file.
@@ -473,13 +472,13 @@ class Handler(BaseHTTPRequestHandler):
         return self._read_exactly(length)
 
     def _linger(self) -> None:
-        """Reads and drops what the client still sends, for LINGER_SECONDS at most, after an answer that ends the
+        """Reads and drops what the client still sends, for `linger` seconds at most, after an answer that ends the
         connection: it then sees that answer instead of a reset."""
         with contextlib.suppress(OSError):
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + LINGER_SECONDS
-            self.connection.settimeout(LINGER_SECONDS)
+            deadline = time.monotonic() + self.server.service.config.linger
+            self.connection.settimeout(self.server.service.config.linger)
             while time.monotonic() < deadline and self.connection.recv(_READ_CHUNK):
                 pass
 

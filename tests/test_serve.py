@@ -292,7 +292,7 @@ def test_concurrent_requests_from_8_threads_are_all_answered_right(server, refer
 
 
 def test_serve_config_checks_its_values():
-    for bad in ({"port": 70000}, {"max_bytes": 0}, {"workers": 0}, {"processes": 0}, {"timeout": 0}, {"busy_timeout": -1},
+    for bad in ({"port": 70000}, {"max_bytes": 0}, {"workers": 0}, {"processes": 0}, {"timeout": 0}, {"busy_timeout": -1}, {"linger": 0},
                 {"top": 11}, {"min_probability": 2.0}, {"threads": 0}, {"temperature": -1.0}):
         with pytest.raises(ValueError):
             serve.ServeConfig(**bad)
