@@ -382,3 +382,39 @@ def test_cli_processes_share_the_port_and_stop_together(model_path, reference):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_unexpected_failure_is_a_500_and_the_service_goes_on(server, reference, monkeypatch):
+    def broken(image):  # a bug in the server's own code, after the model has read the image
+        raise RuntimeError("encoder exploded\nsecond line")
+
+    monkeypatch.setattr(serve, "data_url", broken)
+    data = jpeg_bytes(digit_photo("2"))
+    status, _, answer = ask(server, "POST", "/predict?prepared=1", data)
+    assert status == 500 and answer == {"error": "internal error: RuntimeError: encoder exploded"}
+    status, _, record = ask(server, "POST", "/predict", data)  # the Model went back to the pool
+    assert status == 200 and record == expected(reference, data)
+    monkeypatch.undo()
+    assert all(ask(server, "POST", "/predict", data)[0] == 200 for _ in range(3))  # both Models still there
+
+
+def test_no_free_model_is_a_503_and_a_model_without_manifest_describes_itself(model_path, tmp_path):
+    import shutil
+
+    bare = shutil.copy(model_path, tmp_path / "bare.tflite")  # no manifest beside it
+    config = serve.ServeConfig(host="127.0.0.1", port=0, workers=1, busy_timeout=0.2, quiet=True)
+    srv = serve.make_server(str(bare), config)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        status, _, info = ask(srv, "GET", "/model")
+        assert status == 200 and info["inputs"][0]["shape"][1:3] == [28, 28]  # what `edgemnist info --json` gives
+        data = jpeg_bytes(digit_photo("0"))
+        with srv.service.pool.checkout(1.0):  # the only Model is taken
+            status, _, answer = ask(srv, "POST", "/predict", data)
+        assert status == 503 and answer["error"].startswith("busy: no model free within 0.2 s")
+        assert ask(srv, "POST", "/predict", data)[0] == 200
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)
