@@ -221,9 +221,10 @@ def test_keep_alive_one_connection_carries_requests_good_and_bad(server, referen
         good = jpeg_bytes(digit_photo("9"))
         assert _ask(conn, "POST", "/predict", good)[0] == 200
         sock = conn.sock
-        for method, path, body in (("POST", "/predict", b"nonsense"), ("GET", "/nowhere", None),
-                                   ("POST", "/health", b"a body it never reads"), ("GET", "/health", None)):
-            assert _ask(conn, method, path, body)[0] in (400, 404, 405, 200)
+        for method, path, body, want in (("POST", "/predict", b"nonsense", 400), ("GET", "/nowhere", None, 404),
+                                         ("POST", "/health", b"a body it never reads", 405),
+                                         ("POST", "/predict?top=99", good, 400), ("GET", "/health", None, 200)):
+            assert _ask(conn, method, path, body)[0] == want, (method, path)
         status, _, record = _ask(conn, "POST", "/predict", good)
         assert status == 200 and record == expected(reference, good)
         assert conn.sock is sock  # never reconnected: every answer kept the connection open
