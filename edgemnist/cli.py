@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "edgemnist.measure.bench",
     "edgemnist.measure.compare",
     "edgemnist.predict",
+    "edgemnist.serve",
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
     "edgemnist.micro.targets",

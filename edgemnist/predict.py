@@ -146,6 +146,37 @@ class _Saver:
         return paths
 
 
+def image_record(model: Model, source, name: str, top: int, digits: bool = False,
+                 label: Optional[str] = None) -> tuple:
+    """Reads one image and builds its JSON record, the one predict --json and `edgemnist serve` give.
+
+    Args:
+        model: the Model that reads it.
+        source: what `Model.predict` takes (a path, encoded bytes, ...).
+        name: the record's `path`.
+        top: how many of the most probable digits the record lists.
+        digits: read a number (`Model.predict_number`) instead of one digit.
+        label: the expected answer (a class folder's name), or None.
+
+    Returns:
+        (record, images): the record with `prepared` None (the caller fills it in) and the
+        uint8 28x28 images the model saw (one per digit; none when no digit was found).
+
+    Raises:
+        FileNotFoundError, ValueError, OSError: the image cannot be read.
+    """
+    if digits:
+        result = model.predict_number(source)
+        images = [d.image for d in result.digits]
+    else:
+        result = model.predict(source)
+        images = [] if result.image is None else [result.image]
+    record = {"path": name, "label": label, **result.to_json(top)}
+    record["right"] = None if label is None else _answer(result) == label
+    record["prepared"] = None
+    return record, images
+
+
 def read_item(model: Model, item: Item, config: PredictConfig, saver: _Saver) -> dict:
     """One image's JSON record (keys: docs/outputs.md).
 
@@ -153,14 +184,7 @@ def read_item(model: Model, item: Item, config: PredictConfig, saver: _Saver) ->
         FileNotFoundError, ValueError, OSError: the image cannot be read.
     """
     source = sys.stdin.buffer.read() if item.source == STDIN else item.source
-    if config.digits:
-        result = model.predict_number(source)
-        images = [d.image for d in result.digits]
-    else:
-        result = model.predict(source)
-        images = [] if result.image is None else [result.image]
-    record = {"path": item.name, "label": item.label, **result.to_json(config.top)}
-    record["right"] = None if item.label is None else _answer(result) == item.label
+    record, images = image_record(model, source, item.name, config.top, config.digits, item.label)
     record["prepared"] = saver.save(item, images) if config.save_prepared else None
     return record
 
@@ -310,14 +334,15 @@ def split_model_argument(model: Optional[str], positionals: list) -> tuple:
     return None, list(positionals)
 
 
-def load_model(model_path: Optional[str], config: PredictConfig) -> Model:
-    """The Model for a run; an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
+def load_model(model_path: Optional[str], config: PredictConfig, trusted: Optional[bool] = None) -> Model:
+    """The Model for a run (`trusted` as for Model: True skips the child-process check of a file already checked);
+    an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
     from edgemnist.runtime.accelerator import AcceleratorUnavailableError
 
     try:
         return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
                      min_probability=config.min_probability, gate=config.gate, accelerator=config.accelerator,
-                     gpu_precision=config.gpu_precision, temperature=config.temperature)
+                     gpu_precision=config.gpu_precision, temperature=config.temperature, trusted=trusted)
     except AcceleratorUnavailableError as exc:
         raise ValueError(str(exc)) from None
 
