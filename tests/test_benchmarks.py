@@ -145,6 +145,7 @@ def test_bench_decode_reads_every_kind_of_large_file(tmp_path):
     assert [r["kind"] for r in rows] == ["grey PNG", "RGB PNG", "1-bit PNG", "RGBA PNG", "RGB JPEG"]
     assert all(r["digit_found"] and r["peak_mb"] >= r["reading_mb"] >= 0 for r in rows)
 
+
 def test_bench_serve_drives_a_real_server_at_each_concurrency(tflite_models, tmp_path):
     out = tmp_path / "serve.json"
     assert _load("bench_serve").main(["--model", str(tflite_models["int8"]), "--requests", "12", "--warmup", "1",
