@@ -14,7 +14,6 @@ JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile

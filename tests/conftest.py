@@ -37,6 +37,17 @@ def skip_or_fail(group: str, reason: str) -> None:
     pytest.skip(f"{group}: {reason}")
 
 
+@pytest.fixture
+def cortex_m_tools():
+    """Skips a test that builds firmware for a Cortex-M core where the Arm toolchain, QEMU or a TFLite Micro tree is
+    missing (fails instead where EDGEMNIST_REQUIRE_GROUPS names cortex-m). Usage: @pytest.mark.usefixtures."""
+    from _helpers import cortex_m_missing
+
+    missing = cortex_m_missing()
+    if missing:
+        skip_or_fail("cortex-m", f"Cortex-M build unavailable: {missing}")
+
+
 @pytest.fixture(scope="session")
 def mnist_train():
     """The first 3,000 real MNIST training digits."""

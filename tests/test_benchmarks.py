@@ -70,11 +70,8 @@ def test_bench_step_times_training_steps(tmp_path):
     assert row["dilated_depthwise"] is not None  # what `edgemnist train` itself runs works everywhere
 
 
+@pytest.mark.usefixtures("cortex_m_tools")
 def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
-    from _helpers import cortex_m_missing
-
-    if cortex_m_missing():  # no Arm toolchain, QEMU or TFLM tree
-        pytest.skip(f"Cortex-M build unavailable: {cortex_m_missing()}")
     out = tmp_path / "mcu.json"
     assert _load("bench_mcu").main([str(tflite_models["int8"]), "--cpus", "cortex-m4", "--kernels", "cmsis_nn",
                                     "--digits-per-class", "1", "--work-dir", str(tmp_path / "work"),

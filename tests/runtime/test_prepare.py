@@ -1,7 +1,6 @@
 """edgemnist.runtime.prepare: real image files (drawn with Pillow) into MNIST's form; geometry, polarity, noise, bad files."""
 from __future__ import annotations
 
-import io
 from collections import deque
 from pathlib import Path
 
