@@ -121,6 +121,9 @@ def test_digits_reads_a_number(tflite_variants, tmp_path, capsys):
     record = result["predictions"][0]
     assert len(record["digits"]) == 3 and record["number"] == "".join(str(d["digit"]) for d in record["digits"])
     assert {"number", "probability", "rejected", "reason", "digits", "path"} <= set(record)
+    # the shipped model (trained in full) reads the number itself, not only three digits of it
+    status, result, _ = _json_run(["predict", str(meter), "--digits"], capsys)
+    assert status == 0 and result["predictions"][0]["number"] == "407"
 
 
 def test_stdin_and_bad_input_from_a_shell(tflite_variants, tmp_path):
