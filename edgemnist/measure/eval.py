@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
+from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.runtime import BACKENDS, Runner
 from edgemnist.runtime.accelerator import (ACCELERATORS, GPU_PRECISIONS, AcceleratorUnavailableError, describe_device,
                                            open_runner)
@@ -26,6 +27,7 @@ class EvalConfig:
 
     limit: Optional[int] = None  # the first N test images; None: all of them
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     batch_size: int = 256  # images per invoke
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
@@ -134,7 +136,7 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
                                    gpu_precision=config.gpu_precision)
     check_digit_classifier(runner)
     if split is None:
-        split = data.load_split("test", config.data_dir, config.limit)
+        split = data.load_split("test", config.data_dir, config.limit, prepare=config.prepare)
     else:
         split = split.head(config.limit)
     on_gpu = getattr(runner, "accelerator", "cpu") == "gpu"
@@ -237,7 +239,9 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="evaluate the first N test images only")
-    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--data-dir", help="data folder: IDX files or class folders 0/..9/ of 28x28 images or of real "
+                   "photos, prepared as predict does (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    add_prepare_arguments(p)
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
                    help="images per invoke (default %(default)s)")
     add_runtime_arguments(p)
@@ -247,7 +251,8 @@ def add_commands(subparsers) -> None:
 def _run_eval(args):
     from edgemnist.cli import Output
 
-    config = EvalConfig(limit=args.limit, data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads,
+    config = EvalConfig(limit=args.limit, data_dir=args.data_dir, prepare=args.prepare, batch_size=args.batch_size,
+                        threads=args.threads,
                         backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision)
     with explicit_accelerator():
         report = evaluate(args.model, config)
