@@ -91,7 +91,7 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
 
     result = {"model": str(model_path), "data_dir": str(data_lib.resolve_data_dir(data_dir)),
               "train_n": len(train_split), "test_n": len(test_split), "prepared": train_split.prepared or test_split.prepared,
-              "no_digit": sorted(set(train_split.no_digit) | set(test_split.no_digit)), "before": accuracy()}
+              "no_digit": [[path, reason] for path, reason in sorted(set(train_split.no_digit) | set(test_split.no_digit))], "before": accuracy()}
     for path, reason in result["no_digit"]:
         log_progress(verbose, f"left out {path}: {reason}")
     log_progress(verbose, f"test accuracy before fine-tuning: {result['before']:.4f} ({len(test_split)} images)")
