@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="head learning rate (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch (default %(default)s)")
+    parser.add_argument("--replay-mnist", type=int, default=2000,
+                        help="MNIST training digits mixed in while fine-tuning (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="split, photo effects and fine-tuning (default %(default)s)")
     parser.add_argument("--work", help="folder for the image folders and models (default: a temporary one)")
     parser.add_argument("--json", default="benchmarks/results/finetune_photos.json", help="where to write the results")
@@ -115,7 +117,7 @@ def main(argv=None) -> int:
         keep = [i for d in sorted(set(labels)) for i in [j for j, t in enumerate(labels) if t == d][:args.per_class]]
         images, labels = [images[i] for i in keep], [labels[i] for i in keep]
     config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
-                            batch_size=args.batch_size, seed=args.seed)
+                            batch_size=args.batch_size, seed=args.seed, replay_mnist=args.replay_mnist)
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.work or scratch)
         photos = work / "digits"
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
     results = {
         "model": args.model, "variant": args.variant, "style": args.style, "split": counts,
         "finetune": {"config": {k: getattr(config, k) for k in ("head_epochs", "epochs", "learning_rate",
-                                                              "batch_size", "seed")},
+                                                              "batch_size", "seed", "replay_mnist")},
                      "keras_test_accuracy": {k: tuned.get(k) for k in ("before", "after_head", "after")},
                      "no_digit": tuned["no_digit"]},
         "before": before, "after": after, "seconds": round(seconds, 1),

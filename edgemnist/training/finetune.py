@@ -33,6 +33,9 @@ class FinetuneConfig:
     limit: Optional[int] = None  # first N training images of the new data
     prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     head_layers: tuple = ("classifier",)  # layers trained in phase 1
+    # MNIST training digits (a seeded sample of $EDGEMNIST_DATA or the shipped MNIST) mixed into the new
+    # training data: rehearsal, so that learning the new digits does not unlearn MNIST's
+    replay_mnist: int = 0
 
     def __post_init__(self):
         if self.head_epochs < 0 or self.epochs < 0 or self.head_epochs + self.epochs == 0:
@@ -45,6 +48,9 @@ class FinetuneConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1 image, got {self.limit}")
+        if isinstance(self.replay_mnist, bool) or not isinstance(self.replay_mnist, int) \
+                or not 0 <= self.replay_mnist <= 60000:
+            raise ValueError(f"replay_mnist must be an integer in 0..60000, got {self.replay_mnist!r}")
         if not self.head_layers:
             raise ValueError(f"head_layers must name at least one layer, got {self.head_layers!r}")
 
@@ -62,7 +68,8 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
         verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
 
     Returns:
-        {"before": acc, "after_head": acc, "after": acc, "test_n", "train_n", "data_dir", "model", "prepared",
+        {"before": acc, "after_head": acc, "after": acc, "test_n", "train_n" (the new data's), "replay_mnist",
+        "data_dir", "model", "prepared",
         "no_digit": [[file, reason], ...] (prepared images with no digit found, left out)};
         also written to `out/finetune.json`, with the model in `out/model.keras`.
 
@@ -81,6 +88,9 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
         raise ValueError(f"{model_path}: no layer named {missing[0]!r} to use as the head")
     train_split = data_lib.load_split("train", data_dir, limit=config.limit, prepare=config.prepare)
     test_split = data_lib.load_split("test", data_dir, prepare=config.prepare)
+    new_n = len(train_split)
+    if config.replay_mnist:
+        train_split = with_replay(train_split, config.replay_mnist, config.seed)
     train_ds = make_dataset(train_split, config.batch_size, shuffle=True, augment=config.augment,
                             seed=config.seed, one_hot=True)
     test_ds = make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True)
@@ -90,7 +100,7 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
         return float(model.evaluate(test_ds, verbose=0)[1])
 
     result = {"model": str(model_path), "data_dir": str(data_lib.resolve_data_dir(data_dir)),
-              "train_n": len(train_split), "test_n": len(test_split), "prepared": train_split.prepared or test_split.prepared,
+              "train_n": new_n, "replay_mnist": config.replay_mnist, "test_n": len(test_split), "prepared": train_split.prepared or test_split.prepared,
               "no_digit": [[path, reason] for path, reason in sorted(set(train_split.no_digit) | set(test_split.no_digit))], "before": accuracy()}
     for path, reason in result["no_digit"]:
         log_progress(verbose, f"left out {path}: {reason}")
@@ -121,6 +131,17 @@ def finetune(model_path: str | os.PathLike, data_dir: str | os.PathLike, out: st
     return result
 
 
+def with_replay(split: data_lib.Split, n: int, seed: int) -> data_lib.Split:
+    """`split` followed by a seeded sample of `n` MNIST training digits (the training batches are shuffled)."""
+    import numpy as np
+
+    mnist = data_lib.load_split("train")
+    pick = np.sort(np.random.default_rng(seed).choice(len(mnist), size=min(n, len(mnist)), replace=False))
+    return data_lib.Split(np.concatenate([split.images, mnist.images[pick]]),
+                          np.concatenate([split.labels, mnist.labels[pick]]),
+                          f"{split.source} + {len(pick)} MNIST training digits", None, split.no_digit, split.prepared)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -145,6 +166,9 @@ def add_commands(subparsers) -> None:
                    help="the training augmentation (rotations, shifts, elastic distortion) while fine-tuning")
     p.add_argument("--limit", type=int, help="use only the first N training images of the new data")
     p.add_argument("--seed", type=int, default=f.seed, help="random seed (default %(default)s)")
+    p.add_argument("--replay-mnist", type=int, default=f.replay_mnist, metavar="N",
+                   help="mix N MNIST training digits into the new training data, so the model keeps reading "
+                   "MNIST's (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_finetune)
 
@@ -153,7 +177,8 @@ def _run_finetune(args):
     from edgemnist.cli import Output
 
     config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
-                            augment=args.augment, limit=args.limit, seed=args.seed, prepare=args.prepare)
+                            augment=args.augment, limit=args.limit, seed=args.seed, prepare=args.prepare,
+                            replay_mnist=args.replay_mnist)
     result = finetune(args.source, args.data_dir, args.out, config, verbose=0 if args.quiet else 2)
     return Output(result, f"test accuracy on {result['test_n']} new images: before {result['before']:.4f}, "
                           f"after {result['after']:.4f}; model: {Path(args.out) / 'model.keras'}")

@@ -23,7 +23,7 @@ def test_head_phase_trains_only_the_head(tmp_path):
     config = finetune_lib.FinetuneConfig(head_epochs=1, epochs=0, limit=300, batch_size=32)
     result = finetune_lib.finetune(source, packaged_data_dir(), tmp_path / "ft", config, verbose=0)
     assert result["train_n"] == 300 and result["test_n"] == 10000
-    assert set(result) == {"model", "data_dir", "train_n", "test_n", "prepared", "no_digit", "before", "after_head",
+    assert set(result) == {"model", "data_dir", "train_n", "test_n", "replay_mnist", "prepared", "no_digit", "before", "after_head",
                            "after"}
     assert result["after"] == result["after_head"]  # no second phase
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == result
