@@ -107,24 +107,6 @@ def list_images(folder: Path) -> list:
     return found
 
 
-def _image_size(path: Path) -> Optional[tuple]:
-    """(width, height) from the file's header, None when it is not an image (reported when read)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - any failure here is reported, naming the file, when the file is read
-        return None
-
-
-def wants_preparation(files: list, prepare: Optional[bool]) -> bool:
-    """The auto rule: prepare unless told otherwise or every readable image is 28x28 (see the module docstring)."""
-    if prepare is not None:
-        return bool(prepare)
-    return any(size is not None and size != (FIELD, FIELD) for size in (_image_size(p) for p, _ in files))
-
-
 # --------------------------------------------------------------------------- the cache
 
 
@@ -259,48 +241,73 @@ def read_class_folder(folder: str | os.PathLike, prepare: Optional[bool] = None,
     Raises:
         ValueError: a class folder with another name, or none.
     """
-    from edgemnist.runtime.prepare import plain
-    from edgemnist.runtime.prepare import prepare as prepare_image
-
     folder = Path(folder)
     files = list_images(folder)
-    prepared = wants_preparation(files, prepare)
-    cache = PreparedCache(cache_folder(config)) if prepared and use_cache else None
-    progress = Progress(str(folder), len(files), progress_stream) if prepared else None
+    if prepare is not True:
+        as_is = _read_as_they_are(files, stop_at_other_size=prepare is None)
+        if as_is is not None:
+            return as_is
+    return _read_prepared(folder, files, config, use_cache, progress_stream)
+
+
+def _read_as_they_are(files: list, stop_at_other_size: bool) -> Optional[FolderRead]:
+    """The images as they are, resized to 28x28 when they are not; None at the first one that is not 28x28
+    when `stop_at_other_size` (the auto rule: that folder is prepared instead). One decode per file."""
+    from edgemnist.runtime.prepare import plain, read_grey
+
+    images, labels, kept, errors = [], [], [], []
+    for path, label in files:
+        try:
+            image, _ = read_grey(path)
+            if image.shape != (FIELD, FIELD):
+                if stop_at_other_size:
+                    return None
+                image = plain(path)
+        except (ValueError, OSError) as exc:
+            errors.append((str(path), _error_message(path, exc)))
+            continue
+        images.append(image)
+        labels.append(label)
+        kept.append(str(path))
+    stacked = np.stack(images) if images else np.zeros((0, FIELD, FIELD), np.uint8)
+    return FolderRead(stacked, np.asarray(labels, np.uint8), tuple(kept), False, (), tuple(errors))
+
+
+def _read_prepared(folder: Path, files: list, config: PrepareConfig, use_cache: bool,
+                   progress_stream) -> FolderRead:
+    """Every image through `prepare`, from the cache when it holds the file's bytes' entry."""
+    from edgemnist.runtime.prepare import prepare as prepare_image
+
+    cache = PreparedCache(cache_folder(config)) if use_cache else None
+    progress = Progress(str(folder), len(files), progress_stream)
     images, labels, kept, no_digit, errors = [], [], [], [], []
     hits = misses = 0
     for done, (path, label) in enumerate(files, 1):
         try:
-            if not prepared:
-                image = plain(path)
+            blob = path.read_bytes()
+            digest = hashlib.sha256(blob).hexdigest()
+            ready = cache.get(digest) if cache else None
+            if ready is None:
+                ready = prepare_image(blob, config)
+                misses += 1
+                if cache:
+                    cache.put(digest, ready)
             else:
-                blob = path.read_bytes()
-                digest = hashlib.sha256(blob).hexdigest()
-                ready = cache.get(digest) if cache else None
-                if ready is None:
-                    ready = prepare_image(blob, config)
-                    misses += 1
-                    if cache:
-                        cache.put(digest, ready)
-                else:
-                    hits += 1
-                if ready.image is None:
-                    no_digit.append((str(path), ready.reason))
-                    continue
-                image = ready.image
+                hits += 1
         except (ValueError, OSError) as exc:  # not an image, truncated, unreadable: named, not raised
             errors.append((str(path), _error_message(path, exc)))
             continue
         finally:
-            if progress:
-                progress.update(done, misses)
-        images.append(image)
+            progress.update(done, misses)
+        if ready.image is None:
+            no_digit.append((str(path), ready.reason))
+            continue
+        images.append(ready.image)
         labels.append(label)
         kept.append(str(path))
-    if progress:
-        progress.finish(len(files))
+    progress.finish(len(files))
     stacked = np.stack(images) if images else np.zeros((0, FIELD, FIELD), np.uint8)
-    return FolderRead(stacked, np.asarray(labels, np.uint8), tuple(kept), prepared, tuple(no_digit), tuple(errors),
+    return FolderRead(stacked, np.asarray(labels, np.uint8), tuple(kept), True, tuple(no_digit), tuple(errors),
                       hits, misses)
 
 
