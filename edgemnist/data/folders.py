@@ -193,7 +193,7 @@ class Progress:
         self.start = clock()
         self.last: Optional[float] = None
 
-    def update(self, done: int, prepared_now: int) -> None:
+    def update(self, done: int, cached: int) -> None:
         now = self.clock()
         elapsed = now - self.start
         if elapsed < self.after_s or (self.last is not None and now - self.last < self.every_s):
@@ -201,7 +201,7 @@ class Progress:
         self.last = now
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 else float("nan")
-        print(f"preparing {self.name}: {done}/{self.total} images ({prepared_now} prepared now, the rest cached), "
+        print(f"preparing {self.name}: {done}/{self.total} images ({cached} from the cache), "
               f"{rate:.0f} images/s, about {eta:.0f} s left", file=self.stream or sys.stderr, flush=True)
 
     def finish(self, done: int) -> None:
@@ -298,7 +298,7 @@ def _read_prepared(folder: Path, files: list, config: PrepareConfig, use_cache: 
             errors.append((str(path), _error_message(path, exc)))
             continue
         finally:
-            progress.update(done, misses)
+            progress.update(done, hits)
         if ready.image is None:
             no_digit.append((str(path), ready.reason))
             continue

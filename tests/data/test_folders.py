@@ -125,15 +125,14 @@ def test_data_check_lists_no_digit_and_every_bad_file(photos, tmp_path):
 def test_progress_reports_an_eta():
     out, now = io.StringIO(), [0.0]
     progress = folders.Progress("photos", 1000, out, after_s=2.0, every_s=2.0, clock=lambda: now[0])
-    progress.update(10, 10)  # too early to say anything
+    progress.update(10, 0)  # too early to say anything
     now[0] = 4.0
-    progress.update(200, 200)  # 50 images/s: 800 left, 16 s
+    progress.update(200, 30)  # 50 images/s: 800 left, 16 s
     now[0] = 5.0
-    progress.update(250, 250)  # within the interval: quiet
+    progress.update(250, 30)  # within the interval: quiet
     progress.finish(1000)
     lines = out.getvalue().splitlines()
-    assert lines[0] == ("preparing photos: 200/1000 images (200 prepared now, the rest cached), 50 images/s, "
-                        "about 16 s left")
+    assert lines[0] == "preparing photos: 200/1000 images (30 from the cache), 50 images/s, about 16 s left"
     assert lines[1] == "preparing photos: 1000 images in 5 s" and len(lines) == 2
 
 
@@ -157,8 +156,8 @@ def test_finetune_reads_a_photo_folder(photos, tmp_path):
     source = tmp_path / "tiny.keras"
     tiny = ModelConfig(stem_channels=8, block_channels=(16, 24), dilation_rates=(2, 1), pool_after=(1,))
     build_model("ds_cnn", tiny).save(source)
-    config = finetune_lib.FinetuneConfig(head_epochs=1, epochs=1, batch_size=16)
+    config = finetune_lib.FinetuneConfig(head_epochs=1, epochs=1, batch_size=16, replay_mnist=40)
     result = finetune_lib.finetune(source, photos, tmp_path / "ft", config, verbose=0)
-    assert (result["train_n"], result["test_n"], result["prepared"]) == (50, 100, True)
+    assert (result["train_n"], result["test_n"], result["prepared"], result["replay_mnist"]) == (50, 100, True, 40)
     assert result["no_digit"] == [[str(photos / "test" / "3" / "blank.png"), NO_DIGIT]]
     assert (tmp_path / "ft" / "model.keras").is_file()
