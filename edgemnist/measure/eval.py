@@ -124,7 +124,8 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
     Returns:
         accuracy_report's keys plus "model" (path), "backend", "backend_version",
         "threads", "batch_size", "seconds" (inference only), "images_per_second",
-        "dataset" ({"source", "split", "n"}); and "predictions" (uint8 array, not JSON:
+        "dataset" ({"source", "split", "n", "prepared", "no_digit": images left out, no digit found in
+        them}); and "predictions" (uint8 array, not JSON:
         pop it before printing). On the GPU also "accelerator": GpuRunner.accelerator_info
         plus "vs_cpu" {"agreement", "max_score_diff"} (the same file on the CPU interpreter).
 
@@ -153,7 +154,8 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
         batch_size=int(config.batch_size),
         seconds=round(seconds, 4),
         images_per_second=round(len(split) / seconds, 1) if seconds > 0 else None,
-        dataset={"source": split.source, "split": "test", "n": len(split)},
+        dataset={"source": split.source, "split": "test", "n": len(split), "prepared": split.prepared,
+                 "no_digit": len(split.no_digit)},
         predictions=predictions,
     )
     if on_gpu:
@@ -187,6 +189,10 @@ def format_report(report: dict) -> str:
     ]
     for c, row in enumerate(report["confusion_matrix"]):
         lines.append(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    dataset = report.get("dataset", {})
+    if dataset.get("no_digit"):
+        lines.insert(1, f"{dataset['source']}: {dataset['no_digit']} image(s) with no digit found in them left out "
+                        "(listed by `edgemnist data check`)")
     gpu = report.get("accelerator")
     if gpu:
         lines.insert(1, f"on LiteRT's GPU accelerator: {describe_device(gpu)}; the same file on the CPU: agreement "
