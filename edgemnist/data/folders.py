@@ -33,16 +33,16 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from edgemnist.runtime import prepare as prepare_module
-from edgemnist.runtime.prepare import CLUTTER, FIELD, NO_DIGIT, TOO_MUCH_INK, Prepared, PrepareConfig, is_image_file
+from edgemnist.data import NUM_CLASSES
+from edgemnist.runtime.prepare import CLUTTER, FIELD, NO_DIGIT, TOO_MUCH_INK, Prepared, PrepareConfig
 
-NUM_CLASSES = 10
 # One byte per cached Prepared.reason; appending keeps old entries' codes valid.
 _REASONS = (None, NO_DIGIT, CLUTTER, TOO_MUCH_INK)
 _MAGIC = b"EMP1"  # a cache entry: magic, reason code, inverted flag, then 28x28 uint8 (zeros without a digit)

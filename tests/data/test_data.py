@@ -127,8 +127,6 @@ def test_png_train_test_folders(tmp_path, mnist_test):
 
 
 def test_png_folder_errors_name_the_file(tmp_path, mnist_test):
-    from PIL import Image
-
     _write_png_classes(tmp_path / "a", mnist_test.head(20))
     (tmp_path / "a" / "3" / "notes.png").write_text("not an image")
     with pytest.raises(data.DataError, match=r"notes\.png: not an image Pillow can read"):
