@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_finetune_photos.py --model runs/default/train/model.keras \
            [--json benchmarks/results/finetune_photos.json]
-       python benchmarks/bench_finetune_photos.py --model MODEL.keras --per-class 20 --mnist 500 --epochs 1
+       python benchmarks/bench_finetune_photos.py --model MODEL.keras --per-class 20 --mnist 500 --epochs 1 \
+           --replay-mnist 500
            (a smoke run)
 
 The user's digits are scikit-learn's 1,797 handwritten 8x8 digits (`edgemnist.data.synthetic.
@@ -110,10 +111,10 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default="int8", help="the exported variant predict runs (default %(default)s)")
     parser.add_argument("--mnist", type=int, default=10000, help="MNIST test digits measured (default %(default)s)")
     parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs, help="(default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="(default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=8, help="all-layer epochs (default %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="head learning rate (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch (default %(default)s)")
-    parser.add_argument("--replay-mnist", type=int, default=2000,
+    parser.add_argument("--replay-mnist", type=int, default=5000,
                         help="MNIST training digits mixed in while fine-tuning (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="split, photo effects and fine-tuning (default %(default)s)")
     parser.add_argument("--work", help="folder for the image folders and models (default: a temporary one)")
