@@ -158,7 +158,8 @@ def main(argv=None) -> int:
         "machine": machine_info(), "settings": vars(args),
     }
     results["met"] = {"predict_after": after["predict"]["accuracy"] >= 0.985,
-                      "mnist_drop": before["mnist_test"]["accuracy"] - after["mnist_test"]["accuracy"] <= 0.003}
+                      "mnist_drop": round(100 * (before["mnist_test"]["accuracy"] - after["mnist_test"]["accuracy"]),
+                                          2) <= 0.3}  # in pp as printed: 0.9961 - 0.9931 is not <= 0.003 in floats
     print(format_table(results))
     atomic_write_json(args.json, results)
     print(f"wrote {args.json}")
