@@ -22,7 +22,6 @@ The tutorial CNN comes from --tutorial (a trained .keras) or is trained here
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time

@@ -39,11 +39,13 @@ COMMAND_MODULES = (
     "edgemnist.measure.bench",
     "edgemnist.measure.compare",
     "edgemnist.predict",
+    "edgemnist.serve",
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
     "edgemnist.micro.targets",
     "edgemnist.pipeline",
     "edgemnist.verify",
+    "edgemnist.info",
 )
 
 
@@ -74,30 +76,6 @@ def _add_json_flag(parser: argparse.ArgumentParser) -> None:
                             help="print the result as one JSON object instead of the table (keys: docs/outputs.md)")
 
 
-def _add_info(subparsers) -> None:
-    p = subparsers.add_parser(
-        "info",
-        help="layers, parameters and MACs of a Keras model, or ops/tensors/bytes of a .tflite",
-        description="Describe a model file. A .keras/.h5 file (needs the train extra): layers, "
-        "parameters and MACs per image. A .tflite file (no TensorFlow needed): ops, tensors, "
-        "quantization parameters and where the bytes go.",
-    )
-    p.add_argument("model", help="a .keras, .h5 or .tflite file")
-    p.set_defaults(func=_run_info)
-
-
-def _run_info(args) -> Output:
-    if str(args.model).endswith(".tflite"):
-        from edgemnist.runtime import tflite_info
-
-        info = tflite_info.describe(args.model)
-        return Output(info, tflite_info.format_description(info))
-    from edgemnist.training import model as model_lib
-
-    summary = model_lib.model_summary(model_lib.load_keras_model(args.model))
-    return Output(summary, model_lib.format_summary(summary))
-
-
 def _import_stage(name: str):
     """The stage module `name`, or None where this install leaves it out (a device gets only
     the TensorFlow-free part: `bench --remote` ships runtime/ and measure/)."""
@@ -113,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgemnist",
         description="Train, prune, quantize, export and measure a small depthwise-separable CNN "
         "for MNIST, from desktop to Raspberry Pi to microcontroller.",
-        epilog="Main job: edgemnist pipeline --out runs/default. Every command takes --help.",
+        epilog="Read a digit now: edgemnist predict photo.jpg (the int8 model shipped with edgemnist is the "
+        "default model; edgemnist info lists the shipped models). Main job: edgemnist pipeline --out "
+        "runs/default. Every command takes --help.",
     )
     parser.add_argument("--version", action="version", version=f"edgemnist {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
@@ -124,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
         module = _import_stage(name)
         if module is not None:
             module.add_commands(subparsers)
-    _add_info(subparsers)
     for command_parser in subparsers.choices.values():
         _add_json_flag(command_parser)
     return parser

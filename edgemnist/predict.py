@@ -12,8 +12,10 @@ into MNIST's form (`edgemnist.runtime.prepare`; `--no-prepare` skips that for
 MNIST-shaped input) and read by `edgemnist.runtime.classify.Model`. `--watch DIR` reads
 each image that appears in DIR, one line each, until Ctrl-C (exit 130).
 
-A file that cannot be read gets one line on stderr naming it, and the others go on; the
-exit status is then 2. Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
+A file that cannot be read (corrupt, a decompression bomb, an animation, a format this
+Pillow cannot decode such as HEIC) gets one line on stderr naming it, and the others go on;
+the exit status is then 2. Photos stored sideways are read upright (EXIF orientation).
+Needs numpy, Pillow and a TFLite interpreter; no TensorFlow.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Callable, Optional
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
+from edgemnist.runtime.accelerator import describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
@@ -143,6 +146,37 @@ class _Saver:
         return paths
 
 
+def image_record(model: Model, source, name: str, top: int, digits: bool = False,
+                 label: Optional[str] = None) -> tuple:
+    """Reads one image and builds its JSON record, the one predict --json and `edgemnist serve` give.
+
+    Args:
+        model: the Model that reads it.
+        source: what `Model.predict` takes (a path, encoded bytes, ...).
+        name: the record's `path`.
+        top: how many of the most probable digits the record lists.
+        digits: read a number (`Model.predict_number`) instead of one digit.
+        label: the expected answer (a class folder's name), or None.
+
+    Returns:
+        (record, images): the record with `prepared` None (the caller fills it in) and the
+        uint8 28x28 images the model saw (one per digit; none when no digit was found).
+
+    Raises:
+        FileNotFoundError, ValueError, OSError: the image cannot be read.
+    """
+    if digits:
+        result = model.predict_number(source)
+        images = [d.image for d in result.digits]
+    else:
+        result = model.predict(source)
+        images = [] if result.image is None else [result.image]
+    record = {"path": name, "label": label, **result.to_json(top)}
+    record["right"] = None if label is None else _answer(result) == label
+    record["prepared"] = None
+    return record, images
+
+
 def read_item(model: Model, item: Item, config: PredictConfig, saver: _Saver) -> dict:
     """One image's JSON record (keys: docs/outputs.md).
 
@@ -150,14 +184,7 @@ def read_item(model: Model, item: Item, config: PredictConfig, saver: _Saver) ->
         FileNotFoundError, ValueError, OSError: the image cannot be read.
     """
     source = sys.stdin.buffer.read() if item.source == STDIN else item.source
-    if config.digits:
-        result = model.predict_number(source)
-        images = [d.image for d in result.digits]
-    else:
-        result = model.predict(source)
-        images = [] if result.image is None else [result.image]
-    record = {"path": item.name, "label": item.label, **result.to_json(config.top)}
-    record["right"] = None if item.label is None else _answer(result) == item.label
+    record, images = image_record(model, source, item.name, config.top, config.digits, item.label)
     record["prepared"] = saver.save(item, images) if config.save_prepared else None
     return record
 
@@ -220,8 +247,17 @@ def summarize(records: list, failed: list) -> dict:
     }
 
 
+def accelerator_info(model: Model) -> Optional[dict]:
+    """What ran the model on the GPU accelerator, as `eval --json`'s "accelerator" object (the adapter Dawn
+    selected, software or hardware, precision, fallback); None on the CPU interpreter."""
+    info = getattr(model.runner, "accelerator_info", None)
+    return info() if callable(info) else None
+
+
 def format_summary(summary: dict, model: Model) -> str:
-    text = (f"{summary['images']} image(s) read by {model.path}: {summary['rejected']} rejected, "
+    gpu = accelerator_info(model)
+    where = f" on {describe_device(gpu)}" if gpu else ""
+    text = (f"{summary['images']} image(s) read by {model.path}{where}: {summary['rejected']} rejected, "
             f"{summary['failed']} failed")
     if summary["accuracy"] is not None:
         text += f"; accuracy {summary['accuracy']:.2%} ({summary['right']}/{summary['labelled']} in class folders)"
@@ -298,14 +334,15 @@ def split_model_argument(model: Optional[str], positionals: list) -> tuple:
     return None, list(positionals)
 
 
-def load_model(model_path: Optional[str], config: PredictConfig) -> Model:
-    """The Model for a run; an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
+def load_model(model_path: Optional[str], config: PredictConfig, trusted: Optional[bool] = None) -> Model:
+    """The Model for a run (`trusted` as for Model: True skips the child-process check of a file already checked);
+    an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
     from edgemnist.runtime.accelerator import AcceleratorUnavailableError
 
     try:
         return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
                      min_probability=config.min_probability, gate=config.gate, accelerator=config.accelerator,
-                     gpu_precision=config.gpu_precision, temperature=config.temperature)
+                     gpu_precision=config.gpu_precision, temperature=config.temperature, trusted=trusted)
     except AcceleratorUnavailableError as exc:
         raise ValueError(str(exc)) from None
 
@@ -315,8 +352,9 @@ def predict_items(model: Model, items: list, config: PredictConfig,
     """Reads every item; a bad one is reported on stderr and skipped.
 
     Returns:
-        {"model", "backend", "threads", "prepare", "min_probability", "gate", "temperature",
-        "predictions" (records), "failed" [{"path", "error"}], "summary"}.
+        {"model", "backend", "backend_version", "accelerator", "accelerator_info", "threads", "prepare",
+        "min_probability", "gate", "temperature", "predictions" (records), "failed" [{"path", "error"}],
+        "summary"}.
     """
     saver = _Saver(config.save_prepared)
     records, failed = [], []
@@ -334,6 +372,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
         "backend": model.runner.backend.name,
         "backend_version": model.runner.backend.version,
         "accelerator": getattr(model.runner, "accelerator", "cpu"),
+        "accelerator_info": accelerator_info(model),
         "threads": model.runner.num_threads,
         "prepare": model.prepare,
         "min_probability": model.min_probability,

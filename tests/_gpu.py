@@ -9,7 +9,7 @@ runtime's own reason.
 """
 from __future__ import annotations
 
-import pytest
+from conftest import skip_or_fail
 
 # Largest difference allowed between a score on the GPU accelerator and the same file's on the CPU.
 # The GPU may compute in half precision (LiteRT's default, fp16: an 11-bit mantissa, about 1e-3
@@ -20,13 +20,14 @@ SCORE_TOLERANCE = 0.02
 
 
 def gpu_runner(path, **kwargs):
-    """GpuRunner(path, **kwargs), or pytest.skip with the reason no GPU accelerator can run here."""
+    """GpuRunner(path, **kwargs), or a skip with the reason no GPU accelerator can run here (a failure where
+    EDGEMNIST_REQUIRE_GROUPS names gpu)."""
     from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner
 
     try:
         return GpuRunner(path, **kwargs)
     except AcceleratorUnavailableError as exc:
-        pytest.skip(f"no GPU accelerator here: {exc}")
+        skip_or_fail("gpu", f"no GPU accelerator here: {exc}")
 
 
 def confident(scores, margin: float = 2 * SCORE_TOLERANCE):

@@ -67,3 +67,45 @@ def jpeg_bytes(image: Image.Image, quality: int = 60) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+# EXIF orientation -> the transpose that turns an upright image into the one a camera stores with that tag
+# (the inverse of what ImageOps.exif_transpose applies).
+_STORED = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_90",
+           7: "TRANSVERSE", 8: "ROTATE_270"}
+
+
+def as_stored(image: Image.Image, orientation: int) -> tuple:
+    """(the pixels a camera stores for the upright `image` with this EXIF orientation, the EXIF bytes to
+    save with them): `image.save(path, exif=exif)`."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = image if orientation == 1 else image.transpose(Image.Transpose[_STORED[orientation]])
+    return stored, exif.tobytes()
+
+
+def write_bilevel_png(path: Path, width: int, height: int) -> Path:
+    """A blank white 1-bit PNG of any size, written a row block at a time (a 20000x20000 one is about 90 KB on
+    disk and never held in memory)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" + b"\xff" * ((width + 7) // 8)  # filter type 0, then white pixels
+    compressor = zlib.compressobj(9)
+    block = row * 1000
+    data = b"".join(compressor.compress(block) for _ in range(height // 1000))
+    data += compressor.compress(row * (height % 1000)) + compressor.flush()
+    path = Path(path)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def animated_gif(path: Path, frames: int = 3) -> Path:
+    """An animated GIF: the digits 1, 2, ... one a frame."""
+    images = [digit_photo(str(i + 1)).convert("P") for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return Path(path)

@@ -16,6 +16,37 @@ from edgemnist import data  # noqa: E402
 TRAIN_SUBSET = 3000
 TEST_SUBSET = 500
 
+# Comma-separated groups of tests that must run here (CI sets it: .ci/run): a test of a named group that
+# cannot run (its browser, GPU or toolchain missing) fails instead of skipping, so a broken set-up is not
+# a green run. Groups: browser (tests/test_serve_page.py); gpu, cortex-m, avr as their tests adopt it.
+REQUIRE_GROUPS = "EDGEMNIST_REQUIRE_GROUPS"
+
+
+def required_groups() -> frozenset:
+    """The groups EDGEMNIST_REQUIRE_GROUPS names (empty when it is unset)."""
+    return frozenset(g.strip() for g in os.environ.get(REQUIRE_GROUPS, "").split(",") if g.strip())
+
+
+def skip_or_fail(group: str, reason: str) -> None:
+    """Skips the running test (or fixture) with `reason`, or fails it when EDGEMNIST_REQUIRE_GROUPS names `group`.
+
+    Usage: from conftest import skip_or_fail; skip_or_fail("browser", "no chromium: apt-get install chromium")
+    """
+    if group in required_groups():
+        pytest.fail(f"{reason} ({REQUIRE_GROUPS} names {group!r}: these tests must run here)", pytrace=False)
+    pytest.skip(f"{group}: {reason}")
+
+
+@pytest.fixture
+def cortex_m_tools():
+    """Skips a test that builds firmware for a Cortex-M core where the Arm toolchain, QEMU or a TFLite Micro tree is
+    missing (fails instead where EDGEMNIST_REQUIRE_GROUPS names cortex-m). Usage: @pytest.mark.usefixtures."""
+    from _helpers import cortex_m_missing
+
+    missing = cortex_m_missing()
+    if missing:
+        skip_or_fail("cortex-m", f"Cortex-M build unavailable: {missing}")
+
 
 @pytest.fixture(scope="session")
 def mnist_train():

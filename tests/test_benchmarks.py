@@ -70,11 +70,8 @@ def test_bench_step_times_training_steps(tmp_path):
     assert row["dilated_depthwise"] is not None  # what `edgemnist train` itself runs works everywhere
 
 
+@pytest.mark.usefixtures("cortex_m_tools")
 def test_bench_mcu_runs_a_variant_on_cortex_m4(tflite_models, tmp_path):
-    from _helpers import cortex_m_missing
-
-    if cortex_m_missing():  # no Arm toolchain, QEMU or TFLM tree
-        pytest.skip(f"Cortex-M build unavailable: {cortex_m_missing()}")
     out = tmp_path / "mcu.json"
     assert _load("bench_mcu").main([str(tflite_models["int8"]), "--cpus", "cortex-m4", "--kernels", "cmsis_nn",
                                     "--digits-per-class", "1", "--work-dir", str(tmp_path / "work"),
@@ -152,3 +149,24 @@ def test_bench_finetune_photos_reads_held_out_digits_before_and_after(trained_mo
     assert result["cache"]["images"] == 30  # train/ read twice: prepared, then from the cache
     assert result["finetune"]["config"]["replay_mnist"] == 50
     assert (tmp_path / "work" / "after" / "model_int8.tflite").is_file()
+
+
+def test_bench_decode_reads_every_kind_of_large_file(tmp_path):
+    out = tmp_path / "decode.json"
+    assert _load("bench_decode").main(["--side", "1500", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["kind"] for r in rows] == ["grey PNG", "RGB PNG", "1-bit PNG", "RGBA PNG", "RGB JPEG"]
+    assert all(r["digit_found"] and r["peak_mb"] >= r["reading_mb"] >= 0 for r in rows)
+
+
+def test_bench_serve_drives_a_real_server_at_each_concurrency(tflite_models, tmp_path):
+    out = tmp_path / "serve.json"
+    assert _load("bench_serve").main(["--model", str(tflite_models["int8"]), "--requests", "12", "--warmup", "1",
+                                      "--images", "4", "--concurrency", "1,3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["model"] == str(tflite_models["int8"]) and result["backend_version"]
+    assert [r["concurrency"] for r in result["rows"]] == [1, 3] and result["images"]["count"] == 4
+    for row in result["rows"]:
+        assert row["requests"] == 12 and row["errors"] == 0 and row["requests_per_second"] > 0
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and 0.0 <= row["right"] <= 1.0
+        assert row["server_cpu_ms_per_request"] is None or row["server_cpu_ms_per_request"] >= 0

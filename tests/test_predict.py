@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from _helpers import cli_command, run_cli
-from _images import digit_photo, jpeg_bytes, write_image
+from _images import animated_gif, as_stored, digit_photo, jpeg_bytes, write_bilevel_png, write_image
 from edgemnist import cli
 from edgemnist.runtime import Runner
 
@@ -136,8 +136,10 @@ def test_stdin_and_bad_input_from_a_shell(tflite_variants, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 2 and "notes.png" in errors[0] and "missing.jpg" in errors[1]
-    done = run_cli("predict", tmp_path / "notes.png", notes, timeout=120)  # a corrupt model is refused
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    corrupt = tmp_path / "notes.tflite"
+    corrupt.write_text("hello")
+    done = run_cli("predict", corrupt, notes, timeout=120)  # a corrupt model is refused
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and "notes.tflite" in done.stderr
 
 
 @pytest.mark.parametrize("argv_tail,message", [
@@ -190,8 +192,12 @@ def test_watch_reads_new_images_skips_a_bad_one_and_exits_130_on_ctrl_c(tflite_v
         (watched / "sub").mkdir()
         tmp.rename(watched / "sub" / "shot2.png")
         (watched / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-        assert _read_until(out_lines, lambda: len(out_lines) >= 2 and any("broken.jpg" in e for e in err_lines),
+        write_bilevel_png(watched / ".bomb.tmp", 20000, 20000).rename(watched / "bomb.png")  # 400 M pixels
+        assert _read_until(out_lines, lambda: len(out_lines) >= 2 and all(any(name in e for e in err_lines)
+                                                                          for name in ("broken.jpg", "bomb.png")),
                            process), (out_lines, err_lines)
+        write_image(digit_photo("7", noise=5), watched / "after.png")  # still watching after the bomb
+        assert _read_until(out_lines, lambda: len(out_lines) >= 3, process), (out_lines, err_lines)
         time.sleep(0.5)
         assert process.poll() is None  # the bad file did not stop it
         process.send_signal(signal.SIGINT)
@@ -203,7 +209,9 @@ def test_watch_reads_new_images_skips_a_bad_one_and_exits_130_on_ctrl_c(tflite_v
         reader.join(timeout=5)
     assert process.returncode == 130
     records = [json.loads(line) for line in out_lines]
-    assert sorted(Path(r["path"]).name for r in records) == ["shot1.jpg", "shot2.png"]
+    assert sorted(Path(r["path"]).name for r in records) == ["after.png", "shot1.jpg", "shot2.png"]
+    bomb_lines = [line for line in err_lines if "bomb.png" in line]
+    assert len(bomb_lines) == 1 and "400,000,000 pixels" in bomb_lines[0] and "(skipped)" in bomb_lines[0]
     assert all(isinstance(r["digit"], int) for r in records)
     assert not any("old.png" in line for line in out_lines)
     assert "Traceback" not in "".join(err_lines)
@@ -219,7 +227,71 @@ def test_gpu_accelerator_reads_the_same_digits(tflite_variants, digit_folder, ca
     status, on_gpu, _ = _json_run(["predict", str(tflite_variants["int8"]), str(folder / "1"), "--accelerator", "gpu"],
                                   capsys)
     assert status == 0 and on_gpu["accelerator"] == "gpu" and on_cpu["accelerator"] == "cpu"
+    # the adapter that ran it, named as eval names it: software (SwiftShader) or hardware
+    info = on_gpu["accelerator_info"]
+    assert info["name"] == "gpu" and info["adapter"] and isinstance(info["software"], bool)
+    assert {"vendor", "backend", "adapter_type", "precision", "fully_accelerated"} <= set(info)
+    assert on_cpu["accelerator_info"] is None
+    assert cli.main(["predict", str(tflite_variants["int8"]), str(folder / "1"), "--accelerator", "gpu"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f" on {info['adapter']} (" in summary  # the text names the adapter too
+    assert ("software GPU" in summary) == info["software"]
     cpu_digits = [r["digit"] for r in on_cpu["predictions"]]
     gpu_digits = [r["digit"] for r in on_gpu["predictions"]]
     assert len(gpu_digits) == len(cpu_digits) >= 1
     assert np.mean(np.array(gpu_digits) == np.array(cpu_digits)) >= 0.9
+
+
+# --------------------------------------------------------------------------- what phones, scanners and canvases send
+
+HEIC = Path(__file__).resolve().parent / "files" / "digit3.heic"  # a real HEIC file (pillow-heif 1.9)
+
+
+def test_phone_photos_stored_sideways_read_as_the_upright_ones(tflite_variants, mnist_test, tmp_path, capsys):
+    n = 40
+    for i in range(n):
+        big = Image.fromarray(255 - mnist_test.images[i]).resize((84, 84), Image.Resampling.BILINEAR)
+        page = Image.new("L", (160, 120), 235)
+        page.paste(big, (30 + i % 40, 10 + i % 20))
+        label = str(mnist_test.labels[i])
+        write_image(page, tmp_path / "upright" / label / f"{i:03d}.jpg", quality=92)
+        # as a phone held sideways stores it: the sensor's pixels, and the turn in the EXIF orientation
+        stored, exif = as_stored(page, (6, 8, 3, 5)[i % 4])
+        write_image(stored, tmp_path / "phone" / label / f"{i:03d}.jpg", quality=92, exif=exif)
+    runs = {}
+    for name in ("upright", "phone"):
+        status, runs[name], _ = _json_run(["predict", str(tflite_variants["int8"]), str(tmp_path / name)], capsys)
+        assert status == 0
+    upright, phone = ([r["digit"] for r in runs[k]["predictions"]] for k in ("upright", "phone"))
+    assert len(phone) == n and np.mean(np.array(phone) == np.array(upright)) >= 0.95
+    assert runs["phone"]["summary"]["accuracy"] >= runs["upright"]["summary"]["accuracy"] - 0.05
+    assert runs["phone"]["summary"]["accuracy"] >= 0.8
+
+
+def test_bombs_animations_and_undecodable_formats_are_named_and_skipped(tflite_variants, tmp_path, capsys):
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    write_image(digit_photo("3"), folder / "a-good.png")
+    write_bilevel_png(folder / "bomb.png", 20000, 20000)
+    animated_gif(folder / "anim.gif", frames=4)
+    (folder / "digit3.heic").write_bytes(HEIC.read_bytes())
+    write_image(digit_photo("5"), folder / "z-good.jpg")
+    status, result, err = _json_run(["predict", str(tflite_variants["int8"]), str(folder)], capsys)
+    assert status == 2 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("edgemnist: error")]
+    assert len(errors) == 3 and all(line.endswith("(skipped)") for line in errors)
+    by_name = {Path(f["path"]).name: f["error"] for f in result["failed"]}
+    assert set(by_name) == {"bomb.png", "anim.gif", "digit3.heic"}
+    assert "400,000,000 pixels, over the limit" in by_name["bomb.png"]
+    assert "(4 frames)" in by_name["anim.gif"]
+    assert "HEIC image, which this Pillow cannot decode" in by_name["digit3.heic"]
+    # the files after the bad ones are read: the bomb does not end the run
+    assert [Path(r["path"]).name for r in result["predictions"]] == ["a-good.png", "z-good.jpg"]
+    assert result["summary"]["failed"] == 3 and result["accelerator_info"] is None  # on the CPU
+
+
+def test_a_single_heic_file_gets_one_line(tflite_variants):
+    done = run_cli("predict", tflite_variants["int8"], HEIC, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "digit3.heic: a HEIC image, which this Pillow cannot decode" in lines[0]

@@ -397,7 +397,7 @@ def _can_bind_read_only() -> bool:
 def _read_only_command(folder: Path, cmd: list) -> list:
     """`cmd` in a private mount namespace where `folder` is a read-only bind mount (root here ignores
     chmod 0555); as an ordinary user, chmod 0555 does the same and this is not needed."""
-    script = f'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
     return ["unshare", "-m", "sh", "-c", script, "sh", str(folder), *cmd]
 
 

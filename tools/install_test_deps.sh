@@ -10,7 +10,10 @@
 #   chromium-common libvulkan1  a software Vulkan device (SwiftShader: /usr/lib/chromium/vk_swiftshader_icd.json)
 #                          and the Vulkan loader, for LiteRT's GPU accelerator (`--accelerator gpu`) on a
 #                          machine without a GPU; chromium-common alone, without the browser, ships it
-# Tests that need one of these skip with a reason when it is missing.
+#   chromium               the real browser tests/test_serve_page.py drives headless (through Python's
+#                          playwright, pointed at /usr/bin/chromium: no browser download)
+# Tests that need one of these skip with a reason when it is missing (they fail instead when
+# EDGEMNIST_REQUIRE_GROUPS names their group: tests/conftest.py).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
@@ -19,4 +22,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ \
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make qemu-system-arm xz-utils >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends chromium-common libvulkan1 >/dev/null
+$SUDO apt-get install -y -qq chromium >/dev/null
 echo "test packages installed"

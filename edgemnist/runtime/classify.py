@@ -228,13 +228,16 @@ class Model:
 
         Args:
             image: a file path, encoded image bytes, a PIL image, or a numpy array (H, W),
-                (H, W, 3) or (H, W, 4), uint8 or float in [0, 1].
+                (H, W, 3) or (H, W, 4) (RGBA: alpha composited, as a canvas's ImageData),
+                uint8, uint16 or float in [0, 1]. A file is read upright by its EXIF orientation.
 
         Returns:
             Prediction.
 
         Raises:
-            FileNotFoundError, ValueError: a missing, unreadable or truncated image.
+            FileNotFoundError, ValueError: a missing, unreadable or truncated image, one over
+                Pillow's decompression-bomb limit, an animation or multi-page file, or a format
+                this Pillow cannot decode (HEIC without its plugin); the message names it.
         """
         ready = self.prepared(image)
         if ready.image is None:

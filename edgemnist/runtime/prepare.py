@@ -7,8 +7,11 @@ unevenly lit and often JPEG; MNIST's digits are white on black, their bounding b
 to fit 20x20 (aspect kept, anti-aliased) and placed in a 28x28 field with their centre of
 mass at its centre. `prepare` turns the first into the second:
 
-1. decode to greyscale (PNG, JPEG, PGM/PPM, BMP, ...; alpha composited onto paper), reduced
-   so that its long side is at most `PrepareConfig.work_size` (JPEG decodes at that scale);
+1. decode to greyscale, upright by its EXIF orientation (PNG, JPEG, PGM/PPM, BMP, TIFF, ...;
+   alpha and colour-key transparency composited onto paper), reduced so that its long side
+   is at most `PrepareConfig.work_size` (JPEG decodes at that scale, other formats are
+   reduced strip by strip); a decompression bomb, an animation and a format this Pillow
+   cannot decode are refused in one line (`read_grey`);
 2. fit the paper: a quadratic surface fitted robustly to block means, starting from the
    frame's edge (level, then plane, then quadratic, outlying blocks dropped each time),
    which follows uneven light, vignetting and shading; the residual is the ink;
@@ -38,6 +41,9 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -49,9 +55,11 @@ from edgemnist.console import first_line
 FIELD = 28  # MNIST's image side
 BOX = 20  # the side of the box a digit's bounding box is scaled to fit (MNIST)
 CENTRE = 14.0  # where MNIST's digits have their centre of mass (the training set's mean), in pixel indices
-# The file types predict reads (what Pillow decodes without plugins); others in a folder are skipped.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".pnm", ".pbm", ".bmp", ".gif", ".tif", ".tiff",
-                  ".webp")
+# The suffixes that name an image file: predict takes them from a folder, and one whose format this Pillow
+# cannot decode (readable_suffixes: HEIC without its plugin, WebP or AVIF without their codec) is named as
+# such and counted as failed, never silently left out. Files with other suffixes in a folder are skipped.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".pgm", ".ppm", ".pnm", ".pbm", ".bmp", ".gif",
+                  ".tif", ".tiff", ".webp", ".avif", ".heic", ".heif", ".jxl")
 NO_DIGIT = "no digit found"
 TOO_MUCH_INK = "too much ink for a digit"
 CLUTTER = "ink all over the frame"
@@ -130,7 +138,9 @@ def _describe(source) -> str:
 
 
 def _open(source, name: str):
-    """A loaded PIL image from a path, bytes or a PIL image; ValueError naming `name` if it is not one."""
+    """A PIL image from a path, bytes or a PIL image, not yet decoded; ValueError naming `name` if it is not
+    one, is a format this Pillow cannot decode, is over Pillow's decompression-bomb limit, or holds several
+    frames (a file or bytes: the caller's own PIL image is read at the frame it is at)."""
     Image = _pil()
     if isinstance(source, Image.Image):
         return source
@@ -148,110 +158,261 @@ def _open(source, name: str):
     else:
         raise ValueError(f"{name}: expected an image path, bytes, a PIL image or a numpy array")
     try:
-        image = Image.open(stream)
+        with warnings.catch_warnings():
+            # the warning tier of the bomb check (over MAX_IMAGE_PIXELS, under twice that: a 12000x12000
+            # scan) is decoded and reduced strip by strip (read_grey), so its warning says nothing useful;
+            # the error tier (over twice MAX_IMAGE_PIXELS) is refused
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(stream)
     except Image.UnidentifiedImageError:
-        raise ValueError(f"{name}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(_unreadable(stream, name)) from None
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, name) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:  # a damaged header
         raise ValueError(f"{name}: cannot read the image ({first_line(exc)})") from None
+    try:
+        frames = int(getattr(image, "n_frames", 1))
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:
+        raise ValueError(f"{name}: cannot read the image ({first_line(exc)})") from None
+    # one file is one image: reading frame 1 of an animation or of a multi-page scan would answer for
+    # a picture the user may not have meant. A phone's MPO JPEG (the photo plus a preview or depth
+    # map) is a photo: its first frame is the picture.
+    if frames > 1 and image.format != "MPO":
+        raise ValueError(f"{name}: an animated or multi-page {image.format} image ({frames} frames); one image "
+                         "per file is read: save the frame you mean on its own (as PNG)")
     return image
 
 
+# Formats recognised by their first bytes, to name them when Pillow (without their plugin or codec) cannot.
+_CONTAINER_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC",
+                     b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF"}
+
+
+def _unreadable(stream, name: str) -> str:
+    """Why Pillow identified no image: a format named by its first bytes or the file's suffix that this
+    Pillow cannot decode, or not an image at all."""
+    if isinstance(stream, io.BytesIO):
+        head = stream.getvalue()[:16]
+    else:
+        with open(stream, "rb") as file:
+            head = file.read(16)
+    fmt = None
+    if head[4:8] == b"ftyp":
+        fmt = _CONTAINER_BRANDS.get(head[8:12])
+    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        fmt = "WebP"
+    elif head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        fmt = "JPEG XL"
+    elif isinstance(stream, Path) and stream.suffix.lower() in IMAGE_SUFFIXES \
+            and stream.suffix.lower() not in readable_suffixes():
+        fmt = stream.suffix.lower()
+    if fmt is None:
+        return f"{name}: not an image Pillow can read"
+    hint = " (or pip install pillow-heif and register its opener)" if fmt in ("HEIC", "HEIF") else ""
+    return f"{name}: a {fmt} image, which this Pillow cannot decode: convert it to JPEG or PNG{hint}"
+
+
+def _bomb(exc: Exception, name: str) -> ValueError:
+    """Pillow's decompression-bomb refusal as one line naming the file, its size and the limit."""
+    found = re.search(r"\((\d+) pixels\) exceeds limit of (\d+) pixels", str(exc))
+    size = (f"{int(found[1]):,} pixels, over the limit of {int(found[2]):,}" if found
+            else f"too many pixels ({first_line(exc)})")
+    return ValueError(f"{name}: {size} (Pillow's guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS); "
+                      "not read")
+
+
+@functools.lru_cache(maxsize=1)
+def readable_suffixes() -> tuple:
+    """The IMAGE_SUFFIXES whose format this Pillow decodes: registered by a plugin, and its codec built in
+    (WebP, AVIF, JPEG and PNG are optional in Pillow's build: PIL.features)."""
+    Image = _pil()
+    from PIL import features
+
+    Image.init()
+    registered = Image.registered_extensions()
+    needs = {".webp": "webp", ".avif": "avif", ".jpg": "jpg", ".jpeg": "jpg", ".png": "zlib"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an older Pillow warns about a feature it does not know
+        return tuple(s for s in IMAGE_SUFFIXES if s in registered and (s not in needs or features.check(needs[s])))
+
+
+# EXIF orientation (tag 0x0112) -> the transpose that makes the image upright: the table of Pillow's
+# ImageOps.exif_transpose (a test compares the two), applied here to the decoded image as it is, after a
+# JPEG's draft reduced it, where exif_transpose would also copy and rewrite the EXIF data.
+EXIF_ORIENTATION = 0x0112
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def _orientation(image) -> int:
+    """The EXIF orientation (1-8; 1: upright), 1 when there is none or the EXIF data is unreadable."""
+    if image.format in ("JPEG", "MPO", "PNG", "WEBP") and "exif" not in image.info:
+        return 1  # these keep their EXIF block there: without one, none is built on every decode
+    try:
+        value = int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error):
+        return 1  # a damaged EXIF block does not make the pixels unreadable
+    return value if value in _UPRIGHT else 1
+
+
 def read_grey(source: ImageSource, max_side: Optional[int] = None) -> tuple[np.ndarray, float]:
-    """Decodes an image to greyscale.
+    """Decodes an image to greyscale, upright.
 
     Args:
         source: a file path, encoded image bytes, a PIL image, or a numpy array (H, W),
-            (H, W, 1), (H, W, 3) or (H, W, 4), uint8 or float in [0, 1].
-        max_side: reduce the image (area average; JPEG decodes at reduced scale) so that
-            its long side is at most this; None keeps the full size.
+            (H, W, 1), (H, W, 3) or (H, W, 4), uint8, uint16 or float in [0, 1]; an alpha
+            channel is composited onto paper that contrasts with the ink.
+        max_side: reduce the image (area average; JPEG decodes at reduced scale, other formats
+            are reduced strip by strip after decoding) so that its long side is at most this;
+            None keeps the full size.
 
     Returns:
         (uint8 array (H, W), scale): scale = the original's size / the returned size (>= 1).
+        A file's EXIF orientation is applied: H, W and the scale are the upright image's.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not an image, a truncated or corrupt one, or an array of the wrong
-            shape, dtype or range; the message names the source.
+        ValueError: not an image, a format this Pillow cannot decode, one over Pillow's
+            decompression-bomb limit, an animation or multi-page file, a truncated or corrupt
+            one, or an array of the wrong shape, dtype or range; the message names the source.
     """
     name = _describe(source)
     if isinstance(source, np.ndarray):
         grey = _array_to_grey(source, name)
         return _reduce_array(grey, max_side)
     image = _open(source, name)
+    Image = _pil()
     try:
         width, height = image.size
-        if image.format == "JPEG":
+        if image.format in ("JPEG", "MPO"):  # MPO: a phone's JPEG with a second picture
             # the decoder gives greyscale directly, and scales by 1/2, 1/4 or 1/8 while decoding
             # (never below the size asked for): far cheaper than decoding colour in full
             side = max_side if max_side and max(width, height) > max_side else max(width, height)
             image.draft("L", (max(1, width * side // max(width, height)), max(1, height * side // max(width, height))))
         image.load()
-        grey = _pil_to_grey(image)
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # truncated or corrupt data
+        orientation = _orientation(image)
+        if orientation != 1:
+            # turned before reducing, so that the reduction's blocks fall as they do on the upright image
+            # (a JPEG is turned at its draft's reduced size)
+            image = image.transpose(Image.Transpose[_UPRIGHT[orientation]])
+            if orientation >= 5:  # a quarter turn: the upright image is the stored one's height wide
+                width, height = height, width
+        factor = max(image.size) // max_side if max_side else 1
+        grey = _pil_to_grey(_reduce(image, factor))
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, name) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError) as exc:  # truncated or corrupt data
         raise ValueError(f"{name}: cannot decode the image ({first_line(exc)})") from None
     if grey.width == 0 or grey.height == 0:
         raise ValueError(f"{name}: the image is empty ({width}x{height})")
-    scale = width / grey.width
-    if max_side and max(grey.size) > max_side:
-        factor = max_side / max(grey.size)
-        size = (max(1, round(grey.width * factor)), max(1, round(grey.height * factor)))
-        grey = grey.resize(size, _pil().Resampling.BOX)
-        scale = width / grey.width
-    return np.asarray(grey, dtype=np.uint8), float(scale)
+    grey = _fit(grey, max_side)
+    return np.asarray(grey, dtype=np.uint8), float(width / grey.width)
+
+
+def _working_mode(image) -> str:
+    """The mode `Image.reduce` takes that keeps what the grey image needs: alpha, colour key, 16 bits, floats."""
+    if image.mode in ("I", "F"):
+        return image.mode
+    if image.mode.startswith("I;16"):
+        return "I"
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:
+        return "RGBA" if image.mode not in ("LA", "La") else "LA"
+    return "L" if image.mode in ("1", "L") else "RGB"
+
+
+def _reduce(image, factor: int):
+    """The image shrunk `factor` times (box average) in a mode `_pil_to_grey` reads, converted and reduced a
+    strip at a time: only the decoded image is ever full size, never a converted or composited copy of it."""
+    if factor < 2:
+        return image
+    Image = _pil()
+    mode = _working_mode(image)
+    width, height = image.size
+    reduced = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    rows = factor * max(1, (1 << 22) // (width * factor))  # about 4 M pixels a strip, whole blocks of rows
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        if strip.mode != mode:
+            strip = strip.convert(mode)
+        reduced.paste(strip.reduce(factor), (0, top // factor))
+    return reduced
+
+
+def _composite(grey: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 grey levels of `grey` (float, 0-255) over paper by `alpha` (0-1): ink drawn on a transparent sheet
+    (a canvas, a sticker, a scan's cut-out) goes onto paper that contrasts with it: dark ink onto white
+    paper, light ink onto black."""
+    opaque = alpha > 0.5
+    paper = 255.0 if (not opaque.any() or grey[opaque].mean() < 128) else 0.0
+    return np.clip(grey * alpha + paper * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
 
 
 def _pil_to_grey(image):
-    """A PIL image in mode L; transparency is composited onto a background that contrasts with the ink."""
+    """A PIL image in mode L; transparency (alpha or a colour key) is composited onto contrasting paper."""
     Image = _pil()
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA"):
+    if "transparency" in image.info and image.mode in ("1", "L", "P", "RGB"):
+        image = image.convert("RGBA")  # the colour key (PNG tRNS, GIF) becomes alpha
+    if image.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
         rgba = image.convert("RGBA")
         alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
         grey = np.asarray(rgba.convert("L"), dtype=np.float32)
-        opaque = alpha > 0.5
-        # ink drawn on a transparent sheet: dark ink goes onto white paper, light ink onto black
-        paper = 255.0 if (not opaque.any() or grey[opaque].mean() < 128) else 0.0
-        grey = grey * alpha + paper * (1.0 - alpha)
-        return Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if values.max() > 255 else 255.0
-        return Image.fromarray(np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        return Image.fromarray(_composite(grey, alpha), "L")
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        top = float(values.max()) if values.size else 0.0
+        if image.mode == "F" and top <= 1.0 and values.min() >= 0.0:
+            full = 1.0  # a float image (a float TIFF, a mode "F" array) in [0, 1]
+        else:
+            full = 65535.0 if top > 255 else 255.0
+        return Image.fromarray(np.clip(values / full * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     return image if image.mode == "L" else image.convert("L")
 
 
+_ITU_601 = np.array([0.299, 0.587, 0.114], np.float32)  # RGB -> grey as Pillow's "L"
+
+
 def _array_to_grey(array: np.ndarray, name: str) -> np.ndarray:
-    arr = array
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
-        if arr.shape[-1] == 4:
-            arr = arr[..., :3]  # an array's alpha is ignored: give the composited pixels
-        arr = arr.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as Pillow's "L"
-        if array.dtype == np.uint8:
-            return np.clip(arr + 0.5, 0, 255).astype(np.uint8)
-    if arr.ndim != 2 or min(arr.shape) < 1:
+    """uint8 (H, W) from an image array: grey, RGB or RGBA (alpha composited as a PIL RGBA image's is);
+    uint8, uint16 or floats in [0, 1]."""
+    arr = array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    channels = arr.shape[-1] if arr.ndim == 3 else 1
+    if arr.ndim not in (2, 3) or channels not in (1, 3, 4) or min(arr.shape[:2]) < 1:
         raise ValueError(f"{name}: expected an image array (H, W) or (H, W, 1|3|4), got shape {array.shape}")
     if arr.dtype == np.uint8:
-        return arr
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise ValueError(f"{name}: expected uint8 pixels or floats in [0, 1], got dtype {array.dtype}")
-    arr = np.asarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
-        raise ValueError(f"{name}: expected float pixels in [0, 1] (pixel / 255)")
-    return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if arr.ndim == 2:
+            return arr
+        full = 255.0
+    elif arr.dtype == np.uint16:
+        full = 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = np.asarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all() or arr.min() < 0.0 or arr.max() > 1.0:
+            raise ValueError(f"{name}: expected float pixels in [0, 1] (pixel / 255)")
+        full = 1.0
+    else:
+        raise ValueError(f"{name}: expected uint8 or uint16 pixels or floats in [0, 1], got dtype {array.dtype}")
+    values = arr.astype(np.float32) * np.float32(255.0 / full)
+    grey = values[..., :3] @ _ITU_601 if channels >= 3 else values
+    if channels == 4:
+        return _composite(grey, values[..., 3] * np.float32(1.0 / 255.0))
+    return np.clip(grey + 0.5, 0, 255).astype(np.uint8)
 
 
 def _reduce_array(grey: np.ndarray, max_side: Optional[int]) -> tuple[np.ndarray, float]:
     height, width = grey.shape
     if not max_side or max(height, width) <= max_side:
         return grey, 1.0
-    Image = _pil()
-    factor = max_side / max(height, width)
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    reduced = np.asarray(Image.fromarray(grey, "L").resize(size, Image.Resampling.BOX), dtype=np.uint8)
-    return reduced, width / reduced.shape[1]
+    reduced = _fit(_reduce(_pil().fromarray(grey, "L"), max(height, width) // max_side), max_side)
+    return np.asarray(reduced, dtype=np.uint8), width / reduced.width
+
+
+def _fit(grey, max_side: Optional[int]):
+    """A mode L image resized (area average) so that its long side is at most `max_side`."""
+    if not max_side or max(grey.size) <= max_side:
+        return grey
+    factor = max_side / max(grey.size)
+    size = (max(1, round(grey.width * factor)), max(1, round(grey.height * factor)))
+    return grey.resize(size, _pil().Resampling.BOX)
 
 
 # --------------------------------------------------------------------------- finding the ink

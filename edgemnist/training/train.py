@@ -571,7 +571,6 @@ def shape_from_args(args) -> ModelConfig:
 def _run_train(args):
     from edgemnist.cli import Output
 
-    d = TrainConfig()
     config = TrainConfig(
         model=args.model,
         model_config=shape_from_args(args),

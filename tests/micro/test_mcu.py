@@ -13,18 +13,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from _helpers import cortex_m_missing, run_cli
+from _helpers import run_cli
 from edgemnist.micro import firmware, mcu, qemu
 from edgemnist.runtime import tflite_info
 
 
-needs_mcu = pytest.mark.skipif(bool(cortex_m_missing()), reason=f"Cortex-M build unavailable: {cortex_m_missing()}")
+needs_mcu = pytest.mark.usefixtures("cortex_m_tools")  # skips, or fails where CI requires the group
 
 
 @pytest.fixture(scope="module")

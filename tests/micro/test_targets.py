@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from _helpers import cortex_m_missing, run_cli
+from _helpers import run_cli
 from edgemnist.micro import firmware, mcu, targets
 from edgemnist.micro.targets import TARGETS, fit_problems, get_micro_target, get_target
 
 MAKEFILE = firmware.TEMPLATES / firmware.CORTEX_M_DIR / "Makefile"
 
 
-needs_mcu = pytest.mark.skipif(bool(cortex_m_missing()), reason=f"Cortex-M build unavailable: {cortex_m_missing()}")
+needs_mcu = pytest.mark.usefixtures("cortex_m_tools")  # skips, or fails where CI requires the group
 
 
 def test_every_micro_target_names_a_core_and_boards_the_makefile_has():

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import edgemnist
-from _images import digit_photo, jpeg_bytes, write_image
+from _images import animated_gif, as_stored, digit_photo, jpeg_bytes, write_bilevel_png, write_image
 from edgemnist.runtime import Runner
 from edgemnist.runtime.classify import LOW_CONFIDENCE, NOT_A_DIGIT, Model, NumberPrediction, Prediction
 from edgemnist.runtime.prepare import NO_DIGIT
@@ -145,6 +145,30 @@ def test_bad_input_names_the_file(tflite_variants, tmp_path):
         edgemnist.load(tmp_path / "missing.tflite")
     with pytest.raises(FileNotFoundError, match="nope.png"):
         model.predict(tmp_path / "nope.png")
+    with pytest.raises(ValueError, match=r"bomb\.png: 400,000,000 pixels"):
+        model.predict(write_bilevel_png(tmp_path / "bomb.png", 20000, 20000))
+    with pytest.raises(ValueError, match=r"anim\.gif: .*\(3 frames\)"):
+        model.predict_batch([digit_photo("1"), animated_gif(tmp_path / "anim.gif")])
+    with pytest.raises(ValueError, match="HEIC image"):
+        model.predict((Path(__file__).resolve().parent.parent / "files" / "digit3.heic").read_bytes())
+
+
+def test_what_phones_and_canvases_send_reads_as_the_plain_files(tflite_variants, mnist_test, tmp_path):
+    model = edgemnist.load(tflite_variants["int8"])
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        photo = as_photo(mnist_test.images[i], rng)
+        upright = model.predict(write_image(photo, tmp_path / f"{i}-upright.png"))
+        # stored sideways (or mirrored) with its EXIF orientation: the very same prepared image and scores
+        stored, exif = as_stored(photo, i % 8 + 1)
+        turned = model.predict(write_image(stored, tmp_path / f"{i}-turned.png", exif=exif))
+        assert turned.digit == upright.digit and np.array_equal(turned.image, upright.image)
+        np.testing.assert_array_equal(turned.probabilities, upright.probabilities)
+        # a canvas's ImageData: the ink as the alpha of black pixels, the rest transparent
+        ink = np.clip((230.0 - np.asarray(photo, np.float32)) / 195.0, 0.0, 1.0)
+        canvas = np.zeros(ink.shape + (4,), np.uint8)
+        canvas[..., 3] = np.clip(ink * 255.0 + 0.5, 0, 255)
+        assert model.predict(canvas).digit == model.predict(Image.fromarray(canvas, "RGBA")).digit
 
 
 def test_the_api_needs_neither_tensorflow_nor_pillow_to_import(tflite_variants, mnist_files):

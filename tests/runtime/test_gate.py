@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgemnist import data
-from edgemnist.artifacts import cache_dir
+from edgemnist.artifacts import cache_dir, sha256_file
 from edgemnist.data import synthetic
 from edgemnist.runtime.gate import DEFAULT_GATE, Gate, metadata_path
 from edgemnist.runtime.prepare import prepare
@@ -27,16 +27,20 @@ def gate():
     return Gate()
 
 
-def test_the_shipped_gate_and_its_json(gate):
+def test_the_shipped_gate_is_the_file_its_json_describes(gate):
     meta = json.loads(metadata_path(DEFAULT_GATE).read_text())
+    assert sha256_file(DEFAULT_GATE) == meta["tflite_sha256"]
+    assert DEFAULT_GATE.stat().st_size == meta["tflite_bytes"] and DEFAULT_GATE.name == meta["tflite"]
     assert gate.threshold == meta["threshold"] and gate.runner.input.dtype == np.int8
-    assert meta["validation_digits_rejected_max"] <= 0.01
-    assert "MNIST test" in meta["held_out_from_training"]
 
 
-def test_the_gate_takes_mnist_test_digits(gate, mnist_test):
-    images = _prepared(mnist_test.images[:300])
-    assert gate.is_digit(images).mean() >= 0.97
+def test_the_gate_takes_mnist_test_digits(gate):
+    # measured here, on digits the gate never trained on (it trains on MNIST's training split only): the
+    # threshold was chosen on its validation split, so this is the rate a user's MNIST-like digits see
+    test = data.load_split("test", limit=2000)
+    images = _prepared(test.images)
+    assert len(images) >= 1990
+    assert (~gate.is_digit(images)).mean() <= 0.01
 
 
 def test_the_gate_refuses_fashion_mnist_test_images(gate):

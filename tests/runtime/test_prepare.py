@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps, features
 
-from _images import digit_photo, font_path, jpeg_bytes, write_image
+from _images import (animated_gif, as_stored, digit_photo, font_path, jpeg_bytes, write_bilevel_png,
+                     write_image)
 from edgemnist.runtime import prepare as prep
 
 
@@ -261,3 +263,159 @@ def test_connected_components_equal_a_flood_fill(density, seed):
         assert found.areas[k] == len(pixels)
         assert tuple(found.boxes[k]) == (min(rows), min(cols), max(rows) + 1, max(cols) + 1)
     assert len(prep.connected_components(np.zeros((5, 5), bool))) == 0
+
+
+# --------------------------------------------------------------------------- what phones, scanners and canvases send
+
+HEIC = Path(__file__).resolve().parent.parent / "files" / "digit3.heic"  # a real HEIC (pillow-heif 1.9), 96x96
+
+
+def _max_difference(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).max())
+
+
+def _ink_level(text: str) -> np.ndarray:
+    """digit_photo's ink coverage in [0, 1] (0 exactly off the glyph), 200x200."""
+    light = np.asarray(digit_photo(text, dark_on_light=False), np.float32)
+    return np.clip((light - 10.0) / 230.0, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_honoured_as_pillow_reads_it(tmp_path, orientation):
+    upright = digit_photo("7", size=(300, 200), height=120, centre=(0.4, 0.45))
+    stored, exif = as_stored(upright, orientation)
+    png = write_image(stored, tmp_path / "photo.png", exif=exif)
+    # the table is Pillow's: the full-size grey image is what ImageOps.exif_transpose gives
+    grey, scale = prep.read_grey(png)
+    assert np.array_equal(grey, np.asarray(ImageOps.exif_transpose(Image.open(png)).convert("L")))
+    assert np.array_equal(grey, np.asarray(upright)) and scale == 1.0
+    # the same digit, the same prepared image and box as the upright file (lossless: exactly)
+    reference = prep.prepare(write_image(upright, tmp_path / "upright.png"))
+    turned = prep.prepare(png)
+    assert np.array_equal(turned.image, reference.image) and turned.box == reference.box
+    assert prep.prepare(Image.open(png)).box == reference.box  # a PIL image of the file too
+
+
+@pytest.mark.parametrize("orientation", (3, 6, 8))
+def test_exif_orientation_of_a_large_jpeg_decoded_by_draft(tmp_path, orientation):
+    upright = digit_photo("7", size=(3000, 2000), height=1200, centre=(0.4, 0.45), noise=4)
+    stored, exif = as_stored(upright, orientation)
+    stored.save(tmp_path / "phone.jpg", quality=85, exif=exif)
+    upright.save(tmp_path / "upright.jpg", quality=85)
+    with Image.open(tmp_path / "phone.jpg") as image:
+        assert image.size == stored.size != upright.size or orientation == 3  # stored sideways on disk
+    grey, scale = prep.read_grey(tmp_path / "phone.jpg", 100)
+    assert grey.shape == (67, 100) and scale == 30.0  # upright, and reduced
+    reference, turned = prep.prepare(tmp_path / "upright.jpg"), prep.prepare(tmp_path / "phone.jpg")
+    assert _correlation(turned.image, reference.image) > 0.97
+    assert all(abs(a - b) <= 60 for a, b in zip(turned.box, reference.box)), (turned.box, reference.box)
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_file_and_the_limit(tmp_path):
+    bomb = write_bilevel_png(tmp_path / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 200_000  # small on disk, 400 M pixels decoded
+    with pytest.raises(ValueError, match=r"bomb\.png: 400,000,000 pixels, over the limit of [\d,]+ .*MAX_IMAGE_PIXELS"):
+        prep.prepare(bomb)
+    with pytest.raises(ValueError, match="<image bytes>: 400,000,000 pixels"):
+        prep.prepare(bomb.read_bytes())
+
+
+def test_big_images_are_reduced_to_what_the_same_image_gives_at_a_smaller_size(tmp_path):
+    small = digit_photo("5", size=(300, 240), height=150, noise=3)
+    ink = np.asarray(digit_photo("5", size=(300, 240), height=150, dark_on_light=False))
+    for name, image in (("grey", small), ("rgb", small.convert("RGB")), ("bilevel", small.point(lambda v: 255 if v > 128 else 0).convert("1")),
+                        ("rgba", Image.fromarray(np.dstack([np.zeros_like(ink)] * 3 + [ink]), "RGBA"))):
+        # 8 times the pixels each way, each one a block of 8x8: reduced by whole blocks, the same image
+        # (within Pillow's fixed-point rounding of a box average: one grey level)
+        big = image.resize((image.width * 8, image.height * 8), Image.Resampling.NEAREST)
+        small_file = write_image(image, tmp_path / f"{name}-small.png")
+        big_file = write_image(big, tmp_path / f"{name}-big.png")
+        assert _max_difference(prep.read_grey(big_file, 100)[0], prep.read_grey(small_file, 100)[0]) <= 1, name
+        expected, got = prep.prepare(small_file), prep.prepare(big_file)
+        assert expected.reason is None and _correlation(got.image, expected.image) > 0.99, name
+        assert got.box == tuple(8 * v for v in expected.box), name
+
+
+def test_a_canvas_rgba_array_is_composited_as_the_same_png(tmp_path):
+    canvas = np.zeros((200, 200, 4), np.uint8)  # a canvas's ImageData: black strokes on transparent pixels
+    canvas[..., 3] = _ink_level("2") * 255.0 + 0.5
+    from_png = prep.prepare(write_image(Image.fromarray(canvas, "RGBA"), tmp_path / "canvas.png"))
+    from_array = prep.prepare(canvas)
+    assert from_array.reason is None and from_array.inverted
+    # the file is reduced before it is composited, the array after: the same within rounding
+    assert _max_difference(prep.read_grey(canvas, 100)[0], prep.read_grey(tmp_path / "canvas.png", 100)[0]) <= 1
+    assert _correlation(from_array.image, from_png.image) > 0.98
+    assert _correlation(from_array.image, prep.prepare(digit_photo("2")).image) > 0.95
+    as_floats = prep.prepare(canvas.astype(np.float32) / 255.0)  # the same in [0, 1]
+    assert _max_difference(as_floats.image, from_array.image) <= 1
+    white_ink = canvas.copy()
+    white_ink[..., :3] = 255  # white strokes on a transparent sheet go onto black paper
+    light = prep.prepare(white_ink)
+    assert not light.inverted and _correlation(light.image, from_array.image) > 0.98
+
+
+def test_float_images_in_0_1_read_at_their_brightness(tmp_path):
+    photo = digit_photo("4")
+    reference = prep.prepare(photo).image
+    unit = np.asarray(photo, np.float32) / 255.0
+    mode_f = Image.fromarray(unit, "F")  # reduced in floats, not in bytes: within a grey level
+    assert _max_difference(prep.prepare(mode_f).image, reference) <= 1
+    tiff = write_image(mode_f, tmp_path / "scan.tif")  # a 32-bit float TIFF
+    assert Image.open(tiff).mode == "F"
+    assert _max_difference(prep.prepare(tiff).image, reference) <= 1
+    assert prep.read_grey(tiff)[0].mean() > 150  # paper at 225/255, not near black
+    rgb = np.repeat(unit[..., None], 3, axis=2)
+    assert np.array_equal(prep.prepare(rgb).image, reference)
+    assert np.array_equal(prep.prepare((unit * 65535).round().astype(np.uint16)).image, reference)
+
+
+@pytest.mark.parametrize("mode", ("L", "RGB"))
+def test_a_colour_key_png_is_composited(tmp_path, mode):
+    pixels = np.clip(40.0 * _ink_level("6") + 0.5, 0, 255).astype(np.uint8)  # dark ink (40) on black (0) ...
+    image = Image.fromarray(pixels, "L").convert(mode)
+    key = 0 if mode == "L" else (0, 0, 0)
+    path = write_image(image, tmp_path / "keyed.png", transparency=key)  # ... where black is transparent
+    assert "transparency" in Image.open(path).info
+    keyed = prep.prepare(path)
+    # composited onto white paper: dark ink on light paper, read as the photo of the same digit
+    assert keyed.inverted and keyed.reason is None
+    assert _correlation(keyed.image, prep.prepare(digit_photo("6")).image) > 0.9
+
+
+def test_animations_and_multi_page_files_are_refused_naming_the_frames(tmp_path):
+    gif = animated_gif(tmp_path / "anim.gif", frames=3)
+    with pytest.raises(ValueError, match=r"anim\.gif: an animated or multi-page GIF image \(3 frames\)"):
+        prep.prepare(gif)
+    pages = [digit_photo(d) for d in "12"]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(ValueError, match=r"pages\.tif: .*TIFF image \(2 frames\)"):
+        prep.prepare(tmp_path / "pages.tif")
+    pages[0].save(tmp_path / "anim.png", save_all=True, append_images=pages[1:])  # APNG
+    with pytest.raises(ValueError, match=r"\(2 frames\)"):
+        prep.prepare((tmp_path / "anim.png").read_bytes())
+    # a phone's MPO JPEG (the photo and a second picture) is a photo: its first frame is read
+    pages[0].save(tmp_path / "phone.jpg", "MPO", save_all=True, append_images=pages[1:], quality=90)
+    assert Image.open(tmp_path / "phone.jpg").format == "MPO"
+    pages[0].save(tmp_path / "plain.jpg", quality=90)
+    assert np.array_equal(prep.prepare(tmp_path / "phone.jpg").image, prep.prepare(tmp_path / "plain.jpg").image)
+    # one frame is one image: a still GIF (a palette image) reads as the PNG does
+    write_image(digit_photo("1").convert("P"), tmp_path / "still.gif")
+    assert np.array_equal(prep.prepare(tmp_path / "still.gif").image, prep.prepare(digit_photo("1")).image)
+
+
+def test_formats_this_pillow_cannot_decode_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"digit3\.heic: a HEIC image, which this Pillow cannot decode"):
+        prep.prepare(HEIC)
+    with pytest.raises(ValueError, match="<image bytes>: a HEIC image"):
+        prep.prepare(HEIC.read_bytes())
+    (tmp_path / "broken.heic").write_bytes(b"not really")
+    with pytest.raises(ValueError, match=r"broken\.heic: a \.heic image, which this Pillow cannot decode"):
+        prep.prepare(tmp_path / "broken.heic")
+    assert prep.is_image_file(HEIC) and ".heic" not in prep.readable_suffixes()
+    # the suffixes follow this Pillow's build
+    assert (".webp" in prep.readable_suffixes()) == features.check("webp")
+    assert (".avif" in prep.readable_suffixes()) == features.check("avif")
+    assert {".png", ".jpg", ".gif", ".tif", ".bmp"} <= set(prep.readable_suffixes())
+    if features.check("webp"):  # a WebP it can read is read
+        webp = write_image(digit_photo("8"), tmp_path / "photo.webp", lossless=True)
+        assert np.array_equal(prep.prepare(webp).image, prep.prepare(digit_photo("8")).image)

@@ -96,3 +96,21 @@ def describe_shipped() -> list:
                    test_accuracy=shipped.get("test_accuracy"), command=shipped.get("command"))
         rows.append(row)
     return rows
+
+
+def format_shipped(rows: list) -> str:
+    """describe_shipped's rows as a table for a person."""
+    lines = [f"{'model':<8} {'bytes':>8} {'test accuracy':>14}  file", ]
+    for row in rows:
+        accuracy = "-" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.2%}"
+        size = "-" if row.get("bytes") is None else f"{row['bytes']:,}"
+        mark = "  (default)" if row["default"] else ""
+        lines.append(f"{row['name']:<8} {size:>8} {accuracy:>14}  {row['path']}{mark}")
+        if row.get("error"):
+            lines.append(f"         {row['error']}")
+    made_by = next((row["command"] for row in rows if row.get("command")), None)
+    if made_by:
+        lines.append(f"made by: {made_by}")
+    lines.append("predict, serve and edgemnist.load() use the default model when none is named; name another "
+                 "with a .tflite path or a shipped name (edgemnist predict --model float32 photo.jpg)")
+    return "\n".join(lines)
