@@ -135,6 +135,22 @@ def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
     assert set(bench.TARGET_GOALS) <= set(MICRO_TARGETS)
 
 
+def test_bench_finetune_photos_reads_held_out_digits_before_and_after(trained_model_path, tmp_path, monkeypatch):
+    pytest.importorskip("sklearn", reason="scikit-learn provides the digits (pip install 'edgemnist[bench]')")
+    monkeypatch.setenv("EDGEMNIST_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "finetune_photos.json"
+    assert _load("bench_finetune_photos").main([
+        "--model", str(trained_model_path), "--per-class", "5", "--mnist", "100", "--head-epochs", "1",
+        "--epochs", "1", "--replay-mnist", "50", "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["split"] == {"train": 30, "test": 20}
+    for name in ("before", "after"):
+        assert result[name]["predict"]["n"] == 20 and result[name]["mnist_test"]["n"] == 100
+    assert result["cache"]["images"] == 30  # train/ read twice: prepared, then from the cache
+    assert result["finetune"]["config"]["replay_mnist"] == 50
+    assert (tmp_path / "work" / "after" / "model_int8.tflite").is_file()
+
+
 def test_bench_decode_reads_every_kind_of_large_file(tmp_path):
     out = tmp_path / "decode.json"
     assert _load("bench_decode").main(["--side", "1500", "--json", str(out)]) == 0

@@ -1,9 +1,11 @@
-"""Read 10-class 28x28 digit data: IDX files (.gz or raw) and PNG class folders.
+"""Read 10-class 28x28 digit data: IDX files (.gz or raw) and class folders of images (28x28 or real photos).
 
 Usage: from edgemnist import data; test = data.load_split("test", data_dir=None, limit=500)
 
-The module needs only numpy (PNG folders also need Pillow), so on-device `eval` and `bench`
-read the shipped MNIST test set on a board without TensorFlow. Training's side of the data
+The module needs only numpy (image folders also need Pillow), so on-device `eval` and `bench`
+read the shipped MNIST test set on a board without TensorFlow. Class folders of real images
+(photos, scans, any size) are put into MNIST's form by predict's own preparation, cached per
+file: `edgemnist.data.folders` (which also says when a folder is read as it is). Training's side of the data
 lives elsewhere: augmentation and the tf.data pipeline in `edgemnist.data.augment`, verified
 downloads and digest checks in `edgemnist.data.download`.
 
@@ -43,6 +45,9 @@ class Split:
     images: np.ndarray
     labels: np.ndarray
     source: str  # where it came from, for reports
+    files: Optional[tuple] = None  # the image file of each example (class folders); None for IDX files
+    no_digit: tuple = ()  # (file, reason) of the prepared images with no digit found: left out, listed
+    prepared: bool = False  # the images went through predict's preparation (edgemnist.data.folders)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -53,7 +58,13 @@ class Split:
             return self
         if n <= 0:
             raise ValueError(f"limit must be positive, got {n}")
-        return Split(self.images[:n], self.labels[:n], self.source)
+        return self.take(np.arange(n))
+
+    def take(self, index: np.ndarray, source: Optional[str] = None) -> "Split":
+        """The examples at `index` (their files with them), under `source` (default: this split's)."""
+        files = None if self.files is None else tuple(self.files[int(i)] for i in index)
+        return Split(self.images[index], self.labels[index], self.source if source is None else source, files,
+                     self.no_digit, self.prepared)
 
 
 # --------------------------------------------------------------------------- IDX
@@ -166,64 +177,54 @@ def load_idx_split(data_dir: Path, split: str) -> Split:
 # --------------------------------------------------------------------------- PNG folders
 
 
-def _class_dirs(folder: Path) -> dict[int, Path]:
-    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
-    dirs = [p for p in entries if p.is_dir()]
-    bad = [p.name for p in dirs if p.name not in {str(i) for i in range(NUM_CLASSES)}]
-    if bad:
-        raise DataError(f"{folder}: class folders must be named 0..9, found {bad[:5]}")
-    if not dirs:
-        raise DataError(f"{folder}: no class folders 0/..9/ found")
-    return {int(p.name): p for p in dirs}
+def load_png_folder(folder: str | os.PathLike, prepare: Optional[bool] = None) -> Split:
+    """Loads a folder with class subfolders 0/..9/ of images (PNG, JPEG or any format predict reads).
 
+    A folder of 28x28 images (white digit on black, as MNIST) is read as it is; a folder of
+    real images (any size, dark ink on paper or not) goes through predict's preparation,
+    cached per file; `prepare` forces one way (the rule: `edgemnist.data.folders`). Images
+    in which preparation finds no digit are left out and listed in `Split.no_digit`. Files
+    are read in sorted order.
 
-def _load_png(path: Path) -> np.ndarray:
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise DataError(f"{path}: reading PNG folders needs Pillow: pip install pillow") from None
-    try:
-        with Image.open(path) as img:
-            img.load()
-            gray = img.convert("L")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
-    if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{path}: image is {gray.size[0]}x{gray.size[1]}; expected 28x28")
-    return np.asarray(gray, dtype=np.uint8)
-
-
-def load_png_folder(folder: str | os.PathLike) -> Split:
-    """Loads a folder with class subfolders 0/..9/ of 28x28 images (PNG or any Pillow format).
-
-    Digits are expected white on black, as in MNIST; files are read in sorted order.
+    Args:
+        folder: the folder holding 0/..9/.
+        prepare: None (auto), True (prepare every image) or False (read them as they are).
 
     Raises:
-        DataError: a class folder with another name, a file that is not an image, or an
-            image that is not 28x28. The message names the file.
+        DataError: a class folder with another name, no images, or a file that is not a
+            readable image; the message names the (first) file. Learning from less than the
+            folder holds is refused: `edgemnist data check` lists every bad file.
     """
+    from edgemnist.data.folders import read_class_folder
+
     folder = Path(folder)
-    images, labels = [], []
-    for label, class_dir in _class_dirs(folder).items():
-        for path in sorted(class_dir.iterdir()):
-            if path.name.startswith(".") or not path.is_file():
-                continue
-            images.append(_load_png(path))
-            labels.append(label)
-    if not images:
-        raise DataError(f"{folder}: the class folders hold no images")
-    return Split(np.stack(images), np.asarray(labels, dtype=np.uint8), f"{folder} (PNG)")
+    try:
+        found = read_class_folder(folder, prepare)
+    except ImportError as exc:
+        raise DataError(f"{folder}: reading image folders needs Pillow: pip install pillow ({exc})") from None
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if found.errors:
+        more = len(found.errors) - 1
+        raise DataError(found.errors[0][1] + (f" (and {more} more bad file(s): `edgemnist data check` lists them)"
+                                              if more else ""))
+    if not len(found.labels):
+        raise DataError(f"{folder}: the class folders hold no images" +
+                        (f" with a digit found in them ({len(found.no_digit)} without)" if found.no_digit else ""))
+    kind = "images prepared as predict does" if found.prepared else "PNG"
+    return Split(found.images, found.labels, f"{folder} ({kind})", found.files, found.no_digit, found.prepared)
 
 
-def _split_png(full: Split, split: str) -> Split:
-    # Deterministic stratified split: within each class, every 5th image is a test image.
+def split_class_folder(full: Split, split: str) -> Split:
+    """One split of a single class folder: within each class, every 5th image is a test image (deterministic)."""
     idx_test, idx_train = [], []
     for label in range(NUM_CLASSES):
         members = np.flatnonzero(full.labels == label)
         idx_test.extend(members[::_PNG_TEST_EVERY])
         idx_train.extend(np.setdiff1d(members, members[::_PNG_TEST_EVERY]))
     idx = np.sort(np.asarray(idx_test if split == "test" else idx_train, dtype=np.int64))
-    return Split(full.images[idx], full.labels[idx], f"{full.source} ({split}, every 5th per class is test)")
+    # the images with no digit found are the folder's, listed with both splits (no position to split them by)
+    return full.take(idx, f"{full.source} ({split}, every 5th per class is test)")
 
 
 # --------------------------------------------------------------------------- resolution
@@ -249,17 +250,22 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def load_split(split: str, data_dir: str | os.PathLike | None = None, limit: Optional[int] = None) -> Split:
+def load_split(split: str, data_dir: str | os.PathLike | None = None, limit: Optional[int] = None,
+               prepare: Optional[bool] = None) -> Split:
     """Loads the train or test split of the data set in `data_dir`.
 
     A data folder is one of: the four IDX files (MNIST naming, .gz or raw); `train/` and
     `test/` folders each with class folders 0/..9/; or class folders 0/..9/ directly, in
-    which case every 5th image of each class is the test split.
+    which case every 5th image of each class is the test split. Class folders may hold
+    28x28 images or real ones of any size (prepared as predict does: `load_png_folder`).
 
     Args:
         split: "train" or "test".
         data_dir: the folder; None means $EDGEMNIST_DATA or the shipped MNIST.
         limit: keep only the first `limit` examples.
+        prepare: for class folders: None (auto: prepare unless every image is 28x28), True
+            (prepare every image) or False (read them as they are). IDX files are MNIST-shaped
+            by their format and always read as they are.
 
     Raises:
         ValueError: unknown split. FileNotFoundError: missing folder or file.
@@ -268,19 +274,36 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None, limit: Opt
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     folder = resolve_data_dir(data_dir)
+    kind = layout(folder, split)
+    if kind == IDX_FILES:
+        result = load_idx_split(folder, split)
+    elif kind == SPLIT_FOLDERS:
+        result = load_png_folder(folder / split, prepare)
+    else:
+        result = split_class_folder(load_png_folder(folder, prepare), split)
+    return result.head(limit)
+
+
+IDX_FILES, SPLIT_FOLDERS, CLASS_FOLDERS = "IDX files", "train/ and test/ class folders", "class folders"
+
+
+def layout(folder: Path, split: str = "test") -> str:
+    """Which kind of data folder `folder` is (for `split`): IDX_FILES, SPLIT_FOLDERS or CLASS_FOLDERS.
+
+    Raises:
+        DataError: none of them.
+    """
     img_base, _ = IDX_BASENAMES[split]
     if find_idx(folder, img_base) is not None or find_idx(folder, IDX_BASENAMES["train"][0]) is not None:
-        result = load_idx_split(folder, split)
-    elif (folder / split).is_dir():
-        result = load_png_folder(folder / split)
-    elif any((folder / str(i)).is_dir() for i in range(NUM_CLASSES)):
-        result = _split_png(load_png_folder(folder), split)
-    else:
-        raise DataError(
-            f"{folder}: no data found: expected IDX files ({img_base}[.gz], ...), "
-            "train/ and test/ folders, or class folders 0/..9/"
-        )
-    return result.head(limit)
+        return IDX_FILES
+    if (folder / split).is_dir():
+        return SPLIT_FOLDERS
+    if any((folder / str(i)).is_dir() for i in range(NUM_CLASSES)):
+        return CLASS_FOLDERS
+    raise DataError(
+        f"{folder}: no data found: expected IDX files ({img_base}[.gz], ...), "
+        "train/ and test/ folders, or class folders 0/..9/"
+    )
 
 
 def to_model_input(images: np.ndarray) -> np.ndarray:
@@ -302,7 +325,4 @@ def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split
     order = np.random.default_rng(seed).permutation(len(split))
     n_val = int(round(len(split) * val_fraction))
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return (
-        Split(split.images[train_idx], split.labels[train_idx], split.source),
-        Split(split.images[val_idx], split.labels[val_idx], split.source + " (validation)"),
-    )
+    return split.take(train_idx), split.take(val_idx, split.source + " (validation)")

@@ -1,9 +1,12 @@
 """Verified data: download a data set's IDX files into a cache, check a data folder's digests.
 
-Usage: edgemnist data download fashion-mnist      edgemnist data check [--data-dir DIR]
+Usage: edgemnist data download fashion-mnist      edgemnist data check [--data-dir DIR] [--sheet sheet.png]
 
 Digests are of the decompressed IDX files (SHA256SUMS.uncompressed beside them), so a
-recompressed copy verifies and a corrupt one is refused with the file named.
+recompressed copy verifies and a corrupt one is refused with the file named. `data check`
+on class folders of real images prepares them as predict does (`edgemnist.data.folders`),
+counts the images with no digit found, lists every unreadable file at once, and writes a
+contact sheet of what the model will see.
 """
 from __future__ import annotations
 
@@ -18,11 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 from edgemnist.artifacts import cache_dir as artifacts_cache_dir
-from edgemnist.data import (SPLITS, DataError, find_idx, load_split, packaged_data_dir, read_decompressed,
-                            resolve_data_dir)
+from edgemnist.data import folders
+from edgemnist.data import (CLASS_FOLDERS, IDX_FILES, SPLITS, DataError, Split, find_idx, layout, load_split,
+                            packaged_data_dir, read_decompressed, resolve_data_dir, split_class_folder)
 
 REQUEST_TIMEOUT_S = 60.0  # seconds per HTTP request: download_dataset's and `data download --timeout`'s default
+SHEET_PER_CLASS = 12  # images per class (one row each) on `data check`'s contact sheet
+SHEET_ZOOM = 2  # each 28x28 image is drawn this many times larger
 
 
 @dataclass(frozen=True)
@@ -133,16 +140,56 @@ def _decompress_named(path: Path, shown_as: str) -> bytes:
         raise DataError(str(exc).replace(str(path), shown_as)) from None
 
 
-def verify_data_dir(data_dir: str | os.PathLike | None = None) -> dict:
-    """Loads both splits and checks IDX files against a SHA256SUMS.uncompressed beside them.
+def verify_data_dir(data_dir: str | os.PathLike | None = None, prepare: Optional[bool] = None,
+                    sheet: str | os.PathLike | None = None) -> dict:
+    """Loads both splits, checks IDX files against a SHA256SUMS.uncompressed beside them, writes a contact sheet.
+
+    Class folders are read as training reads them (prepared when they hold real images:
+    `edgemnist.data.folders`), but an unreadable file does not stop the check: every one is
+    listed under "bad_files".
+
+    Args:
+        data_dir: the data folder (None: $EDGEMNIST_DATA or the shipped MNIST).
+        prepare: for class folders: None (auto), True or False (see `edgemnist.data.load_split`).
+        sheet: where the contact sheet PNG goes (None: `contact_sheet_path(folder)` in the cache).
 
     Returns:
-        {"data_dir", "train", "test", "digests": "verified"|"no SHA256SUMS.uncompressed"}.
+        {"data_dir", "layout", "train", "test", "prepared", "no_digit", "bad_files", "cache",
+        "contact_sheet", "digests": "verified"|"no SHA256SUMS.uncompressed"} (docs/outputs.md).
+
+    Raises:
+        FileNotFoundError: no such folder, or a listed IDX file missing. DataError: malformed IDX
+            files or a digest that does not match, with the file named.
     """
     folder = resolve_data_dir(data_dir)
-    report = {"data_dir": str(folder)}
-    for split in SPLITS:
-        report[split] = len(load_split(split, folder))
+    kind = layout(folder)
+    report = {"data_dir": str(folder), "layout": kind}
+    splits, no_digit, bad, hits, misses, prepared = {}, {}, {}, 0, 0, False
+    if kind == IDX_FILES:
+        splits = {split: load_split(split, folder) for split in SPLITS}
+    else:
+        from edgemnist.data.folders import read_class_folder
+
+        sources = {None: folder} if kind == CLASS_FOLDERS else {split: folder / split for split in SPLITS}
+        for split, source in sources.items():
+            try:
+                found = read_class_folder(source, prepare)
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
+            hits, misses, prepared = hits + found.cache_hits, misses + found.cache_misses, prepared or found.prepared
+            no_digit.update(found.no_digit)
+            bad.update(found.errors)
+            read = Split(found.images, found.labels, str(source), found.files, found.no_digit, found.prepared)
+            for name in SPLITS if split is None else (split,):
+                splits[name] = split_class_folder(read, name) if split is None else read
+    report.update({split: len(splits[split]) for split in SPLITS})
+    report["prepared"] = prepared
+    report["no_digit"] = [{"file": f, "reason": r} for f, r in sorted(no_digit.items())]
+    report["bad_files"] = [{"file": f, "error": e} for f, e in sorted(bad.items())]
+    report["cache"] = {"hits": hits, "misses": misses}
+    sheet_path = Path(sheet) if sheet else contact_sheet_path(folder)
+    write_contact_sheet(splits["train"] if len(splits["train"]) else splits["test"], sheet_path)
+    report["contact_sheet"] = str(sheet_path)
     sums_file = folder / "SHA256SUMS.uncompressed"
     if sums_file.is_file():
         for basename, digest in _read_sums(sums_file).items():
@@ -158,6 +205,34 @@ def verify_data_dir(data_dir: str | os.PathLike | None = None) -> dict:
     return report
 
 
+def contact_sheet_path(folder: Path) -> Path:
+    """The default place of a data folder's contact sheet: the cache, named after the folder and its full path."""
+    tag = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:8]
+    return Path(artifacts_cache_dir()) / "contact_sheets" / f"{folder.resolve().name or 'data'}-{tag}.png"
+
+
+def write_contact_sheet(split: Split, path: Path, per_class: int = SHEET_PER_CLASS, zoom: int = SHEET_ZOOM) -> Path:
+    """A PNG of the first `per_class` images of each class, one row per class (0 at the top), as the model sees them.
+
+    Each row starts with its digit; a class with fewer images leaves its row's end black.
+    Written atomically.
+    """
+    from PIL import Image, ImageDraw
+
+    from edgemnist.artifacts import atomic_write_with
+
+    cell, gap, margin = 28 * zoom, 2, 24
+    sheet = Image.new("L", (margin + per_class * (cell + gap), 10 * (cell + gap)), 40)
+    draw = ImageDraw.Draw(sheet)
+    for label in range(10):
+        top = label * (cell + gap)
+        draw.text((6, top + cell // 2 - 6), str(label), fill=255)
+        for column, index in enumerate(np.flatnonzero(split.labels == label)[:per_class]):
+            image = Image.fromarray(split.images[index]).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(image, (margin + column * (cell + gap), top))
+    return atomic_write_with(path, lambda tmp: sheet.save(tmp, "PNG"), ".png")
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -168,10 +243,15 @@ def add_commands(subparsers) -> None:
     check = sub.add_parser(
         "check",
         help="load both splits and verify digests",
-        description="Load the train and test splits of a data folder (IDX files or PNG class folders) and "
-        "check IDX files against a SHA256SUMS.uncompressed beside them.",
+        description="Load the train and test splits of a data folder (IDX files, or class folders 0/..9/ of "
+        "28x28 images or of real photos, which are prepared as predict does), check IDX files against a "
+        "SHA256SUMS.uncompressed beside them, list the images with no digit and every unreadable file, and "
+        "write a contact sheet (PNG) of what the model will see.",
     )
     check.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    folders.add_prepare_arguments(check)
+    check.add_argument("--sheet", metavar="PNG", help="where to write the contact sheet (default: in the cache; "
+                       "the path is printed)")
     check.set_defaults(func=_run_check)
     dl = sub.add_parser(
         "download",
@@ -191,9 +271,19 @@ def add_commands(subparsers) -> None:
 def _run_check(args):
     from edgemnist.cli import Output
 
-    report = verify_data_dir(args.data_dir)
-    return Output(report, f"{report['data_dir']}: {report['train']} train, {report['test']} test images; "
-                          f"digests: {report['digests']}")
+    report = verify_data_dir(args.data_dir, args.prepare, args.sheet)
+    lines = [f"{report['data_dir']} ({report['layout']}): {report['train']} train, {report['test']} test images"
+             + (f" prepared as predict does ({report['cache']['misses']} now, {report['cache']['hits']} from the cache)"
+                if report["prepared"] else "") + f"; digests: {report['digests']}"]
+    if report["no_digit"]:
+        lines.append(f"{len(report['no_digit'])} image(s) with no digit found, left out:")
+        lines += [f"  {item['file']}: {item['reason']}" for item in report["no_digit"]]
+    lines.append(f"contact sheet: {report['contact_sheet']}")
+    if report["bad_files"]:
+        lines.append(f"{len(report['bad_files'])} unreadable file(s); training refuses the folder until they are "
+                     "removed or fixed:")
+        lines += [f"  {item['error']}" for item in report["bad_files"]]
+    return Output(report, "\n".join(lines), status=2 if report["bad_files"] else 0)
 
 
 def _run_download(args):

@@ -5,7 +5,8 @@ Usage: from edgemnist.data import synthetic; fonts = synthetic.system_fonts(); r
 
 What a phone photo of a printed character looks like, made from a font: dark ink on paper,
 off-centre, rotated a little, unevenly lit (a gradient and a vignette), out of focus, with
-sensor noise (and JPEG, with `jpeg`). benchmarks/bench_predict.py measures `edgemnist
+sensor noise (and JPEG, with `jpeg`). `sklearn_digits` gives scikit-learn's handwritten 8x8
+digits (when scikit-learn is installed) as image files, upscaled or as photos. benchmarks/bench_predict.py measures `edgemnist
 predict` on these images and `edgemnist gate` (edgemnist.training.gate) trains the
 digit-or-not gate on them; each draws from its own seed, so the two never share an image.
 
@@ -200,3 +201,37 @@ def texture(rng: np.random.Generator, side: int = 200) -> np.ndarray:
         window = (yy >= top) & (yy < top + h) & (xx >= left) & (xx < left + w)
         ink = ink * window
     return ink
+
+
+def sklearn_digits(style: str = "upscaled", seed: int = 0, side: int = 64) -> tuple | None:
+    """scikit-learn's 1,797 handwritten 8x8 digits as image files, or None without scikit-learn.
+
+    Args:
+        style: "upscaled": white on black, bilinearly upscaled to `side` x `side` (PNG);
+            "photo": the 8x8 ink as a phone photo shows it (`as_photo` on a `side` x `side`
+            page, 35-70 % of the frame high, JPEG), drawn with `seed`.
+        seed: for the photo effects.
+        side: the images' side in pixels.
+
+    Returns:
+        (list of encoded image bytes, list of labels "0".."9"), in scikit-learn's order.
+
+    Raises:
+        ValueError: unknown style.
+    """
+    if style not in ("upscaled", "photo"):
+        raise ValueError(f"style must be 'upscaled' or 'photo', got {style!r}")
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return None
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    images = []
+    for image in digits.images:
+        if style == "upscaled":
+            pixels = (image / 16.0 * 255.0).astype(np.uint8)
+            images.append(png(Image.fromarray(pixels).resize((side, side), Image.Resampling.BILINEAR)))
+        else:
+            images.append(jpeg(as_photo(image / 16.0, (side, side), rng, rng.uniform(0.35, 0.7)), rng))
+    return images, [str(int(t)) for t in digits.target]

@@ -34,6 +34,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgemnist.artifacts import atomic_path, manifest_path, sha256_bytes, sha256_file
+from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.export.ai_edge import ai_edge_quantize
 from edgemnist.export.manifest import build_manifest
 from edgemnist.export.strip import strip_model
@@ -92,6 +93,7 @@ class ExportConfig:
     representative_size: int = 500  # training images that calibrate int8 activation ranges
     representative_seed: int = 0  # picks which training images (a seeded sample, spread over the split)
     data_dir: Optional[str] = None  # training data for calibration (None: $EDGEMNIST_DATA or shipped MNIST)
+    prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     batch_size: int = 1  # static batch of the exported model; 1 keeps dilated convolutions one native op
     strip: bool = True  # drop conversion metadata and shorten internal tensor names (outputs unchanged)
     stem: str = "model"  # file names: <stem>_<variant>.tflite
@@ -135,7 +137,8 @@ def representative_images(config: ExportConfig = ExportConfig(), representative=
     from edgemnist import data
 
     if representative is None:
-        images = _training_sample(config.data_dir, int(config.representative_size), config.representative_seed)[0]
+        images = _training_sample(config.data_dir, int(config.representative_size), config.representative_seed,
+                                  config.prepare)[0]
     elif isinstance(representative, data.Split):
         images = representative.images[: config.representative_size]
     else:
@@ -173,7 +176,7 @@ def temperature_data(source, config: ExportConfig = ExportConfig()) -> tuple:
             raise ValueError(f"{state_path}: unreadable training state ({exc.__class__.__name__}: {exc})") from None
         images, labels = _validation_split(*key, size)
         return images, labels, f"validation split of the training run in {state_path.parent} ({len(labels)} digits)"
-    images, labels = _training_sample(config.data_dir, size, config.representative_seed)
+    images, labels = _training_sample(config.data_dir, size, config.representative_seed, config.prepare)
     return images, labels, (f"sample of the training split ({len(labels)} digits; no training run beside the "
                             "model, so it may have seen them)")
 
@@ -189,12 +192,12 @@ def _validation_split(data_dir: Optional[str], limit: Optional[int], val_fractio
 
 
 @functools.lru_cache(maxsize=4)
-def _training_sample(data_dir: Optional[str], size: int, seed: int) -> tuple:
+def _training_sample(data_dir: Optional[str], size: int, seed: int, prepare: Optional[bool] = None) -> tuple:
     """(images, labels): a seeded sample of the training split, cached: the calibration images and the
     temperature's fallback digits of every variant load the split once."""
     from edgemnist import data
 
-    train = data.load_split("train", data_dir)
+    train = data.load_split("train", data_dir, prepare=prepare)
     return _cut(train.images, train.labels, size, seed)
 
 
@@ -335,10 +338,10 @@ def export_variant(model_or_path, variant: str, out_path, config: ExportConfig =
     converted = convert_variant(model_or_path, v.name, config, representative)
     settings = {k: val for k, val in asdict(config).items() if k != "stem"}
     if not _is_calibrated(v):
-        settings = {k: val for k, val in settings.items() if not k.startswith("representative") and k != "data_dir"}
+        settings = {k: val for k, val in settings.items() if not k.startswith("representative") and k not in ("data_dir", "prepare")}
     elif representative is not None:
         settings["representative_size"] = len(representative_images(config, representative))
-        settings["representative_seed"] = settings["data_dir"] = None  # the caller's own images
+        settings["representative_seed"] = settings["data_dir"] = settings["prepare"] = None  # the caller's own images
     manifest = build_manifest(converted, v, settings)
     out_path = Path(out_path)
     # Both files are written and fsynced first, then renamed back to back (.tflite first), so a
@@ -459,7 +462,10 @@ def add_commands(subparsers) -> None:
                    "AI Edge Quantizer, or both (default %(default)s)")
     p.add_argument("--representative-size", type=int, default=ExportConfig.representative_size,
                    help="training images that calibrate int8 ranges (default %(default)s)")
-    p.add_argument("--data-dir", help="data folder for calibration (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--data-dir", help="data folder for calibration and the temperature fit: IDX files or class "
+                   "folders of 28x28 images or of real photos, prepared as predict does (default: $EDGEMNIST_DATA "
+                   "or the shipped MNIST)")
+    add_prepare_arguments(p)
     p.add_argument("--seed", type=int, default=ExportConfig.representative_seed,
                    help="picks the calibration images from the training split (default %(default)s)")
     p.add_argument("--temperature-size", type=int, default=ExportConfig.temperature_size, metavar="N",
@@ -475,7 +481,8 @@ def _run_export(args):
     from edgemnist.cli import Output
 
     config = ExportConfig(representative_size=args.representative_size, representative_seed=args.seed,
-                          data_dir=args.data_dir, strip=not args.no_strip, temperature_size=args.temperature_size)
+                          data_dir=args.data_dir, prepare=args.prepare, strip=not args.no_strip,
+                          temperature_size=args.temperature_size)
     variants = [n.strip() for n in args.variants.split(",") if n.strip()] if args.variants else None
     sources = {"model": args.model, "pruned": args.pruned, "qat": args.qat, "pruned_qat": args.pruned_qat}
     progress = None if args.quiet else (lambda line: print(f"[export] {line.strip()}", file=sys.stderr, flush=True))

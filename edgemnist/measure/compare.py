@@ -28,6 +28,7 @@ import numpy as np
 
 from edgemnist import data
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, gzip_size, manifest_path
+from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.measure.bench import latency_percentiles, timed_invokes
 from edgemnist.measure.eval import check_digit_classifier, check_run_settings
 from edgemnist.measure.plots import PLOT_FILES, write_plots
@@ -49,6 +50,7 @@ class CompareConfig:
     reference: Optional[str] = None  # the float reference .tflite; None: the first float-input variant
     limit: Optional[int] = None  # the first N test images; None: all 10,000
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     threads: int = 1  # interpreter threads for accuracy and latency
     backend: Optional[str] = None  # force one of runtime.BACKENDS
     batch_size: int = 256  # images per invoke when evaluating
@@ -174,7 +176,7 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
         check_digit_classifier(runner)
     manifests = [read_manifest(p) for p in paths]
     names = _unique_names(paths, [variant_name(p, m or {}) for p, m in zip(paths, manifests)])
-    split = data.load_split("test", config.data_dir, config.limit)
+    split = data.load_split("test", config.data_dir, config.limit, prepare=config.prepare)
     images = data.to_model_input(split.images)
 
     scores = [r.predict(images, batch_size=config.batch_size) for r in runners]
@@ -432,7 +434,9 @@ def add_commands(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--reference", help="the float reference for 'agreement' (default: the first float-input model)")
     p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="use the first N test images only")
-    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--data-dir", help="data folder: IDX files or class folders 0/..9/ of 28x28 images or of real "
+                   "photos, prepared as predict does (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    add_prepare_arguments(p)
     p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size,
                    help="images per invoke (default %(default)s)")
     p.add_argument("--warmup", type=int, default=CompareConfig.warmup,
@@ -460,7 +464,8 @@ def _run_compare(args):
             raise ValueError(f"{model}: not a .tflite file (or a result .json)")
     from edgemnist.cli import Output
 
-    config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, threads=args.threads,
+    config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, prepare=args.prepare,
+                           threads=args.threads,
                            backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
                            keras=args.keras, plots=not args.no_plots, accelerator=args.accelerator,
                            gpu_precision=args.gpu_precision)

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
+from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.runtime import BACKENDS, Runner
 from edgemnist.runtime.accelerator import (ACCELERATORS, GPU_PRECISIONS, AcceleratorUnavailableError, describe_device,
                                            open_runner)
@@ -26,6 +27,7 @@ class EvalConfig:
 
     limit: Optional[int] = None  # the first N test images; None: all of them
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
+    prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     batch_size: int = 256  # images per invoke
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
@@ -122,7 +124,8 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
     Returns:
         accuracy_report's keys plus "model" (path), "backend", "backend_version",
         "threads", "batch_size", "seconds" (inference only), "images_per_second",
-        "dataset" ({"source", "split", "n"}); and "predictions" (uint8 array, not JSON:
+        "dataset" ({"source", "split", "n", "prepared", "no_digit": images left out, no digit found in
+        them}); and "predictions" (uint8 array, not JSON:
         pop it before printing). On the GPU also "accelerator": GpuRunner.accelerator_info
         plus "vs_cpu" {"agreement", "max_score_diff"} (the same file on the CPU interpreter).
 
@@ -134,7 +137,7 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
                                    gpu_precision=config.gpu_precision)
     check_digit_classifier(runner)
     if split is None:
-        split = data.load_split("test", config.data_dir, config.limit)
+        split = data.load_split("test", config.data_dir, config.limit, prepare=config.prepare)
     else:
         split = split.head(config.limit)
     on_gpu = getattr(runner, "accelerator", "cpu") == "gpu"
@@ -151,7 +154,8 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
         batch_size=int(config.batch_size),
         seconds=round(seconds, 4),
         images_per_second=round(len(split) / seconds, 1) if seconds > 0 else None,
-        dataset={"source": split.source, "split": "test", "n": len(split)},
+        dataset={"source": split.source, "split": "test", "n": len(split), "prepared": split.prepared,
+                 "no_digit": len(split.no_digit)},
         predictions=predictions,
     )
     if on_gpu:
@@ -185,6 +189,10 @@ def format_report(report: dict) -> str:
     ]
     for c, row in enumerate(report["confusion_matrix"]):
         lines.append(f"{c:>6}" + "".join(f"{v:>6}" for v in row))
+    dataset = report.get("dataset", {})
+    if dataset.get("no_digit"):
+        lines.insert(1, f"{dataset['source']}: {dataset['no_digit']} image(s) with no digit found in them left out "
+                        "(listed by `edgemnist data check`)")
     gpu = report.get("accelerator")
     if gpu:
         lines.insert(1, f"on LiteRT's GPU accelerator: {describe_device(gpu)}; the same file on the CPU: agreement "
@@ -237,7 +245,9 @@ def add_commands(subparsers) -> None:
     )
     p.add_argument("model", help="a .tflite file")
     p.add_argument("--test-limit", dest="limit", metavar="N", type=int, help="evaluate the first N test images only")
-    p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    p.add_argument("--data-dir", help="data folder: IDX files or class folders 0/..9/ of 28x28 images or of real "
+                   "photos, prepared as predict does (default: $EDGEMNIST_DATA or the shipped MNIST)")
+    add_prepare_arguments(p)
     p.add_argument("--batch-size", type=int, default=EvalConfig.batch_size,
                    help="images per invoke (default %(default)s)")
     add_runtime_arguments(p)
@@ -247,7 +257,8 @@ def add_commands(subparsers) -> None:
 def _run_eval(args):
     from edgemnist.cli import Output
 
-    config = EvalConfig(limit=args.limit, data_dir=args.data_dir, batch_size=args.batch_size, threads=args.threads,
+    config = EvalConfig(limit=args.limit, data_dir=args.data_dir, prepare=args.prepare, batch_size=args.batch_size,
+                        threads=args.threads,
                         backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision)
     with explicit_accelerator():
         report = evaluate(args.model, config)

@@ -14,9 +14,13 @@ from edgemnist import data
 from edgemnist.data import download
 
 
-def test_shipped_mnist_verifies():
-    report = download.verify_data_dir()
-    assert report == {"data_dir": str(data.packaged_data_dir()), "train": 60000, "test": 10000, "digests": "verified"}
+def test_shipped_mnist_verifies(tmp_path):
+    report = download.verify_data_dir(sheet=tmp_path / "sheet.png")
+    assert report == {"data_dir": str(data.packaged_data_dir()), "layout": data.IDX_FILES, "train": 60000,
+                      "test": 10000, "prepared": False, "no_digit": [], "bad_files": [],
+                      "cache": {"hits": 0, "misses": 0}, "contact_sheet": str(tmp_path / "sheet.png"),
+                      "digests": "verified"}
+    assert (tmp_path / "sheet.png").is_file()
 
 
 def test_digest_mismatch_is_reported(tmp_path):

@@ -23,7 +23,8 @@ def test_head_phase_trains_only_the_head(tmp_path):
     config = finetune_lib.FinetuneConfig(head_epochs=1, epochs=0, limit=300, batch_size=32)
     result = finetune_lib.finetune(source, packaged_data_dir(), tmp_path / "ft", config, verbose=0)
     assert result["train_n"] == 300 and result["test_n"] == 10000
-    assert set(result) == {"model", "data_dir", "train_n", "test_n", "before", "after_head", "after"}
+    assert set(result) == {"model", "data_dir", "train_n", "test_n", "replay_mnist", "prepared", "no_digit", "before", "after_head",
+                           "after"}
     assert result["after"] == result["after_head"]  # no second phase
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text()) == result
     before, after = load_keras_model(source), load_keras_model(tmp_path / "ft" / "model.keras")
@@ -39,10 +40,27 @@ def test_head_phase_trains_only_the_head(tmp_path):
     ({"learning_rate": 2.0}, "got 2.0"),
     ({"limit": 0}, "limit must be >= 1 image, got 0"),
     ({"head_layers": ()}, "head_layers must name at least one layer"),
+    ({"replay_mnist": -1}, "replay_mnist must be an integer in 0..60000, got -1"),
 ])
 def test_config_validation_names_the_value(settings, message):
     with pytest.raises(ValueError, match=message):
         finetune_lib.FinetuneConfig(**settings)
+
+
+def test_replay_mixes_mnist_training_digits_in():
+    from edgemnist import data
+
+    new = data.load_split("test", limit=30)
+    mixed = finetune_lib.with_replay(new, 50, seed=0)
+    assert len(mixed) == 80 and mixed.prepared == new.prepared
+    np.testing.assert_array_equal(mixed.images[:30], new.images)
+    train = data.load_split("train")
+    # the replayed digits are MNIST training digits, a seeded sample: the same seed, the same digits
+    again = finetune_lib.with_replay(new, 50, seed=0)
+    np.testing.assert_array_equal(mixed.images, again.images)
+    assert not np.array_equal(finetune_lib.with_replay(new, 50, seed=1).images[30:], mixed.images[30:])
+    hashes = {image.tobytes() for image in train.images}
+    assert all(image.tobytes() in hashes for image in mixed.images[30:])
 
 
 def test_unknown_head_layer_is_named(tmp_path):
