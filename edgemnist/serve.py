@@ -58,13 +58,22 @@ _BYTES_NAME = "<image bytes>"
 _READ_CHUNK = 64 * 1024
 
 
-def _default_workers() -> int:
-    """One Model per usable core (an invoke is single-threaded by default), at most 4 (a Pi's cores)."""
+def _usable_cores() -> int:
+    """The cores this process may run on, at most 4 (a Pi's cores)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     return max(1, min(4, cores))
+
+
+def _default_processes() -> int:
+    """One server process per usable core where the system forks: each has its own Python lock, which the
+    decoding and preparation of an image hold for most of a request (benchmarks/bench_serve.py compares
+    one process with several Models against several processes with one)."""
+    return _usable_cores() if hasattr(os, "fork") else 1
+
+
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,11 @@ class ServeConfig:
     host: str = "0.0.0.0"  # all interfaces: a phone on the LAN must reach a Pi
     port: int = 8000
     max_bytes: int = 10_000_000  # a larger request body is refused (413) before it is read
-    workers: int = field(default_factory=_default_workers)  # Models in the pool: requests read at once
-    processes: int = 1  # server processes sharing the port, each with its own pool (and its own GIL)
+    # Models in each process's pool, requests one process reads at once; None: 1 where there are several
+    # processes, else one per usable core
+    workers: Optional[int] = None
+    # server processes sharing the port, each with its own pool (and its own GIL)
+    processes: int = field(default_factory=_default_processes)
     timeout: float = 30.0  # seconds a connection may stay silent (idle keep-alive, a stalled body) before closing
     busy_timeout: float = 30.0  # seconds a request waits for a free Model before a 503
     # seconds, after refusing a body unread (413), spent reading and dropping what the client still sends before
@@ -97,10 +109,12 @@ class ServeConfig:
             raise ValueError(f"port must be an integer from 0 to 65535 (0: any free port), got {self.port!r}")
         if isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes < 1:
             raise ValueError(f"max_bytes must be an integer >= 1, got {self.max_bytes!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
         if isinstance(self.processes, bool) or not isinstance(self.processes, int) or self.processes < 1:
             raise ValueError(f"processes must be an integer >= 1, got {self.processes!r}")
+        if self.workers is None:
+            object.__setattr__(self, "workers", 1 if self.processes > 1 else _usable_cores())
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be an integer >= 1, got {self.workers!r}")
         if self.processes > 1 and not hasattr(os, "fork"):
             raise ValueError(f"processes={self.processes} needs os.fork (Linux, macOS); use 1 here")
         for name in ("timeout", "busy_timeout", "linger"):
@@ -725,10 +739,12 @@ def add_commands(subparsers) -> None:
                    "network reach it; 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=defaults.port, help="TCP port (default %(default)s)")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="Models in the pool: requests read at the same time (default: the usable cores, at most 4)")
-    p.add_argument("--processes", type=int, default=defaults.processes, metavar="N",
+                   help="Models in each server process's pool: requests one process reads at the same time "
+                   "(default: 1 with a process per core, else the usable cores, at most 4)")
+    p.add_argument("--processes", type=int, metavar="N",
                    help="server processes sharing the port, each with its own --workers Models: requests are "
-                   "read in parallel beyond what one Python process's lock allows (default %(default)s)")
+                   "read in parallel beyond what one Python process's lock allows (default: one per usable core, "
+                   "at most 4, where the system forks; else 1)")
     p.add_argument("--max-bytes", type=int, default=defaults.max_bytes, metavar="B",
                    help="refuse a request body over B bytes with a 413 (default %(default)s)")
     p.add_argument("--timeout", type=float, default=defaults.timeout, metavar="S",
@@ -754,13 +770,13 @@ def add_commands(subparsers) -> None:
 
 
 def _config(args) -> ServeConfig:
-    workers = {} if args.workers is None else {"workers": args.workers}
-    return ServeConfig(host=args.host, port=args.port, processes=args.processes, max_bytes=args.max_bytes,
+    processes = {} if args.processes is None else {"processes": args.processes}
+    return ServeConfig(host=args.host, port=args.port, workers=args.workers, max_bytes=args.max_bytes,
                        timeout=args.timeout,
                        busy_timeout=args.busy_timeout, top=args.top, prepare=args.prepare,
                        min_probability=args.min_probability, gate=args.gate, threads=args.threads,
                        backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision,
-                       temperature=args.temperature, quiet=args.quiet, **workers)
+                       temperature=args.temperature, quiet=args.quiet, **processes)
 
 
 def _run_serve(args):
