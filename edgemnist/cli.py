@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from edgemnist import __version__, console
 from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import OutputError
+from edgemnist.output import Output, print_json
 
 # Stage modules that contribute sub-commands, in the order --help lists them.
 COMMAND_MODULES = (
@@ -47,20 +46,6 @@ COMMAND_MODULES = (
     "edgemnist.verify",
     "edgemnist.info",
 )
-
-
-@dataclass(frozen=True)
-class Output:
-    """What a command's handler returns; `main` prints it (the JSON or the text) and exits with `status`."""
-
-    data: Any  # JSON-ready: what --json prints (keys documented in docs/outputs.md)
-    text: str  # what a person reads: a table or a summary
-    status: int = 0  # exit status: 0 success, 1 a check failed (verify, mcu)
-
-
-def print_json(obj) -> None:
-    """Prints one JSON object on stdout (the --json output of every command)."""
-    print(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def _add_json_flag(parser: argparse.ArgumentParser) -> None:

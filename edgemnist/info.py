@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgemnist.output import Output
+
 
 def add_commands(subparsers) -> None:
     """Registers `edgemnist info`."""
@@ -29,7 +31,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_info(args):
-    from edgemnist.cli import Output
     from edgemnist.runtime import models
 
     if args.model is None:

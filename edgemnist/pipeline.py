@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS, PIPELINE_STATE_FILE, atomic_write_json, sha256_file
+from edgemnist.output import Output
 
 try:  # the export table owns the quantizer names; a device install (bench --remote) has no export/
     from edgemnist.export.convert import QUANTIZERS
@@ -145,11 +146,9 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
     """Runs (or resumes) the whole pipeline in `out` and returns pipeline.json's content."""
     from edgemnist.export import convert
-    from edgemnist.training import optimize
     from edgemnist.measure import compare as report
-    from edgemnist.training import train
-
     from edgemnist.micro.targets import get_target
+    from edgemnist.training import optimize, train
 
     target = get_target(config.target)
     out = Path(out)
@@ -402,8 +401,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_pipeline(args):
-    from edgemnist.cli import Output
-
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
                             accelerator=args.accelerator, target=args.target)

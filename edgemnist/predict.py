@@ -30,6 +30,7 @@ from typing import Callable, Optional
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
+from edgemnist.output import Output
 from edgemnist.runtime.accelerator import describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
@@ -464,8 +465,6 @@ def _config(args) -> PredictConfig:
 
 
 def _run_predict(args):
-    from edgemnist.cli import Output
-
     config = _config(args)
     args.model, args.inputs = split_model_argument(args.model, args.inputs)
     if args.watch and args.inputs:

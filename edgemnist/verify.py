@@ -26,6 +26,7 @@ from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS as STAGE_FOLDERS
 from edgemnist.artifacts import PIPELINE_STATE_FILE as PIPELINE_FILE
 from edgemnist.artifacts import manifest_path, sha256_file
 from edgemnist.console import first_line
+from edgemnist.output import Output
 
 
 @dataclass
@@ -299,7 +300,5 @@ def add_commands(subparsers) -> None:
 
 
 def _run_verify(args):
-    from edgemnist.cli import Output
-
     result = verify(args.folder)
     return Output(result, format_result(result), status=0 if result["ok"] else 1)

@@ -2,7 +2,8 @@
 
 Static (ast), so it costs nothing: every `import edgemnist...` and `from edgemnist... import`,
 at module level and inside functions, is an edge from the importing module to the module it
-names (`from edgemnist.runtime import tflite_info` names the submodule when one exists).
+names (`from edgemnist.runtime import tflite_info` names the submodule when one exists), and so
+is every stage cli.py loads by name (its COMMAND_MODULES, imported with importlib).
 """
 from __future__ import annotations
 
@@ -35,8 +36,20 @@ def import_graph(top_level_only: bool = False) -> dict:
                 for inner in ast.walk(node):
                     if isinstance(inner, ast.ImportFrom) and inner.module and inner.level == 0:
                         targets.add(inner.module)
+        targets.update(_importlib_loads(tree))
         graph[name] = {t for t in targets if t in modules and t != name}
     return graph
+
+
+def _importlib_loads(tree: ast.Module) -> set:
+    """The modules a module loads by name (cli's COMMAND_MODULES, imported with importlib): edges as real as an
+    import statement's, which the ast walk above cannot see."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "COMMAND_MODULES"
+                                                for t in node.targets):
+            names.update(e.value for e in ast.walk(node.value) if isinstance(e, ast.Constant) and isinstance(e.value, str))
+    return names
 
 
 def find_cycle(graph: dict):
@@ -81,3 +94,14 @@ def test_no_import_cycles_at_module_level():
 def test_no_import_cycles_counting_imports_inside_functions():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle (function-level imports included): " + " -> ".join(cycle)
+
+
+def test_the_importlib_loads_of_cli_are_edges():
+    graph = import_graph()
+    assert {"edgemnist.predict", "edgemnist.serve", "edgemnist.info", "edgemnist.pipeline"} <= graph["edgemnist.cli"]
+
+
+def test_cli_stands_on_top_no_stage_imports_it():
+    graph = import_graph()
+    importers = sorted(m for m, targets in graph.items() if "edgemnist.cli" in targets and m != "edgemnist.__main__")
+    assert importers == [], f"these modules import edgemnist.cli (import edgemnist.output instead): {importers}"

@@ -22,10 +22,24 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+
 from edgemnist.artifacts import cache_dir as artifacts_cache_dir
-from edgemnist.data import folders
-from edgemnist.data import (CLASS_FOLDERS, IDX_FILES, SPLITS, DataError, Split, find_idx, layout, load_split,
-                            packaged_data_dir, read_decompressed, resolve_data_dir, split_class_folder)
+from edgemnist.data import (
+    CLASS_FOLDERS,
+    IDX_FILES,
+    SPLITS,
+    DataError,
+    Split,
+    find_idx,
+    folders,
+    layout,
+    load_split,
+    packaged_data_dir,
+    read_decompressed,
+    resolve_data_dir,
+    split_class_folder,
+)
+from edgemnist.output import Output
 
 REQUEST_TIMEOUT_S = 60.0  # seconds per HTTP request: download_dataset's and `data download --timeout`'s default
 SHEET_PER_CLASS = 12  # images per class (one row each) on `data check`'s contact sheet
@@ -269,8 +283,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_check(args):
-    from edgemnist.cli import Output
-
     report = verify_data_dir(args.data_dir, args.prepare, args.sheet)
     lines = [f"{report['data_dir']} ({report['layout']}): {report['train']} train, {report['test']} test images"
              + (f" prepared as predict does ({report['cache']['misses']} now, {report['cache']['hits']} from the cache)"
@@ -287,8 +299,6 @@ def _run_check(args):
 
 
 def _run_download(args):
-    from edgemnist.cli import Output
-
     folder = download_dataset(args.name, args.url, args.cache_dir, args.timeout,
                               progress=lambda line: print(line, file=sys.stderr))
     return Output({"name": args.name, "data_dir": str(folder)}, str(folder))

@@ -39,6 +39,7 @@ from edgemnist.export.ai_edge import ai_edge_quantize
 from edgemnist.export.manifest import build_manifest
 from edgemnist.export.strip import strip_model
 from edgemnist.export.tflite_converter import tflite_convert
+from edgemnist.output import Output
 
 log = logging.getLogger(__name__)
 
@@ -478,8 +479,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_export(args):
-    from edgemnist.cli import Output
-
     config = ExportConfig(representative_size=args.representative_size, representative_seed=args.seed,
                           data_dir=args.data_dir, prepare=args.prepare, strip=not args.no_strip,
                           temperature_size=args.temperature_size)

@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from edgemnist.output import Output
+
 ROUNDING_ONLY = 1 / math.sqrt(12)  # RMSE/scale of uniform rounding error
 
 
@@ -91,9 +93,10 @@ def layer_errors(debugger) -> list:
 
 
 def _accuracy(tflite: bytes, split) -> float:
+    from ai_edge_litert.interpreter import Interpreter
+
     from edgemnist import data
     from edgemnist.runtime.quantize import quantize
-    from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite)
     interpreter.allocate_tensors()
@@ -124,9 +127,9 @@ def diagnose(model_or_path, out=None, config: DiagnoseConfig = DiagnoseConfig())
          "selective": {"path", "bytes", "float_layers"} or None, "config"}.
     """
     from edgemnist import data
+    from edgemnist.artifacts import atomic_write_bytes, atomic_write_json
     from edgemnist.export import convert
     from edgemnist.export.strip import strip_model
-    from edgemnist.artifacts import atomic_write_bytes, atomic_write_json
 
     model, _, source = convert.load_source(model_or_path)
     images = convert.representative_images(
@@ -207,8 +210,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_diagnose(args):
-    from edgemnist.cli import Output
-
     config = DiagnoseConfig(samples=args.samples, keep_float=args.keep_float, eval_size=args.eval_size,
                             top=args.top, data_dir=args.data_dir)
     result = diagnose(args.model, args.out, config)

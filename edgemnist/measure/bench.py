@@ -23,9 +23,10 @@ import numpy as np
 
 from edgemnist import data
 from edgemnist.measure.eval import check_run_settings, explicit_accelerator
-from edgemnist.runtime.machine import cpu_model, machine_info
+from edgemnist.output import Output
 from edgemnist.runtime import Runner
 from edgemnist.runtime.accelerator import describe_device, open_runner
+from edgemnist.runtime.machine import cpu_model, machine_info
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
 
@@ -367,8 +368,6 @@ def format_sweep(results: list) -> str:
 
 def _run_bench(args):
     import copy
-
-    from edgemnist.cli import Output
 
     counts = thread_counts(args.threads)
     results = []

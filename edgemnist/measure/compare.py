@@ -32,9 +32,10 @@ from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.measure.bench import latency_percentiles, timed_invokes
 from edgemnist.measure.eval import check_digit_classifier, check_run_settings
 from edgemnist.measure.plots import PLOT_FILES, write_plots
-from edgemnist.runtime.machine import machine_info
+from edgemnist.output import Output
 from edgemnist.runtime import Runner
 from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner
+from edgemnist.runtime.machine import machine_info
 
 log = logging.getLogger(__name__)
 
@@ -462,8 +463,6 @@ def _run_compare(args):
     for model in args.models:
         if not str(model).endswith(".tflite"):
             raise ValueError(f"{model}: not a .tflite file (or a result .json)")
-    from edgemnist.cli import Output
-
     config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, prepare=args.prepare,
                            threads=args.threads,
                            backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
@@ -479,7 +478,6 @@ def _run_compare_devices(args):
     """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
     from edgemnist.measure import devices as report_devices
     from edgemnist.measure.plots import plot_devices
-    from edgemnist.cli import Output
 
     table = report_devices.compare_devices(args.models)
     out = Path(args.out)

@@ -16,9 +16,15 @@ import numpy as np
 
 from edgemnist import data
 from edgemnist.data.folders import add_prepare_arguments
+from edgemnist.output import Output
 from edgemnist.runtime import BACKENDS, Runner
-from edgemnist.runtime.accelerator import (ACCELERATORS, GPU_PRECISIONS, AcceleratorUnavailableError, describe_device,
-                                           open_runner)
+from edgemnist.runtime.accelerator import (
+    ACCELERATORS,
+    GPU_PRECISIONS,
+    AcceleratorUnavailableError,
+    describe_device,
+    open_runner,
+)
 
 
 @dataclass(frozen=True)
@@ -255,8 +261,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_eval(args):
-    from edgemnist.cli import Output
-
     config = EvalConfig(limit=args.limit, data_dir=args.data_dir, prepare=args.prepare, batch_size=args.batch_size,
                         threads=args.threads,
                         backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision)

@@ -33,10 +33,24 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.artifacts import FIRMWARE_MANIFEST_NAME, atomic_write_folder, sha256_bytes
-from edgemnist.micro.arena import (ARENA_ALIGNMENT, DEFAULT_MARGIN, ArenaSize, check_margin, measure_arena,
-                                   micro_version, on_core)
+from edgemnist.micro.arena import (
+    ARENA_ALIGNMENT,
+    DEFAULT_MARGIN,
+    ArenaSize,
+    check_margin,
+    measure_arena,
+    micro_version,
+    on_core,
+)
 from edgemnist.micro.check import compare_with_litert, micro_predict, quantize_images, require_agreement
-from edgemnist.micro.kernels import INT8_REGISTRATIONS, KERNEL_SETS, MICRO_OP_RESOLVER_METHODS, kernel_sources, micro_ops
+from edgemnist.micro.kernels import (
+    INT8_REGISTRATIONS,
+    KERNEL_SETS,
+    MICRO_OP_RESOLVER_METHODS,
+    kernel_sources,
+    micro_ops,
+)
+from edgemnist.output import Output
 from edgemnist.runtime import tflite_info
 
 MANIFEST_NAME = FIRMWARE_MANIFEST_NAME
@@ -472,8 +486,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_firmware(args):
-    from edgemnist.cli import Output
-
     config = FirmwareConfig(
         digits_per_class=args.digits_per_class,
         arena_margin=args.arena_margin,

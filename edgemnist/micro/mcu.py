@@ -37,11 +37,19 @@ from edgemnist._tensorflow import MissingExtraError
 from edgemnist.artifacts import CACHE_ENV, sha256_bytes  # noqa: F401 - CACHE_ENV: tests set it
 from edgemnist.micro import build as firmware_build
 from edgemnist.micro import elf, qemu
-from edgemnist.micro.build import (INSTALL_HINT, TFLM_ENV, TREE_HINT, FirmwareRunError, MissingToolError,  # noqa: F401
-                                   find_tools, resolve_tflm)
+from edgemnist.micro.build import (  # noqa: F401
+    INSTALL_HINT,
+    TFLM_ENV,
+    TREE_HINT,
+    FirmwareRunError,
+    MissingToolError,
+    find_tools,
+    resolve_tflm,
+)
 from edgemnist.micro.check import litert_raw_outputs
 from edgemnist.micro.kernels import KERNEL_SETS
 from edgemnist.micro.targets import MICRO_TARGETS, fit_problems, get_micro_target
+from edgemnist.output import Output
 from edgemnist.runtime.machine import usable_cores
 from edgemnist.verify import check_firmware_folder
 
@@ -368,8 +376,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_mcu(args):
-    from edgemnist.cli import Output
-
     target = get_micro_target(args.target) if args.target else None
     config = McuConfig(cpu=args.cpu or (target.cpu if target else McuConfig.cpu),
                        kernels=args.kernels or (target.kernels if target else McuConfig.kernels),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from edgemnist.micro.arena import DEFAULT_MARGIN, check_margin
+from edgemnist.output import Output
 
 KIB = 1024
 
@@ -208,7 +209,5 @@ def add_commands(subparsers) -> None:
 
 
 def _run_targets(args):
-    from edgemnist.cli import Output
-
     data = [t.to_json() for t in TARGETS.values()]
     return Output(data, format_targets(data))

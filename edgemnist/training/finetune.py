@@ -16,6 +16,7 @@ from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_with
 from edgemnist.data.augment import make_dataset
 from edgemnist.data.folders import add_prepare_arguments
+from edgemnist.output import Output
 from edgemnist.training.train import log_progress
 
 
@@ -174,8 +175,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_finetune(args):
-    from edgemnist.cli import Output
-
     config = FinetuneConfig(head_epochs=args.head_epochs, epochs=args.epochs, learning_rate=args.lr,
                             augment=args.augment, limit=args.limit, seed=args.seed, prepare=args.prepare,
                             replay_mnist=args.replay_mnist)

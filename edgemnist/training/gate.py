@@ -41,6 +41,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgemnist.data import IDX_BASENAMES, find_idx
+from edgemnist.output import Output
 from edgemnist.runtime.gate import metadata_path
 
 FASHION_FOLDER = "fashion-mnist"  # the cache sub-folder `edgemnist data download fashion-mnist` writes
@@ -387,8 +388,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_gate(args):
-    from edgemnist.cli import Output
-
     config = GateConfig(out=args.out, negatives=args.negatives, mnist=args.mnist, fashion=args.fashion,
                         synthetic=args.synthetic, epochs=args.epochs, max_digit_rejection=args.max_digit_rejection,
                         seed=args.seed)

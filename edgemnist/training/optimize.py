@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from edgemnist.console import first_line
+from edgemnist.output import Output
 
 # How the target sparsity is spread over the prunable kernels (PruneConfig.allocation).
 ALLOCATIONS = ("uniform", "erk")
@@ -577,8 +578,6 @@ def add_commands(subparsers) -> None:
 
 
 def _run_optimize(args):
-    from edgemnist.cli import Output
-
     prune_only = {"--sparsity": ("target_sparsity", args.sparsity), "--allocation": ("allocation", args.allocation),
                   "--distill": ("distill", args.distill)}
     given = {flag: setting for flag, setting in prune_only.items() if setting[1] is not None}

@@ -33,6 +33,7 @@ import numpy as np
 from edgemnist import data as data_lib
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, atomic_write_with, remove_stale_temps
 from edgemnist.data.augment import Augmentation, make_dataset
+from edgemnist.output import Output
 from edgemnist.training.model import MODELS, STEMS, ModelConfig, check_model_config
 
 STATE_FILE = "train_state.json"
@@ -569,8 +570,6 @@ def shape_from_args(args) -> ModelConfig:
 
 
 def _run_train(args):
-    from edgemnist.cli import Output
-
     config = TrainConfig(
         model=args.model,
         model_config=shape_from_args(args),
