@@ -387,7 +387,8 @@ def _last_line(text: str) -> str:
 # readers, runtime/ and measure/) and the shipped MNIST test split. Training, export and
 # firmware code stays home; cli lists only the commands whose modules are present.
 DEVICE_PACKAGES = ("runtime", "measure")
-DEVICE_DATA_MODULE = "data/__init__.py"
+# the data readers: MNIST's files and class folders (folders.py prepares real images with runtime/prepare)
+DEVICE_DATA_MODULES = ("data/__init__.py", "data/folders.py")
 
 
 def _device_file(rel: Path) -> bool:
@@ -397,7 +398,7 @@ def _device_file(rel: Path) -> bool:
         return rel.suffix == ".py"
     if parts[0] in DEVICE_PACKAGES:
         return rel.suffix == ".py"
-    if rel.as_posix() == DEVICE_DATA_MODULE:
+    if rel.as_posix() in DEVICE_DATA_MODULES:
         return True
     return parts[:2] == ("data", "mnist") and (rel.name.startswith("t10k-") or rel.name.startswith("SHA256SUMS"))
 
