@@ -8,8 +8,6 @@ train extra.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from edgemnist.output import Output
 
 
@@ -37,7 +35,7 @@ def _run_info(args):
         shipped = models.describe_shipped()
         return Output({"shipped_models": shipped, "default": models.DEFAULT_MODEL},
                       models.format_shipped(shipped))
-    if str(args.model).endswith(".tflite") or (args.model in models.SHIPPED and not Path(args.model).exists()):
+    if models.is_model_argument(args.model):
         from edgemnist.runtime import tflite_info
 
         info = tflite_info.describe(models.resolve_model(args.model))

@@ -33,7 +33,7 @@ from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.output import Output
 from edgemnist.runtime.accelerator import describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
-from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
+from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED, is_model_argument
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
 from edgemnist.runtime.temperature import check_temperature
 
@@ -330,7 +330,7 @@ def split_model_argument(model: Optional[str], positionals: list) -> tuple:
     if model is not None or not positionals:
         return model, list(positionals)
     first = str(positionals[0])
-    if first.lower().endswith(".tflite") or (first in SHIPPED and not Path(first).exists()):
+    if is_model_argument(first):
         return first, list(positionals[1:])
     return None, list(positionals)
 

@@ -49,6 +49,17 @@ def is_shipped(path: Union[str, os.PathLike]) -> bool:
     return any(resolved == SHIPPED_DIR / file for file in SHIPPED.values())
 
 
+def names_shipped(model) -> bool:
+    """Whether a model argument names a shipped model: one of its names, and no file here has that name."""
+    return isinstance(model, str) and model in SHIPPED and not Path(model).exists()
+
+
+def is_model_argument(argument) -> bool:
+    """Whether a command-line argument names a .tflite model (by its suffix) or a shipped one, rather than an
+    image or a Keras file: the rule predict's first argument and info's argument follow."""
+    return str(argument).lower().endswith(".tflite") or names_shipped(argument)
+
+
 def resolve_model(model: Union[str, os.PathLike, None]) -> Path:
     """What a model argument names: None -> the default shipped model; a shipped model's name ("int8",
     "float32") that is not also a file here -> that shipped model; anything else -> that path.
@@ -59,7 +70,7 @@ def resolve_model(model: Union[str, os.PathLike, None]) -> Path:
     """
     if model is None:
         return shipped_path(DEFAULT_MODEL)
-    if isinstance(model, str) and model in SHIPPED and not Path(model).exists():
+    if names_shipped(model):
         return shipped_path(model)
     return Path(model)
 
