@@ -44,6 +44,7 @@ from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from edgemnist import __version__
+from edgemnist.artifacts import manifest_path
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
@@ -311,13 +312,12 @@ class Service:
 
     def manifest(self) -> dict:
         """The `<model>.tflite.json` beside the model, else what `edgemnist info MODEL --json` gives."""
-        path = self.pool.path
-        beside = path.with_name(path.name + ".json")
+        beside = manifest_path(self.pool.path)
         if beside.is_file():
             return json.loads(beside.read_text(encoding="utf-8"))
         from edgemnist.runtime import tflite_info
 
-        return tflite_info.describe(path)
+        return tflite_info.describe(self.pool.path)
 
 
 # path -> (methods, the handler's method name)

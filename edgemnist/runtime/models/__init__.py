@@ -9,7 +9,7 @@ MNIST test images and the exact command that made it). They are written by
 `tools/ship_models.py`, never by hand. `edgemnist predict`, `edgemnist serve` and
 `edgemnist.load()` read `mnist_int8.tflite` when no model is named.
 
-Needs nothing beyond the standard library; no TensorFlow.
+Needs only the standard library (and edgemnist.artifacts, which names a manifest); no TensorFlow.
 """
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 from typing import Optional, Union
+
+from edgemnist.artifacts import manifest_path
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 # name -> file in this folder; the names are what `--model NAME` and `edgemnist.load(NAME)` take
@@ -82,8 +84,7 @@ def read_manifest(name: str = DEFAULT_MODEL) -> dict:
         FileNotFoundError: the model or its manifest is missing from this install.
         ValueError: the manifest is not JSON.
     """
-    path = shipped_path(name)
-    manifest = path.with_name(path.name + ".json")
+    manifest = manifest_path(shipped_path(name))
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest}: the shipped {name} model's manifest is missing from this install")
     try:
