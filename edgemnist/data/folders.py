@@ -262,7 +262,7 @@ def _read_as_they_are(files: list, stop_at_other_size: bool) -> Optional[FolderR
             if image.shape != (FIELD, FIELD):
                 if stop_at_other_size:
                     return None
-                image = plain(path)
+                image = plain(image)  # resized from the pixels already decoded
         except (ValueError, OSError) as exc:
             errors.append((str(path), _error_message(path, exc)))
             continue
