@@ -1,12 +1,17 @@
 """Test helpers shared by several test modules: the CLI as a child process, flatbuffer edits, exports, ports.
 
-Usage: from _helpers import run_cli, repack, export_variant, bare_interpreter_scores
+Usage: from _helpers import run_cli, repack, export_variant, bare_interpreter_scores, serving
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 
@@ -45,6 +50,40 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command: list, port: int, log_path: Path, timeout: float = 120, **popen_kwargs):
+    """Runs `command` (an `edgemnist serve ... --host 127.0.0.1 --port PORT` command line) as a child process,
+    its output in `log_path`; once it answers GET /health, yields its base URL ("http://127.0.0.1:PORT/"); then
+    stops it as Ctrl-C does (SIGINT; killed if it has not ended 30 s later). Fails the test, with the log, when
+    the server exits or stays silent for `timeout` seconds."""
+    import pytest
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen_kwargs)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"edgemnist serve exited {proc.returncode}: {log_path.read_text(errors='replace')}")
+            try:
+                with urllib.request.urlopen(base + "health", timeout=5) as answer:
+                    assert json.load(answer)["status"] == "ok"
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"edgemnist serve did not answer /health: {log_path.read_text(errors='replace')}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def bare_interpreter_scores(model, images) -> "np.ndarray":

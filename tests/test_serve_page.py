@@ -15,9 +15,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _helpers import cli_command, free_port
+from _helpers import cli_command, free_port, serving
 from _images import digit_photo, write_image
 from _strokes import digit_strokes
 from conftest import skip_or_fail
@@ -76,31 +73,9 @@ def server(page_model, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                        os.environ.get("PYTHONPATH")]))}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cli_command("serve", page_model, "--host", "127.0.0.1", "--port", port),
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"edgemnist serve exited {proc.returncode}: {log_path.read_text(errors='replace')}")
-            try:
-                with urllib.request.urlopen(base + "health", timeout=5) as answer:
-                    assert json.load(answer)["status"] == "ok"
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"edgemnist serve did not answer /health: {log_path.read_text(errors='replace')}")
-                time.sleep(0.2)
+    with serving(cli_command("serve", page_model, "--host", "127.0.0.1", "--port", port), port, log_path,
+                 env=env) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

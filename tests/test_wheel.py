@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from _helpers import free_port
+from _helpers import free_port, serving
 from edgemnist import data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,32 +91,12 @@ def test_the_device_install_serves_a_request(device_install, tmp_path):
     photo = tmp_path / "digit.jpg"
     Image.fromarray(255 - split.images[0], "L").resize((200, 200)).convert("RGB").save(photo, quality=85)
     port = free_port()
-    server = subprocess.Popen([str(bin_dir / "edgemnist"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                              env=_clean_env())
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                    assert json.loads(response.read())["status"] == "ok"
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()
-                assert time.monotonic() < deadline, "serve did not answer /health"
-                time.sleep(0.5)
-        request = urllib.request.Request(f"{base}/predict", data=photo.read_bytes(), method="POST",
+    command = [str(bin_dir / "edgemnist"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    with serving(command, port, tmp_path / "serve.log", cwd=tmp_path, env=_clean_env()) as base:
+        request = urllib.request.Request(f"{base}predict", data=photo.read_bytes(), method="POST",
                                          headers={"Content-Type": "image/jpeg"})
         with urllib.request.urlopen(request, timeout=30) as response:
             answer = json.loads(response.read())
         assert answer["digit"] == int(split.labels[0])
-        with urllib.request.urlopen(f"{base}/", timeout=30) as response:
+        with urllib.request.urlopen(base, timeout=30) as response:
             assert b"<canvas" in response.read()
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
