@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "edgemnist.serve",
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
+    "edgemnist.micro.codegen",
     "edgemnist.micro.targets",
     "edgemnist.pipeline",
     "edgemnist.verify",

@@ -90,6 +90,8 @@ class OperatorInfo:
     version: int
     inputs: tuple  # tensor indices, -1 for an omitted optional input
     outputs: tuple
+    # The builtin options this reader knows (OPTION_FIELDS), by schema field name; empty otherwise.
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,39 @@ def _read_tensor(r: _Reader, t: _Table, index: int, buffers: list, sub: str) -> 
     )
 
 
+# The builtin options read into OperatorInfo.options: union type -> (table name, fields), each field
+# (name, slot, struct format, schema default). The union types and slots are the TFLite schema's
+# (schema.fbs: BuiltinOptions, Conv2DOptions, ...); padding 0 is SAME, 1 VALID; activation 0 NONE,
+# 1 RELU, 2 RELU_N1_TO_1, 3 RELU6.
+OPTION_FIELDS = {
+    1: ("Conv2DOptions", (("padding", 0, "<b", 0), ("stride_w", 1, "<i", 0), ("stride_h", 2, "<i", 0),
+                          ("fused_activation_function", 3, "<b", 0), ("dilation_w_factor", 4, "<i", 1),
+                          ("dilation_h_factor", 5, "<i", 1))),
+    2: ("DepthwiseConv2DOptions", (("padding", 0, "<b", 0), ("stride_w", 1, "<i", 0), ("stride_h", 2, "<i", 0),
+                                   ("depth_multiplier", 3, "<i", 0), ("fused_activation_function", 4, "<b", 0),
+                                   ("dilation_w_factor", 5, "<i", 1), ("dilation_h_factor", 6, "<i", 1))),
+    5: ("Pool2DOptions", (("padding", 0, "<b", 0), ("stride_w", 1, "<i", 0), ("stride_h", 2, "<i", 0),
+                          ("filter_width", 3, "<i", 0), ("filter_height", 4, "<i", 0),
+                          ("fused_activation_function", 5, "<b", 0))),
+    8: ("FullyConnectedOptions", (("fused_activation_function", 0, "<b", 0), ("weights_format", 1, "<b", 0),
+                                  ("keep_num_dims", 2, "<?", False), ("asymmetric_quantize_inputs", 3, "<?", False))),
+    9: ("SoftmaxOptions", (("beta", 0, "<f", 0.0),)),
+    27: ("ReducerOptions", (("keep_dims", 0, "<?", False),)),
+}
+
+
+def _read_options(r: _Reader, t: _Table, what: str) -> dict:
+    kind = r.get(t, 3, "<B", 0, what)
+    if kind not in OPTION_FIELDS:
+        return {}
+    table_name, fields = OPTION_FIELDS[kind]
+    options = r.table(t, 4, f"{what} {table_name}")
+    if options is None:
+        return {name: default for name, _, _, default in fields}
+    return {name: r.get(options, slot, fmt, default, f"{what} {table_name}.{name}")
+            for name, slot, fmt, default in fields}
+
+
 def _read_operator(r: _Reader, t: _Table, index: int, opcodes: tuple, n_tensors: int, sub: str) -> OperatorInfo:
     what = f"{sub} operator {index}"
     opcode_index = r.get(t, 0, "<I", 0, what)
@@ -386,7 +421,7 @@ def _read_operator(r: _Reader, t: _Table, index: int, opcodes: tuple, n_tensors:
     if large_offset and (large_offset > r.n or large_size > r.n - large_offset):
         r.fail(f"{what}: custom options at offset {large_offset} (+{large_size}) lie outside the file")
     name = code.custom_code if code.name == "CUSTOM" and code.custom_code else code.name
-    return OperatorInfo(index, name, int(opcode_index), code.version, inputs, outputs)
+    return OperatorInfo(index, name, int(opcode_index), code.version, inputs, outputs, _read_options(r, t, what))
 
 
 def _read_subgraph(r: _Reader, t: _Table, index: int, opcodes: tuple, buffers: list) -> SubgraphInfo:
