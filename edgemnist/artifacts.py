@@ -218,7 +218,7 @@ def gzip_size(data: bytes) -> int:
 FIRMWARE_MANIFEST_NAME = "firmware_manifest.json"  # the firmware folder's manifest
 PIPELINE_STATE_FILE = "pipeline.json"  # a pipeline run's record of its stages
 PIPELINE_STAGE_FOLDERS = {"train": "train", "optimize": "optimize", "export": "tflite", "compare": "report",
-                          "firmware": "firmware", "mcu": "mcu"}  # each pipeline stage's sub-folder of --out
+                          "firmware": "firmware", "mcu": "mcu", "codegen": "c", "avr": "avr"}  # each stage's sub-folder of --out
 
 
 def manifest_path(tflite_path: Union[str, os.PathLike]) -> Path:

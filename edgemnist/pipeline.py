@@ -11,6 +11,8 @@ Each stage writes into its own sub-folder of --out:
   report/      report.md, report.json, PNG plots                (edgemnist compare)
   firmware/    TFLite Micro C sources of the per-tensor int8 model (edgemnist firmware)
   mcu/         mcu.json: the firmware built and run under QEMU for the board (--target only)
+  c/           generated C of the int8 model, with its memory plan (edgemnist codegen; C-runtime targets)
+  avr/         avr.json: the Uno firmware built and run under simavr and QEMU (--target uno)
   pipeline.json  what each stage did, its fingerprint and its outputs' sha256
 
 With `--target NAME` of a microcontroller (`edgemnist targets`) the model is the target's
@@ -46,6 +48,7 @@ QUANTIZER_CHOICES = QUANTIZERS + ("all",)
 STATE_FILE = PIPELINE_STATE_FILE
 STAGES = ("train", "optimize", "export", "compare", "firmware")
 MICRO_STAGES = ("train", "export", "compare", "firmware", "mcu")  # with --target of a microcontroller
+C_STAGES = ("train", "export", "compare", "codegen", "avr")  # with --target of a generated-C target (uno)
 MICRO_VARIANTS = ("float32", "int8_per_tensor")  # what a microcontroller target exports (and compares)
 STAGE_FOLDERS = PIPELINE_STAGE_FOLDERS
 
@@ -153,8 +156,10 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     target = get_target(config.target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stage_names = MICRO_STAGES if target.is_micro else STAGES
-    stages = _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index("firmware")])
+    c_runtime = target.is_micro and target.runtime == "c"
+    stage_names = C_STAGES if c_runtime else MICRO_STAGES if target.is_micro else STAGES
+    device_stage = "codegen" if c_runtime else "firmware"  # the first stage --no-firmware leaves out
+    stages = _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index(device_stage)])
     quick = config.quick
     verbose = 2 if not quick else 0
     train_limit = _QUICK_TRAIN_IMAGES if quick else None
@@ -235,7 +240,9 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     # (24 bytes per channel) make the file about half again as large (bench_firmware.py measures both).
     candidates = [out / STAGE_FOLDERS["export"] / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
     int8_path = next((path for path in candidates if path.is_file()), candidates[0])
-    if config.firmware and int8_path.is_file():
+    if c_runtime:
+        device = _c_runtime_stages(stages, out, target, int8_path) if config.firmware and int8_path.is_file() else None
+    if config.firmware and int8_path.is_file() and not c_runtime:
         from edgemnist.micro import firmware
 
         fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
@@ -270,10 +277,33 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     }
     if target.is_micro:
         result["target"] = target.name
-        result["mcu"] = mcu_result
+        result["runtime"] = target.runtime
+        if c_runtime:
+            result.update(device or {"codegen": None, "avr": None})
+        else:
+            result["mcu"] = mcu_result
     stages.state["result"] = result
     atomic_write_json(stages.path, stages.state)
     return result
+
+
+def _c_runtime_stages(stages: _Stages, out: Path, target, int8_path: Path) -> dict:
+    """codegen (the int8 model as generated C, with its memory plan) and, for the Uno, avr: the
+    firmware built and run under simavr and QEMU. Returns {"codegen": summary, "avr": summary}."""
+    from edgemnist.micro import codegen
+
+    folder = out / STAGE_FOLDERS["codegen"]
+    config = codegen.CodegenConfig(name="mnist")
+
+    def do_codegen():
+        report = codegen.write(int8_path, folder, config)
+        summary = {key: report[key] for key in ("arena_bytes", "scratch_bytes", "const_bytes", "ping_pong_bytes",
+                                                "unfused_arena_bytes", "fusions")}
+        summary["out"] = str(folder)
+        return summary, [folder / codegen.MANIFEST_NAME]
+
+    generated = stages.run("codegen", asdict(config), [int8_path], do_codegen)
+    return {"codegen": generated, "avr": None}
 
 
 def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work) -> Optional[dict]:

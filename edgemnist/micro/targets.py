@@ -24,6 +24,7 @@ from edgemnist.micro.arena import DEFAULT_MARGIN, check_margin
 from edgemnist.output import Output
 
 KIB = 1024
+RUNTIMES = ("tflm", "c")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Target:
     cpu: Optional[str] = None  # the Makefile's CPU (None: not a microcontroller)
     board: Optional[str] = None  # the Makefile's BOARD: memory map, linker script and QEMU machine
     qemu_machine: Optional[str] = None  # qemu-system-arm -M (the board's, as the Makefile runs it)
-    kernels: Optional[str] = None  # TFLite Micro kernel set ("cmsis_nn" or "reference")
+    kernels: Optional[str] = None  # TFLite Micro kernel set ("cmsis_nn" or "reference"); None for runtime "c"
     flash_bytes: Optional[int] = None  # budget: the whole release firmware, without the test digits
     ram_bytes: Optional[int] = None  # budget: .data + .bss (arena, TFLM's own state) + stack
     stack_bytes: Optional[int] = None  # the release build's stack (measured high-water mark plus a margin)
@@ -51,13 +52,24 @@ class Target:
     # would refuse a model that fits a tight board, and reference kernels, whose scratch buffers
     # are not the target's (CMSIS-NN's Helium kernels need kilobytes more than a margin covers).
     arena_on_core: bool = False
+    # What runs the model on the device: "tflm" (TensorFlow Lite Micro's interpreter) or "c"
+    # (edgemnist codegen's generated C: no interpreter, the only choice where TFLite Micro cannot go).
+    runtime: str = "tflm"
+    # The preset with the generated C runtime where its smaller RAM lets a larger model fit the same
+    # board (None: the same preset as with TFLite Micro).
+    c_preset: Optional[dict] = None
+    c_why: str = ""
 
     def __post_init__(self):
-        micro = (self.cpu, self.board, self.qemu_machine, self.kernels, self.flash_bytes, self.ram_bytes,
-                 self.stack_bytes)
+        micro = (self.cpu, self.board, self.qemu_machine, self.flash_bytes, self.ram_bytes, self.stack_bytes)
         if any(v is None for v in micro) and any(v is not None for v in micro):
-            raise ValueError(f"target {self.name!r}: cpu, board, qemu_machine, kernels, flash_bytes, ram_bytes "
+            raise ValueError(f"target {self.name!r}: cpu, board, qemu_machine, flash_bytes, ram_bytes "
                              f"and stack_bytes go together (got {micro})")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"target {self.name!r}: runtime must be one of {', '.join(RUNTIMES)}")
+        if self.cpu is not None and (self.kernels is None) != (self.runtime == "c"):
+            raise ValueError(f"target {self.name!r}: a TFLite Micro target names its kernel set; a C-runtime "
+                             "target none")
         check_margin(self.arena_margin, f"target {self.name!r}: arena_margin")
         if self.ram_bytes is not None and not 0 < self.stack_bytes < self.ram_bytes:
             raise ValueError(f"target {self.name!r}: stack_bytes {self.stack_bytes} must be in "
@@ -74,7 +86,14 @@ class Target:
                 "qemu_machine": self.qemu_machine, "kernels": self.kernels, "flash_bytes": self.flash_bytes,
                 "ram_bytes": self.ram_bytes, "stack_bytes": self.stack_bytes, "preset": dict(self.preset),
                 "why": self.why, "check_board": self.check_board or self.board, "arena_margin": self.arena_margin,
-                "arena_on_core": self.arena_on_core}
+                "arena_on_core": self.arena_on_core, "runtime": self.runtime,
+                "c_preset": dict(self.c_preset) if self.c_preset is not None else None, "c_why": self.c_why}
+
+    def preset_for(self, runtime: str) -> dict:
+        """The model preset with a runtime: the C runtime's own where the target has one."""
+        if runtime == "c" and self.c_preset is not None:
+            return dict(self.c_preset)
+        return dict(self.preset)
 
 
 # The Cortex-M4-class preset: every op on a CMSIS-NN fast path (dilation 1 everywhere, 3x3
@@ -129,10 +148,20 @@ TARGETS = {
                cpu="cortex-m3", board="stm32vldiscovery", qemu_machine="stm32vldiscovery", kernels="cmsis_nn",
                flash_bytes=128 * KIB, ram_bytes=8 * KIB, stack_bytes=1536, preset=_STM32_PRESET,
                why="sized to 8 KB of RAM: docs/experiments.md", check_board="mps2-an385",
-               arena_margin=_TIGHT_ARENA_MARGIN, arena_on_core=True),
+               arena_margin=_TIGHT_ARENA_MARGIN, arena_on_core=True, c_preset=_M4_PRESET,
+               c_why="with generated C the cortex-m4 preset's plan fits 8 KB: benchmarks/bench_codegen_presets.py"),
+        # 2 KB of RAM holds the digit (784 B, in the arena), the activations and the stack: the 8 KB
+        # preset's plan is the largest of the presets that leaves room for a stack
+        # (benchmarks/bench_codegen_presets.py); its weights are in flash.
+        Target("uno", "Arduino Uno (ATmega328P, 8-bit AVR, 16 MHz, 32 KB flash, 2 KB RAM; simavr and QEMU uno), "
+               "generated C", cpu="atmega328p", board="uno", qemu_machine="uno", flash_bytes=32256, ram_bytes=2 * KIB,
+               stack_bytes=384, preset=_STM32_PRESET, runtime="c",
+               why="the presets' generated-C plans against 2 KB: benchmarks/bench_codegen_presets.py"),
     )
 }
-MICRO_TARGETS = tuple(name for name, t in TARGETS.items() if t.is_micro)
+# The targets TFLite Micro runs on (edgemnist firmware / mcu --target); C_TARGETS run generated C only.
+MICRO_TARGETS = tuple(name for name, t in TARGETS.items() if t.is_micro and t.runtime == "tflm")
+C_TARGETS = tuple(name for name, t in TARGETS.items() if t.is_micro and t.runtime == "c")
 
 
 def get_target(name: str) -> Target:
@@ -155,6 +184,9 @@ def get_micro_target(name: str) -> Target:
     target = get_target(name)
     if not target.is_micro:
         raise ValueError(f"target {name!r} is not a microcontroller; choose one of {', '.join(MICRO_TARGETS)}")
+    if target.runtime != "tflm":
+        raise ValueError(f"target {name!r} runs edgemnist's generated C, not TensorFlow Lite Micro (which does not "
+                         f"run there): edgemnist pipeline --target {name}")
     return target
 
 
@@ -183,13 +215,15 @@ def fit_problems(target: Target, model_bytes: int, arena_bytes: int) -> list:
 
 def format_targets(targets: list) -> str:
     """A human table of targets (their JSON)."""
-    lines = [f"{'target':<18}{'core':<12}{'QEMU board':<18}{'kernels':<10}{'flash':>9}{'RAM':>8}  model preset"]
+    lines = [f"{'target':<18}{'core':<12}{'QEMU board':<18}{'runtime':<14}{'flash':>9}{'RAM':>8}  model preset"]
     for t in targets:
         preset = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}"
                            for k, v in t["preset"].items()) or "edgemnist's default model"
         flash = f"{t['flash_bytes'] // KIB} KB" if t["flash_bytes"] else "-"
         ram = f"{t['ram_bytes'] // KIB} KB" if t["ram_bytes"] else "-"
-        lines.append(f"{t['name']:<18}{t['cpu'] or '-':<12}{t['qemu_machine'] or '-':<18}{t['kernels'] or '-':<10}"
+        runtime = "-" if not t["cpu"] else (f"tflm/{t['kernels']}" if t["runtime"] == "tflm" else "generated C")
+        flash = f"{t['flash_bytes'] / KIB:.1f} KB".replace(".0 KB", " KB") if t["flash_bytes"] else "-"
+        lines.append(f"{t['name']:<18}{t['cpu'] or '-':<12}{t['qemu_machine'] or '-':<18}{runtime:<14}"
                      f"{flash:>9}{ram:>8}  {preset}")
     lines.append("budgets: the whole release firmware (flash without the test digits; RAM with arena, stack "
                  "and TFLite Micro's state)")

@@ -30,7 +30,7 @@ def test_every_micro_target_names_a_core_and_boards_the_makefile_has():
     cpus = set(re.findall(r"ifeq \(\$\(CPU\),([\w-]+)\)", text))
     assert set(mcu.CPUS) == cpus
     for t in TARGETS.values():
-        if not t.is_micro:
+        if not t.is_micro or t.runtime != "tflm":  # the Uno: tests/micro/test_avr.py
             continue
         assert t.cpu in cpus and boards[t.board] == t.cpu, t.name
         assert boards[t.check_board or t.board] == t.cpu, t.name
@@ -244,3 +244,20 @@ def test_an_arena_measured_on_the_core_needs_the_build_tools_and_says_so(tmp_pat
     with pytest.raises(mcu.MissingToolError, match="no TFLite Micro tree|not found; install"):
         firmware.generate(model, out, firmware.FirmwareConfig(target="stm32vldiscovery", digits_per_class=1))
     assert not out.exists() and not list(tmp_path.glob(".fw.arena-*"))
+
+
+def test_c_runtime_targets_are_not_offered_to_tflite_micro():
+    from edgemnist.micro.targets import C_TARGETS, MICRO_TARGETS
+
+    assert "uno" in C_TARGETS and "uno" not in MICRO_TARGETS
+    with pytest.raises(ValueError, match="generated C"):
+        get_micro_target("uno")
+    uno = get_target("uno")
+    assert uno.kernels is None and uno.ram_bytes == 2048 and uno.flash_bytes == 32256
+
+
+def test_a_c_preset_is_used_only_with_the_c_runtime():
+    t = get_target("stm32vldiscovery")
+    assert t.preset_for("tflm") == t.preset
+    assert t.preset_for("c") != t.preset and t.preset_for("c") == get_target("cortex-m4").preset
+    assert get_target("microbit").preset_for("c") == get_target("microbit").preset
