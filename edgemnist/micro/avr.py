@@ -91,9 +91,35 @@ def find_tool(tool: str) -> str:
     return path
 
 
+def find_tools(arduino: bool = False, cache_dir=None) -> dict:
+    """Every program and library the self-check needs; with `arduino`, also arduino-mk, make and the Arduino core.
+
+    Returns:
+        {tool: path}; "simavr_uart" is the runner (compiled into the cache on first use).
+
+    Raises:
+        MissingToolError: the first one missing (the message names its Debian package).
+    """
+    tools = {tool: find_tool(tool) for tool in ("avr-gcc", "avr-size", "avr-nm", "avr-objdump", "simavr",
+                                                "qemu-system-avr", "cc")}
+    _check_avr_libc(tools["avr-gcc"])
+    tools["simavr_uart"] = str(simavr_runner(cache_dir))
+    if arduino:
+        tools["make"] = find_tool("make")
+        tools["arduino"] = str(_arduino_dir())
+    return tools
+
+
 def _output_tail(text: str, lines: int = 3) -> str:
     kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
     return " | ".join(kept)[-500:] or "no output"
+
+
+def _compiler_error(text: str) -> str:
+    """The compiler's or linker's error lines (the last three), else the output's tail."""
+    errors = [ln for ln in text.splitlines() if re.search(r"\berror\b|undefined reference", ln, re.I)
+              and not ln.startswith("make")]
+    return _output_tail("\n".join(errors) if errors else text)
 
 
 # --------------------------------------------------------------------------- the model and its test data
@@ -234,7 +260,7 @@ def _compile(cmd: list, log: Path, what: str, elf: Path) -> None:
         fh.write(" ".join(cmd) + "\n" + result.stdout + result.stderr)
     if result.returncode != 0:
         raise _overflow(result.stderr, elf) or FirmwareRunError(
-            f"{what} for the {MCU} failed: {_output_tail(result.stderr)} (full log: {log})")
+            f"{what} for the {MCU} failed: {_compiler_error(result.stderr)} (full log: {log})")
 
 
 def build_firmware(sources: dict, main: str, build_dir, extra: Optional[dict] = None, qemu: bool = False) -> dict:
@@ -433,11 +459,12 @@ def run_qemu(elf, marker: str = END_MARKER, timeout_s: float = DEFAULT_TIMEOUT_S
         MissingToolError: qemu-system-avr missing. FirmwareRunError: the ELF holds code QEMU would hang
         on (`qemu_hazards`), no marker within timeout_s, or QEMU failed.
     """
+    qemu = find_tool("qemu-system-avr")
     hazards = qemu_hazards(elf)
     if hazards:
         raise FirmwareRunError(f"{elf}: a skip over RET at 0x{', 0x'.join(hazards)}, on which qemu-system-avr "
                                "hangs; link templates/avr/qemu_mulhisi3.S (build_firmware(..., qemu=True))")
-    argv = [find_tool("qemu-system-avr"), "-machine", "uno", "-bios", str(elf), "-nographic",
+    argv = [qemu, "-machine", "uno", "-bios", str(elf), "-nographic",
             "-serial", "stdio", "-monitor", "none"]
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -678,16 +705,17 @@ def build_arduino_example(library_dir, build_dir, example: Optional[str] = None,
         {"elf", "sizes", "seconds"}.
 
     Raises:
-        MissingToolError: make, avr-gcc, arduino-mk or the Arduino core missing. FirmwareRunError: the build failed.
+        MissingToolError: make, avr-gcc, arduino-mk or the Arduino core missing. BudgetError: over the Uno's
+        flash or static RAM. FirmwareRunError: the build failed.
     """
     make = find_tool("make")
     find_tool("avr-gcc")
     arduino = _arduino_dir()
     lib = Path(library_dir).resolve()
-    examples = sorted((lib / "examples").glob("*/*.ino"))
-    ino = next((p for p in examples if p.parent.name == example), examples[0] if examples and not example else None)
-    if ino is None:
-        raise FileNotFoundError(f"{lib}/examples: no example {example or ''} sketch")
+    examples = [p for p in sorted((lib / "examples").glob("*/*.ino")) if example in (None, p.parent.name)]
+    if not examples:
+        raise FileNotFoundError(f"{lib}/examples: no {example or 'example'} sketch (<name>/<name>.ino)")
+    ino = examples[0]
     out = Path(build_dir).resolve()
     makefile = (f"ARDUINO_DIR = {arduino}\nARDMK_DIR = {arduino}\nBOARD_TAG = uno\nUSER_LIB_PATH = {lib.parent}\n"
                 f"ARDUINO_LIBS = {lib.name}\nOBJDIR = {out}/obj\nCXXFLAGS += {ARDUINO_CXXFLAGS}\n"
@@ -697,14 +725,14 @@ def build_arduino_example(library_dir, build_dir, example: Optional[str] = None,
     result = subprocess.run([make, "-C", str(out), f"-j{int(jobs)}"], capture_output=True, text=True,
                             stdin=subprocess.DEVNULL)
     (out / "build.log").write_text(result.stdout + result.stderr)
-    elf = out / "obj" / f"{out.name}.elf"
     elves = sorted((out / "obj").glob("*.elf"))
     if result.returncode != 0 or not elves:
         raise _overflow(result.stderr, ino) or FirmwareRunError(
-            f"building {ino} with arduino-mk failed: {_output_tail(result.stderr + result.stdout)} "
+            f"building {ino} with arduino-mk failed: {_compiler_error(result.stderr + result.stdout)} "
             f"(full log: {out / 'build.log'})")
-    elf = elves[0]
-    return {"elf": elf, "sizes": elf_sizes(elf), "seconds": round(time.perf_counter() - start, 2)}
+    sizes = elf_sizes(elves[0])
+    check_budget(sizes, elves[0])
+    return {"elf": elves[0], "sizes": sizes, "seconds": round(time.perf_counter() - start, 2)}
 
 
 _PREDICTION = re.compile(r"digit (\d+) score (-?\d+)")
@@ -714,15 +742,15 @@ def run_arduino_example(elf, pixels: np.ndarray, timeout_s: float = DEFAULT_TIME
     """Types one 28x28 uint8 image into the example sketch under simavr and reads its answer.
 
     Returns:
-        {"digit", "score", "output", "cycles"}.
+        {"digit", "score", "output", "cycles" (since reset, the serial transfer included), "stack_high_water"}.
 
     Raises:
         FirmwareRunError: no answer line (as `run_simavr`).
     """
     data = np.asarray(pixels, np.uint8).reshape(-1).tobytes()
-    run = run_simavr(elf, data, marker="\n", max_cycles=MAX_CYCLES_PER_DIGIT, timeout_s=timeout_s,
-                     cache_dir=cache_dir)
+    run = run_simavr(elf, data, marker="\n", timeout_s=timeout_s, cache_dir=cache_dir)
     m = _PREDICTION.search(run["output"])
     if m is None:
         raise FirmwareRunError(f"{elf}: the sketch printed no 'digit N score S' line: {_output_tail(run['output'])}")
-    return {"digit": int(m.group(1)), "score": int(m.group(2)), "output": run["output"], "cycles": run["cycles"]}
+    return {"digit": int(m.group(1)), "score": int(m.group(2)), "output": run["output"], "cycles": run["cycles"],
+            "stack_high_water": run["stack_high_water"]}
