@@ -164,6 +164,13 @@ def test_a_model_too_big_for_the_uno_is_refused_with_the_excess(tmp_path, avr_to
         avr.check_budget(dict(sizes, flash_bytes=100), "fw.elf", stack_high_water=1100)
 
 
+def test_a_failed_build_names_the_file_and_the_compiler_error(tmp_path, avr_tools):
+    sources = {"files": {"mnist.c": b"int broken = ;\n", "mnist.h": b""}, "name": "mnist"}
+    with pytest.raises(FirmwareRunError, match=r"compiling \S+/mnist.c for the atmega328p failed: .*mnist.c:1:\d+: "
+                                               r"error: expected expression .*\(full log: \S+build.log\)"):
+        avr.build_release(sources, tmp_path / "release")
+
+
 def test_arduino_library_builds_with_arduino_mk_and_classifies_digits_typed_into_simavr(models, small_digits,
                                                                                       tmp_path, cache_dir):
     lib = avr.write_arduino_library(models["small"], tmp_path / "libraries" / "EdgeMnist")
