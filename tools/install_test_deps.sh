@@ -12,6 +12,12 @@
 #                          machine without a GPU; chromium-common alone, without the browser, ships it
 #   chromium               the real browser tests/test_serve_page.py drives headless (through Python's
 #                          playwright, pointed at /usr/bin/chromium: no browser download)
+#   gcc-avr avr-libc       cross-compile generated C for an 8-bit ATmega328P (Arduino Uno: edgemnist.micro.avr)
+#   simavr libsimavr-dev   run it cycle-accurately; the library and headers build the runner that types
+#                          bytes into its serial port and measures its stack (gcc, from g++ above)
+#   qemu-system-misc       qemu-system-avr: run the same self-check on QEMU's Arduino Uno
+#   arduino-core-avr arduino-mk  the Arduino core and the Makefile that build the Arduino library's
+#                          example as the IDE would
 # Tests that need one of these skip with a reason when it is missing (they fail instead when
 # EDGEMNIST_REQUIRE_GROUPS names their group: tests/conftest.py).
 set -euo pipefail
@@ -21,6 +27,7 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ \
   gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make qemu-system-arm xz-utils >/dev/null
+$SUDO apt-get install -y -qq gcc-avr avr-libc simavr libsimavr-dev qemu-system-misc arduino-core-avr arduino-mk >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends chromium-common libvulkan1 >/dev/null
 $SUDO apt-get install -y -qq chromium >/dev/null
 echo "test packages installed"
