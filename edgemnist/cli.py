@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "edgemnist.micro.firmware",
     "edgemnist.micro.mcu",
     "edgemnist.micro.codegen",
+    "edgemnist.micro.avr",
     "edgemnist.micro.targets",
     "edgemnist.pipeline",
     "edgemnist.verify",

@@ -303,7 +303,40 @@ def _c_runtime_stages(stages: _Stages, out: Path, target, int8_path: Path) -> di
         return summary, [folder / codegen.MANIFEST_NAME]
 
     generated = stages.run("codegen", asdict(config), [int8_path], do_codegen)
-    return {"codegen": generated, "avr": None}
+    if target.name != "uno":
+        return {"codegen": generated, "avr": None}
+    return {"codegen": generated, "avr": _avr_stage(stages, out, int8_path)}
+
+
+def _avr_stage(stages: _Stages, out: Path, int8_path: Path) -> dict:
+    """Runs `edgemnist avr` on the run's generated C (release and self-check firmware, simavr and
+    QEMU) and writes avr/avr.json and the Arduino library (avr/arduino/); skipped with the reason
+    without the AVR toolchain or the emulators."""
+    from edgemnist.micro import avr
+    from edgemnist.micro.build import MissingToolError
+
+    folder = out / STAGE_FOLDERS["avr"]
+    report_path = folder / "avr.json"
+    c_folder = out / STAGE_FOLDERS["codegen"]
+    settings = {"digits": avr.DEFAULT_DIGITS, "emulators": ["simavr", "qemu"]}
+
+    def do_avr():
+        report = avr.selfcheck(int8_path, folder / "build", digits=settings["digits"])
+        report["library"] = {k: str(v) for k, v in avr.write_arduino_library(c_folder, folder / "arduino").items()}
+        atomic_write_json(report_path, report)
+        rel, sim = report["release"], report["simavr"]
+        summary = {"pass": report["pass"], "bit_exact": all(report[e]["matches"] == report[e]["digits"]
+                                                            for e in settings["emulators"]),
+                   "flash_bytes": rel["flash"], "ram_bytes": rel["ram"], "cycles_per_inference": sim["cycles_per_inference"],
+                   "ms_at_16mhz": sim["ms_at_16mhz"], "report": str(report_path)}
+        return summary, [report_path]
+
+    try:
+        avr.find_tools()
+    except MissingToolError as exc:
+        stages.log(f"[avr] skipped: {exc}")
+        return {"skipped": str(exc)}
+    return stages.run("avr", settings, [c_folder / "codegen_manifest.json", int8_path], do_avr)
 
 
 def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work) -> Optional[dict]:
@@ -388,6 +421,18 @@ def format_result(result: dict) -> str:
                      f"{mcu_result['instructions_per_inference'] or 0:,} instructions per inference; release build "
                      f"{rel['verdict']}, flash {rel['flash_bytes'] or 0:,} B, RAM {rel['ram_bytes'] or 0:,} B, "
                      f"{'fits' if rel['fits'] else 'does NOT fit'} ({mcu_result['report']})")
+    if result.get("codegen"):
+        c = result["codegen"]
+        lines.append(f"generated C: {c['out']} (arena {c['arena_bytes']:,} B, constants {c['const_bytes']:,} B)")
+    avr_result = result.get("avr")
+    if avr_result and "skipped" in avr_result:
+        lines.append(f"avr ({result['target']}): skipped: {avr_result['skipped']}")
+    elif avr_result:
+        lines.append(f"avr ({result['target']}): {'PASS' if avr_result['pass'] else 'FAIL'} under simavr and QEMU, "
+                     f"{'bit-exact' if avr_result['bit_exact'] else 'NOT bit-exact'}, "
+                     f"{avr_result['cycles_per_inference'] or 0:,} cycles = {avr_result['ms_at_16mhz']} ms per digit at "
+                     f"16 MHz; release flash {avr_result['flash_bytes']:,} B, RAM {avr_result['ram_bytes']:,} B "
+                     f"({avr_result['report']})")
     lines.append(f"report: {result['report']}")
     return "\n".join(lines)
 
@@ -437,4 +482,5 @@ def _run_pipeline(args):
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
     # a firmware that ran but was not bit-exact, or does not fit its target, is a failed check (as mcu's)
-    return Output(result, format_result(result), status=1 if (result.get("mcu") or {}).get("ok") is False else 0)
+    failed = (result.get("mcu") or {}).get("ok") is False or (result.get("avr") or {}).get("pass") is False
+    return Output(result, format_result(result), status=1 if failed else 0)

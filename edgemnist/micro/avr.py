@@ -754,3 +754,49 @@ def run_arduino_example(elf, pixels: np.ndarray, timeout_s: float = DEFAULT_TIME
         raise FirmwareRunError(f"{elf}: the sketch printed no 'digit N score S' line: {_output_tail(run['output'])}")
     return {"digit": int(m.group(1)), "score": int(m.group(2)), "output": run["output"], "cycles": run["cycles"],
             "stack_high_water": run["stack_high_water"]}
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def add_commands(subparsers) -> None:
+    """Registers `edgemnist avr`."""
+    p = subparsers.add_parser(
+        "avr",
+        help="build a full-integer .tflite as generated C for an Arduino Uno (ATmega328P) and run its self-check "
+        "under simavr and QEMU",
+        description="Generate the model's C (edgemnist codegen), build the release firmware (the model and a serial "
+        "port: its flash and RAM are checked against the Uno's 32,256 B and 2,048 B) and a self-check firmware "
+        "holding real test digits and LiteRT's scores for them, then run the self-check under simavr "
+        "(cycle-accurate: cycles and ms per digit at 16 MHz) and QEMU's uno board. Both must say PASS "
+        "(every score bit-exact). Needs gcc-avr, avr-libc, libsimavr-dev and qemu-system-misc (Debian).",
+    )
+    p.add_argument("model", help="a full-integer .tflite (its C is generated as `edgemnist codegen` does)")
+    p.add_argument("--out", required=True, help="folder for the builds and avr.json")
+    p.add_argument("--digits", type=int, default=DEFAULT_DIGITS,
+                   help="test digits in the self-check (default %(default)s; they share the flash with the weights)")
+    p.add_argument("--emulator", choices=("both", "simavr", "qemu"), default="both", help="where to run it (default both)")
+    p.add_argument("--library", metavar="DIR", help="also write the Arduino library (src/, examples/) to DIR")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per emulator run (default %(default)s)")
+    p.set_defaults(func=_run_avr)
+
+
+def _run_avr(args):
+    from edgemnist.artifacts import atomic_write_json
+    from edgemnist.output import Output
+
+    from edgemnist.runtime.tflite_reader import check_tflite_file
+
+    check_tflite_file(args.model)
+    if args.digits < 1:
+        raise ValueError(f"--digits must be >= 1, got {args.digits}")
+    emulators = ("simavr", "qemu") if args.emulator == "both" else (args.emulator,)
+    report = selfcheck(args.model, Path(args.out) / "build", digits=args.digits, emulators=emulators,
+                       timeout_s=args.timeout)
+    if args.library:
+        report["library"] = {k: str(v) for k, v in write_arduino_library(args.model, args.library).items()}
+    atomic_write_json(Path(args.out) / "avr.json", report)
+    text = format_report(report)
+    if args.library:
+        text += f"\nArduino library: {args.library}"
+    return Output(report, text, status=0 if report["pass"] else 1)
