@@ -397,7 +397,8 @@ def add_commands(subparsers) -> None:
         "mcu",
         help="build a firmware folder for Cortex-M, run it under QEMU, check it bit-exactly, measure it",
         description="Cross-compile a folder written by `edgemnist firmware` for a Cortex-M core with "
-        "arm-none-eabi-gcc and TFLite Micro's reference or CMSIS-NN kernels, run it under qemu-system-arm, "
+        "arm-none-eabi-gcc and TFLite Micro's reference or CMSIS-NN kernels (a folder of `edgemnist firmware "
+        "--runtime c`: the generated C alone, no TFLite Micro), run it under qemu-system-arm, "
         "and report predictions, bit-exactness of every int8 score against the host, flash and RAM, and "
         "instructions per inference and per op. Exit status: 0 bit-exact, 1 mismatch, hang, fault or "
         "failed build, 2 missing toolchain, QEMU or TFLite Micro tree, or bad input.",
