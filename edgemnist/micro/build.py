@@ -107,16 +107,17 @@ def build_folder(folder: Path, cpu: str, kernels: str, build_dir: Optional[str] 
     return Path(build_dir) if build_dir else Path(folder) / "build" / f"{cpu}-{kernels}{suffix}"
 
 
-def build(folder: Path, tree: Path, cpu: str, kernels: str, tools: dict, jobs: int = 1,
+def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dict, jobs: int = 1,
           build_dir: Optional[str] = None, cache_dir: Optional[str] = None, build_type: str = "check",
           make_vars: Optional[dict] = None) -> dict:
     """Runs the folder's Makefile (target `all`).
 
     Args:
         folder: a firmware folder (its files already checked against its manifest).
-        tree: the TFLite Micro tree (`resolve_tflm`).
+        tree: the TFLite Micro tree (`resolve_tflm`); None for a folder that builds without TFLite
+            Micro (the generated C runtime): no TFLM, KERNELS or OBJ_CACHE is passed to make.
         cpu: the core, as the Makefile's CPU names it.
-        kernels: "reference" or "cmsis_nn".
+        kernels: "reference" or "cmsis_nn" (for the C runtime: "c", which only names the build folder).
         tools: `find_tools()`.
         jobs: parallel compiler processes.
         build_dir: the build folder (default <folder>/build/<cpu>-<kernels>).
@@ -134,12 +135,16 @@ def build(folder: Path, tree: Path, cpu: str, kernels: str, tools: dict, jobs: i
     if build_type not in BUILD_TYPES:
         raise ValueError(f"build_type must be one of {', '.join(BUILD_TYPES)}, got {build_type!r}")
     out = build_folder(folder, cpu, kernels, build_dir, build_type)
-    cache = object_cache(cache_dir, tree, cpu, kernels, (folder / "Makefile").read_bytes(), build_type)
     out.mkdir(parents=True, exist_ok=True)
-    cache.mkdir(parents=True, exist_ok=True)
     log = out / "build.log"
-    cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"TFLM={tree.resolve()}", f"CPU={cpu}",
-           f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", f"BUILD_TYPE={build_type}"]
+    if tree is None:
+        cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"CPU={cpu}", f"BUILD={out.resolve()}",
+               f"BUILD_TYPE={build_type}"]
+    else:
+        cache = object_cache(cache_dir, tree, cpu, kernels, (folder / "Makefile").read_bytes(), build_type)
+        cache.mkdir(parents=True, exist_ok=True)
+        cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"TFLM={tree.resolve()}", f"CPU={cpu}",
+               f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", f"BUILD_TYPE={build_type}"]
     cmd += [f"{name}={value}" for name, value in sorted((make_vars or {}).items())] + ["all"]
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:

@@ -44,7 +44,10 @@ def elf_sizes(elf: Path, stem: str, tools: dict) -> dict:
         parts = line.split()
         if len(parts) >= 4:
             symbols[" ".join(parts[3:])] = int(parts[1], 16)
-    arena = next((size for name, size in symbols.items() if name.endswith("tensor_arena")), None)
+    # TFLite Micro's arena (`tensor_arena` in the firmware's main), or the generated C's static one
+    # (`em_arena`, which the compiler may give a suffix such as `.lto_priv.0`)
+    arena = next((size for name, size in symbols.items()
+                  if name.endswith("tensor_arena") or name.split(".")[0] == "em_arena"), None)
     return {
         "flash_bytes": flash,
         "ram_bytes": ram,

@@ -55,6 +55,16 @@ from edgemnist.runtime import tflite_info
 
 MANIFEST_NAME = FIRMWARE_MANIFEST_NAME
 CLASS_LABELS = tuple(str(d) for d in range(10))
+# The runtimes a firmware folder may hold (`--runtime` of firmware and mcu): TensorFlow Lite Micro
+# (this module), or the project's generated C (`micro.c_firmware`). A manifest without a "runtime"
+# key is TensorFlow Lite Micro's (written before there was a choice).
+RUNTIMES = ("tflm", "c")
+DEFAULT_RUNTIME = "tflm"
+
+
+def runtime_of(manifest: dict) -> str:
+    """The runtime a firmware folder's manifest records."""
+    return manifest.get("runtime", DEFAULT_RUNTIME)
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,16 @@ class FirmwareConfig:
     target: Optional[str] = None  # a micro target (edgemnist targets): a model that cannot fit it is refused
     # TFLite Micro tree for a target whose arena is measured on its core (None: $EDGEMNIST_TFLM)
     tflm: Optional[str] = None
+    # "tflm": TensorFlow Lite Micro (the model array, its op resolver, a measured arena); "c": the
+    # project's generated C (micro.c_firmware), built for the same cores and boards without TFLM
+    runtime: str = DEFAULT_RUNTIME
 
     def __post_init__(self):
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.runtime != DEFAULT_RUNTIME and self.arena_margin is not None:
+            raise ValueError("arena_margin applies to the tflm runtime only: the generated C's arena is planned "
+                             "exactly when the C is generated, not measured")
         if not 1 <= int(self.digits_per_class) <= 100:
             raise ValueError(f"digits_per_class must be in 1..100, got {self.digits_per_class}")
         if self.arena_margin is not None:
@@ -204,6 +222,16 @@ def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray,
                        expected: np.ndarray) -> dict:
     """`<stem>_test_digits.h` and `.cc`: real test digits, quantized, one image row per line, with
     the int8 scores TFLite Micro's reference kernels gave for each (`expected`, shape (N, classes))."""
+    values = digit_values(stem, model_name, sha, digits, labels, expected)
+    return {f"{stem}_test_digits.h": _template("test_digits.h.tmpl", **values),
+            f"{stem}_test_digits.cc": _template("test_digits.cc.tmpl", **values)}
+
+
+def digit_values(stem: str, model_name: str, sha: str, digits: np.ndarray, labels: np.ndarray,
+                      expected: np.ndarray) -> dict:
+    """The test digit templates' values (note, guard, stem, count, size, classes, digits, labels,
+    scores): the digits one image row per line, the expected scores one digit per line. The C
+    runtime's test digits (`micro.c_firmware`) are the same values in C templates."""
     size = int(np.prod(digits.shape[1:]))
     row = size // digits.shape[1] if digits.ndim >= 3 else size
     blocks = []
@@ -213,11 +241,9 @@ def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray,
         blocks.append(f"    {{  // digit {i}: a {int(label)}\n" + "\n".join(rows) + "\n    },")
     scores = "\n".join(f"    {{{', '.join(f'{int(v):4d}' for v in row)}}},  // digit {i}"
                        for i, row in enumerate(expected))
-    values = dict(note=_generated_note(model_name, sha), guard=_header_guard(stem, "TEST_DIGITS"), stem=stem,
-                  count=len(digits), size=size, classes=int(expected.shape[1]), digits="\n".join(blocks),
-                  labels=", ".join(str(int(v)) for v in labels), scores=scores)
-    return {f"{stem}_test_digits.h": _template("test_digits.h.tmpl", **values),
-            f"{stem}_test_digits.cc": _template("test_digits.cc.tmpl", **values)}
+    return dict(note=_generated_note(model_name, sha), guard=_header_guard(stem, "TEST_DIGITS"), stem=stem,
+                count=len(digits), size=size, classes=int(expected.shape[1]), digits="\n".join(blocks),
+                labels=", ".join(str(int(v)) for v in labels), scores=scores)
 
 
 def render_main(stem: str, model_name: str, sha: str, classes: int) -> dict:
@@ -336,6 +362,10 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         ValueError: a malformed, float or non-micro model (naming the file and the op).
         MissingExtraError: tflite-micro is not installed.
     """
+    if config.runtime != DEFAULT_RUNTIME:  # the generated C: its own folder (micro.c_firmware)
+        from edgemnist.micro import c_firmware
+
+        return c_firmware.generate(model_path, out_dir, config)
     model_path, out = Path(model_path), Path(out_dir)
     if not model_path.is_file():
         raise FileNotFoundError(f"no such model file: {model_path}")
@@ -482,6 +512,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--tflm", default=None,
                    help="TFLite Micro tree for measuring the arena on a target's core (as edgemnist mcu's --tflm; "
                    "default $EDGEMNIST_TFLM)")
+    p.add_argument("--runtime", choices=list(RUNTIMES), default=FirmwareConfig.runtime,
+                   help="tflm (default): TensorFlow Lite Micro's model array, op resolver and measured arena; "
+                   "c: the model as generated C (edgemnist codegen) with the same test digits, expected scores "
+                   "from LiteRT's builtin kernels, and a Makefile for the same cores and boards that needs no "
+                   "TensorFlow Lite Micro")
     p.set_defaults(func=_run_firmware)
 
 
@@ -494,7 +529,13 @@ def _run_firmware(args):
         regenerate_command=args.regenerate_command,
         target=args.target,
         tflm=args.tflm,
+        runtime=args.runtime,
     )
+    if config.runtime == "c":
+        from edgemnist.micro import c_firmware
+
+        manifest = generate(args.model, args.out, config)
+        return Output(manifest, c_firmware.format_manifest(manifest))
     if args.target:
         from edgemnist.micro.targets import get_micro_target
 

@@ -2,6 +2,7 @@
 
 Usage: edgemnist mcu runs/default/firmware --tflm path/to/tflm_tree --cpu cortex-m4 --kernels cmsis_nn [--json]
        edgemnist mcu runs/microbit/firmware --target microbit
+       edgemnist mcu runs/microbit/firmware-c --runtime c --target microbit
 
 Takes a folder written by `edgemnist firmware` and a TensorFlow Lite Micro source tree (the
 output of TFLM's own `create_tflm_tree.py`), cross-compiles the folder's `Makefile` with
@@ -13,6 +14,10 @@ named), the arena actually used, and instructions per inference and per op. It t
 the folder's release build (what a product ships: no printf, no error strings, int8-only
 kernels, LTO) and runs it too: its flash and RAM are the headline numbers, and it reports one
 PASS/FAIL word for its own bit-exact check, its stack's high-water mark and its arena.
+A folder written by `edgemnist firmware --runtime c` (the model as generated C, `micro.c_firmware`)
+is built, run and reported the same way on the same boards, without a TFLite Micro tree: its
+expected scores are LiteRT's builtin kernels', its arena is the static plan's, and its per-op
+instruction counts are per generated layer.
 With `--target NAME` (`edgemnist targets`) the core, board and kernel set come from the
 target, a folder whose model or arena cannot fit is refused before anything is built, the
 release build is linked against the target's RAM budget, and both numbers are reported next
@@ -47,6 +52,7 @@ from edgemnist.micro.build import (  # noqa: F401
     resolve_tflm,
 )
 from edgemnist.micro.check import litert_raw_outputs
+from edgemnist.micro.firmware import RUNTIMES, runtime_of
 from edgemnist.micro.kernels import KERNEL_SETS
 from edgemnist.micro.targets import MICRO_TARGETS, fit_problems, get_micro_target
 from edgemnist.output import Output
@@ -73,8 +79,13 @@ class McuConfig:
     board: Optional[str] = None  # the Makefile's BOARD (None: the core's usual board)
     target: Optional[str] = None  # a micro target of `edgemnist targets`: its budget is checked and reported
     release: bool = True  # also build and run the release build
+    # The runtime the folder must hold: "tflm" or "c" (None: whichever the folder's manifest records).
+    # A C-runtime folder needs no TFLite Micro tree; tflm and kernels do not apply to it.
+    runtime: Optional[str] = None
 
     def __post_init__(self):
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.target is not None:
             target = get_micro_target(self.target)
             if (self.cpu, self.kernels) != (target.cpu, target.kernels) or self.board is not None:
@@ -146,19 +157,34 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
     """
     folder = Path(folder)
     manifest = verify_folder(folder)
+    runtime = runtime_of(manifest)
+    if config.runtime is not None and config.runtime != runtime:
+        raise ValueError(f"{folder}: holds firmware for the {runtime} runtime, not {config.runtime}; write one with "
+                         f"`edgemnist firmware MODEL --runtime {config.runtime} --out DIR`")
+    is_c = runtime == "c"
     target = get_micro_target(config.target) if config.target else None
     if target is not None:
-        problems = fit_problems(target, int(manifest["model"]["bytes"]), int(manifest["arena"]["stated"]))
+        # the C runtime's flash is its constants (no .tflite is embedded), its arena the static plan's
+        flash_needed = int(manifest["flash_bytes"] if is_c else manifest["model"]["bytes"])
+        problems = fit_problems(target, flash_needed, int(manifest["arena"]["stated"]))
         if problems:
             raise ValueError(f"{folder}: cannot fit {target.name}: {'; '.join(problems)}")
     tools = find_tools()
-    tree = resolve_tflm(config.tflm, config.kernels)
-    model, digits, expected = embedded_data(folder, manifest)
+    if is_c:
+        from edgemnist.micro import c_firmware
+
+        # no TFLite Micro: "c" stands where the kernel set would, in build folders and the report
+        tree, kernels = None, c_firmware.RUNTIME
+        digits, expected = c_firmware.embedded_data(folder, manifest)
+        model = None
+    else:
+        tree, kernels = resolve_tflm(config.tflm, config.kernels), config.kernels
+        model, digits, expected = embedded_data(folder, manifest)
     check_board = config.board if target is None else (target.check_board or target.board)
     check_vars = {"BOARD": check_board} if check_board else {}
     if target is not None and check_board == target.board:  # the board's own RAM: the product's stack
         check_vars["STACK_SIZE"] = target.stack_bytes
-    built = firmware_build.build(folder, tree, config.cpu, config.kernels, tools, jobs=config.jobs,
+    built = firmware_build.build(folder, tree, config.cpu, kernels, tools, jobs=config.jobs,
                                  build_dir=config.build_dir, cache_dir=config.cache_dir, make_vars=check_vars)
     sizes = elf.elf_sizes(built["elf"], manifest["stem"], tools)
     qemu_argv = qemu.command(folder, config.cpu, built["build_dir"], tools, config.timeout_s, check_board)
@@ -170,10 +196,13 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
         raise FirmwareRunError(f"{built['elf']}: the firmware stopped before reporting all {n} digits "
                                f"(exit status {ran['returncode']}): {qemu.output_tail(ran['output'])}")
     scores = np.array([parsed["digits"][i]["scores"] for i in range(n)], np.int8)
-    try:
-        litert = litert_raw_outputs(model, digits).astype(np.int8)
-    except MissingExtraError:  # no ai-edge-litert here: reported as not checked
-        litert = None
+    if is_c:  # the folder's expected scores are LiteRT's builtin kernels' (c_firmware.generate)
+        litert = expected
+    else:
+        try:
+            litert = litert_raw_outputs(model, digits).astype(np.int8)
+        except MissingExtraError:  # no ai-edge-litert here: reported as not checked
+            litert = None
     labels = manifest["test_digits"]["labels"]
     predicted = scores.argmax(axis=1)
     instructions = np.array([parsed["invokes"][i] for i in sorted(parsed["invokes"])], np.int64)
@@ -190,15 +219,19 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
     report = {
         "folder": str(folder),
         "model": manifest["model"],
+        "runtime": runtime,
         "cpu": config.cpu,
-        "kernels": config.kernels,
+        "kernels": kernels,
         "board": qemu.board(qemu_argv),
-        "tflm_tree": str(tree),
+        "tflm_tree": None if tree is None else str(tree),
         "digits": n,
         "correct": int(np.sum(predicted == np.array(labels))),
         "predictions": [int(v) for v in predicted],
         "bit_exact": {
-            "tflite_micro_host": bit_exact_micro,
+            # what the folder's expected scores are: TFLite Micro's reference kernels on the host, or
+            # for the C runtime LiteRT's builtin kernels (then tflite_micro_host is None: not compared)
+            "expected": manifest.get("expected_scores"),
+            "tflite_micro_host": None if is_c else bit_exact_micro,
             # LiteRT's builtin kernels are TFLite Micro's ancestors but not the same code: a
             # score may differ by a level (reported, not failed: the device must match the host
             # TFLite Micro it was generated and checked with).
@@ -227,20 +260,23 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
     }
     report["ok"] = bool(bit_exact_micro and report["firmware_mismatches"] == 0 and ran["returncode"] == 0)
     if config.release:
-        report["release"] = run_release(folder, manifest, tree, tools, config, target)
+        report["release"] = run_release(folder, manifest, tree, tools, config, target, kernels)
         report["ok"] = report["ok"] and report["release"]["ok"]
     report["target"] = None if target is None else target.to_json()
     return report
 
 
-def run_release(folder: Path, manifest: dict, tree: Path, tools: dict, config: McuConfig, target=None) -> dict:
+def run_release(folder: Path, manifest: dict, tree: Optional[Path], tools: dict, config: McuConfig, target=None,
+                kernels: Optional[str] = None) -> dict:
     """Builds and runs the folder's release build; with a target, linked against its RAM budget and stack.
+    `tree` is None and `kernels` "c" for a C-runtime folder (kernels None: config.kernels).
 
     Returns:
         {"flash_bytes", "flash_without_test_digits_bytes", "ram_bytes", "sections", "arena_bytes",
         "arena_used_bytes", "stack_bytes", "stack_used_bytes", "instructions_per_inference", "digits", "correct",
         "mismatches", "verdict", "ok", "budget" (None, or {"flash_bytes", "ram_bytes", "fits"}), "build_dir",
-        "build_seconds", "run_seconds"}.
+        "build_seconds", "run_seconds", "ram_used_bytes" (.data + .bss + heap + the stack's high-water mark: what
+        the firmware held, where "ram_bytes" counts the whole stack region it was linked with)}.
 
     Raises:
         FirmwareRunError: the build failed (a firmware too big for the board or budget fails to link), or
@@ -251,7 +287,7 @@ def run_release(folder: Path, manifest: dict, tree: Path, tools: dict, config: M
     if target is not None:
         make_vars.update(RAM_SIZE=target.ram_bytes, STACK_SIZE=target.stack_bytes)
     build_dir = None if config.build_dir is None else f"{config.build_dir}-release"
-    built = firmware_build.build(folder, tree, config.cpu, config.kernels, tools, jobs=config.jobs,
+    built = firmware_build.build(folder, tree, config.cpu, kernels or config.kernels, tools, jobs=config.jobs,
                                  build_dir=build_dir, cache_dir=config.cache_dir, build_type="release",
                                  make_vars=make_vars)
     sizes = elf.elf_sizes(built["elf"], manifest["stem"], tools)
@@ -278,6 +314,8 @@ def run_release(folder: Path, manifest: dict, tree: Path, tools: dict, config: M
         "arena_used_bytes": line.get("arena_used"),
         "stack_bytes": sizes["stack_bytes"],
         "stack_used_bytes": line.get("stack_used"),
+        "ram_used_bytes": None if line.get("stack_used") is None else
+        sizes["ram_bytes"] - (sizes["stack_bytes"] or 0) + line["stack_used"],
         "instructions_per_inference": line.get("instructions"),
         "digits": line["digits"],
         "correct": line.get("correct"),
@@ -299,13 +337,23 @@ def format_report(r: dict) -> str:
     litert = ("not checked (no ai-edge-litert)" if lb is None else
               f"{lb['bit_exact_fraction']:.0%} of digits bit-exact, max {lb['max_abs_diff']} levels, "
               f"{lb['same_class_fraction']:.0%} same class")
+    is_c = r.get("runtime") == "c"
+    if is_c:  # the expected scores are LiteRT's builtin kernels' themselves
+        runtime = "generated C (no TensorFlow Lite Micro)"
+        exact = (f"vs LiteRT builtin {'yes' if r['ok'] else 'NO'} ({be['digits_differing']} digits differ, "
+                 f"max {be['max_abs_diff']} levels)")
+        flash = f"  flash:               {mem['flash_bytes']:,} bytes (test digits {mem['test_digit_bytes']:,})"
+    else:
+        runtime = f"TFLite Micro {r['kernels']} kernels"
+        exact = (f"vs TFLite Micro host {'yes' if be['tflite_micro_host'] else 'NO'} "
+                 f"({be['digits_differing']} digits differ, max {be['max_abs_diff']} levels); vs LiteRT builtin {litert}")
+        flash = (f"  flash:               {mem['flash_bytes']:,} bytes (model {mem['model_bytes'] or 0:,}, "
+                 f"test digits {mem['test_digit_bytes']:,})")
     lines = [
-        f"{r['model']['name']} on {r['cpu']} ({r['board']}, QEMU), TFLite Micro {r['kernels']} kernels",
+        f"{r['model']['name']} on {r['cpu']} ({r['board']}, QEMU), {runtime}",
         f"  digits right:        {r['correct']} / {r['digits']}",
-        f"  bit-exact:           vs TFLite Micro host {'yes' if be['tflite_micro_host'] else 'NO'} "
-        f"({be['digits_differing']} digits differ, max {be['max_abs_diff']} levels); vs LiteRT builtin {litert}",
-        f"  flash:               {mem['flash_bytes']:,} bytes (model {mem['model_bytes'] or 0:,}, "
-        f"test digits {mem['test_digit_bytes']:,})",
+        f"  bit-exact:           {exact}",
+        flash,
         f"  RAM:                 {mem['ram_bytes']:,} bytes (arena {mem['arena_bytes'] or 0:,}, "
         f"{mem['arena_used_bytes'] or 0:,} used; stack {mem['stack_bytes'] or 0:,})",
     ]
@@ -325,6 +373,7 @@ def format_report(r: dict) -> str:
         flash_budget = f" (budget {budget['flash_bytes']:,})" if budget else ""
         ram_budget = f" (budget {budget['ram_bytes']:,})" if budget else ""
         lines += [
+            "release build (no per-layer profile):" if is_c else
             "release build (no printf, no error strings, int8-only kernels, LTO):",
             f"  verdict:             {rel['verdict']} ({rel['mismatches']} of {rel['digits']} digits differ; "
             f"{rel['correct']} right)",
@@ -332,7 +381,7 @@ def format_report(r: dict) -> str:
             f"{flash_budget}; {rel['flash_bytes']:,} with them",
             f"  RAM:                 {rel['ram_bytes']:,} bytes{ram_budget}: arena {rel['arena_bytes'] or 0:,} "
             f"({rel['arena_used_bytes'] or 0:,} used), stack {rel['stack_bytes'] or 0:,} "
-            f"({rel['stack_used_bytes'] or 0:,} used)",
+            f"({rel['stack_used_bytes'] or 0:,} used); .data + .bss + stack used: {rel['ram_used_bytes'] or 0:,}",
             f"  instructions:        {rel['instructions_per_inference'] or 0:,} per inference",
         ]
         if budget:
@@ -348,7 +397,8 @@ def add_commands(subparsers) -> None:
         "mcu",
         help="build a firmware folder for Cortex-M, run it under QEMU, check it bit-exactly, measure it",
         description="Cross-compile a folder written by `edgemnist firmware` for a Cortex-M core with "
-        "arm-none-eabi-gcc and TFLite Micro's reference or CMSIS-NN kernels, run it under qemu-system-arm, "
+        "arm-none-eabi-gcc and TFLite Micro's reference or CMSIS-NN kernels (a folder of `edgemnist firmware "
+        "--runtime c`: the generated C alone, no TFLite Micro), run it under qemu-system-arm, "
         "and report predictions, bit-exactness of every int8 score against the host, flash and RAM, and "
         "instructions per inference and per op. Exit status: 0 bit-exact, 1 mismatch, hang, fault or "
         "failed build, 2 missing toolchain, QEMU or TFLite Micro tree, or bad input.",
@@ -366,6 +416,10 @@ def add_commands(subparsers) -> None:
                    help=f"TFLite Micro kernel set (default {McuConfig.kernels})")
     p.add_argument("--board", default=None,
                    help="the Makefile's BOARD: memory map and QEMU machine (default: the core's usual board)")
+    p.add_argument("--runtime", choices=list(RUNTIMES), default=None,
+                   help="the runtime the folder must hold: tflm (TensorFlow Lite Micro) or c (the generated C of "
+                   "`edgemnist firmware --runtime c`, built without a TFLite Micro tree; --tflm and --kernels do not "
+                   "apply); default: whichever the folder's manifest records")
     p.add_argument("--no-release", action="store_true", help="only the checking build, not the release build")
     p.add_argument("--timeout", type=float, default=McuConfig.timeout_s,
                    help="seconds QEMU may run before the firmware counts as hung (default: QEMU_TIMEOUT in the "
@@ -380,13 +434,13 @@ def _run_mcu(args):
     config = McuConfig(cpu=args.cpu or (target.cpu if target else McuConfig.cpu),
                        kernels=args.kernels or (target.kernels if target else McuConfig.kernels),
                        tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs, build_dir=args.build_dir,
-                       board=args.board, target=args.target, release=not args.no_release)
-    print(f"building {args.folder} for {config.cpu} with {config.kernels} kernels, then running it under QEMU ...",
-          file=sys.stderr)
+                       board=args.board, target=args.target, release=not args.no_release, runtime=args.runtime)
+    what = "the generated C" if args.runtime == "c" else f"{config.kernels} kernels"
+    print(f"building {args.folder} for {config.cpu} with {what}, then running it under QEMU ...", file=sys.stderr)
     try:
         report = run_mcu(args.folder, config)
     except FirmwareRunError as exc:  # a failed check, as a mismatch is: a result with status 1
         failed = {"folder": str(args.folder), "cpu": config.cpu, "kernels": config.kernels, "ok": False,
-                  "error": str(exc)}
+                  "error": str(exc), "runtime": args.runtime}
         return Output(failed, f"FAILED: {exc}", status=1)
     return Output(report, format_report(report), status=0 if report["ok"] else 1)
