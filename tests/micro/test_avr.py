@@ -141,15 +141,30 @@ def test_a_wrong_golden_score_makes_the_self_check_fail(models, small_digits, tm
         assert not run["pass"] and run["matches"] == 1
         assert [d["match"] for d in run["per_digit"]] == [True, False]
         assert run["output"].splitlines()[-2].endswith(" FAIL")
-    # the plain ELF (libgcc's __mulhisi3) is refused for QEMU, which would hang on it, instead of timing out
-    assert avr.qemu_hazards(built["elf"]) and not avr.qemu_hazards(built["qemu_elf"])
-    with pytest.raises(FirmwareRunError, match="skip over RET"):
-        avr.run_qemu(built["elf"])
+    # the kernels call no libgcc multiply QEMU would hang on: the plain ELF is safe for QEMU too
+    assert not avr.qemu_hazards(built["elf"]) and not avr.qemu_hazards(built["qemu_elf"])
     # a firmware that does not finish: a clear error after the cycle limit, and after QEMU's time limit
     with pytest.raises(FirmwareRunError, match=r"still running after 100,000 cycles under simavr"):
         avr.run_simavr(built["elf"], max_cycles=100_000, cache_dir=cache_dir)
     with pytest.raises(FirmwareRunError, match=r"no 'the end' under qemu-system-avr within 1 s: .*EDGEMNIST AVR end"):
         avr.run_qemu(built["qemu_elf"], marker="the end", timeout_s=1)
+
+
+def test_an_elf_qemu_would_hang_on_is_refused_and_the_replacement_multiply_is_not(tmp_path, avr_tools):
+    """A 16x16->32 product calls libgcc's __mulhisi3 (a skip over RET): run_qemu refuses that ELF instead of
+    timing out; linked with templates/avr/qemu_mulhisi3.S it is accepted."""
+    import subprocess
+
+    (tmp_path / "product.c").write_text("#include <stdint.h>\nvolatile int16_t a = -3, b = 5;\nvolatile int32_t r;\n"
+                                        "int main(void)\n{\n    r = (int32_t)a * b;\n    for (;;) {\n    }\n}\n")
+    flags = [avr_tools["avr-gcc"], f"-mmcu={avr.MCU}", *avr.AVR_CFLAGS]
+    plain, patched = tmp_path / "plain.elf", tmp_path / "patched.elf"
+    subprocess.run(flags + [str(tmp_path / "product.c"), "-o", str(plain)], check=True)
+    subprocess.run(flags + [str(tmp_path / "product.c"), str(avr.TEMPLATES / "qemu_mulhisi3.S"), "-o", str(patched)],
+                   check=True)
+    assert avr.qemu_hazards(plain) and not avr.qemu_hazards(patched)
+    with pytest.raises(FirmwareRunError, match="skip over RET"):
+        avr.run_qemu(plain)
 
 
 def test_a_model_too_big_for_the_uno_is_refused_with_the_excess(tmp_path, avr_tools):

@@ -9,7 +9,11 @@
  * Every bias here is "folded": bias - input_zero_point * sum(weights), computed by the generator,
  * so the inner loop multiplies raw int8 values. A tap that falls in the padding then reads the
  * input zero point (what TFLite's im2col fills padding with), which contributes exactly what the
- * folding subtracted.
+ * folding subtracted. Accumulators are exact integer sums, so the kernels may add the products in
+ * any order: the padding's taps are added as in_zp times the sum of their weights.
+ *
+ * A per-tensor multiplier and shift is stored once and read with a stride (mstep) of 0; per-channel
+ * ones with a stride of 1.
  */
 
 /* @kernel requant */
@@ -18,38 +22,73 @@
  * (ties up), then a right shift that also rounds ties up. Its own kernels (DEPTHWISE_CONV_2D, MEAN)
  * use TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul (ties away from
  * zero, the division by 2^31 truncating toward zero), then RoundingDivideByPOT (ties away from
- * zero). They differ by one on rare negative values: the host tests compare every score. */
-static int32_t em_requant_ruy(int32_t x, int32_t m, int8_t shift)
+ * zero). They differ by one on rare negative values: the host tests compare every score.
+ *
+ * Both work on the 64-bit product as two 32-bit halves, with no 64-bit addition or shift: an 8-bit
+ * core runs those through slow generic libgcc routines. (v + 2^30) >> 31 is the high half doubled
+ * plus the top bit of the low half, after adding 2^30 to the low half with its carry. A rounding
+ * right shift by k >= 1 is s = x >> (k - 1), then (s >> 1) + (s & 1): the bit shifted out last
+ * is the one that decides, and nothing can overflow. */
+
+/* a * m as its high half (the return value) and low half (*lo). Where the bytes lie low half first
+ * (AVR, x86), a union takes the halves out of the product without a 64-bit shift. */
+static int32_t em_mul64(int32_t a, int32_t m, uint32_t *lo)
 {
-    const int left = shift > 0 ? shift : 0;
-    const int right = shift > 0 ? 0 : -shift;
-    const int64_t a = (int32_t)((uint32_t)x << left);
-    const int64_t hi = (a * m + ((int64_t)1 << 30)) >> 31;
-    if (right == 0) return (int32_t)hi;
-    return (int32_t)((hi + ((int64_t)1 << (right - 1))) >> right);
+#if defined(__AVR__) || (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+    union {
+        int64_t v;
+        uint32_t half[2];
+    } p;
+    p.v = (int64_t)a * m;
+    *lo = p.half[0];
+    return (int32_t)p.half[1];
+#else
+    const int64_t v = (int64_t)a * m;
+    *lo = (uint32_t)v;
+    return (int32_t)(v >> 32);
+#endif
 }
 
-static int32_t em_requant_double(int32_t x, int32_t m, int8_t shift)
+static EM_NOINLINE int32_t em_requant_ruy(int32_t x, int32_t m, int8_t shift)
 {
-    int32_t a, hi, mask, rem, thr;
-    int left = shift > 0 ? shift : 0;
-    int right = shift > 0 ? 0 : -shift;
-    a = (int32_t)((uint32_t)x << left);
-    if (a == INT32_MIN && m == INT32_MIN) {
-        hi = INT32_MAX;
+    uint32_t lo;
+    int32_t hi, s;
+    if (shift > 0) x = (int32_t)((uint32_t)x << shift);
+    hi = em_mul64(x, m, &lo);
+    lo += 0x40000000u;
+    if (lo < 0x40000000u) ++hi; /* cannot overflow: |a * m| <= 2^62 */
+    s = (int32_t)(((uint32_t)hi << 1) | (lo >> 31)); /* truncated to 32 bits, as ruy's cast does */
+    if (shift >= 0) return s;
+    s >>= -shift - 1;
+    return (s >> 1) + (s & 1);
+}
+
+static EM_NOINLINE int32_t em_requant_double(int32_t x, int32_t m, int8_t shift)
+{
+    uint32_t lo, u;
+    int32_t hi, q;
+    if (shift > 0) x = (int32_t)((uint32_t)x << shift);
+    if (x == INT32_MIN && m == INT32_MIN) {
+        q = INT32_MAX;
     } else {
-        int64_t v = (int64_t)a * (int64_t)m;
-        int64_t q;
-        v += v >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-        q = v >> 31;
-        if (v < 0 && (v & (int64_t)0x7FFFFFFF)) q += 1;
-        hi = (int32_t)q;
+        hi = em_mul64(x, m, &lo);
+        if (hi >= 0) { /* + 2^30 */
+            lo += 0x40000000u;
+            if (lo < 0x40000000u) ++hi;
+        } else { /* + 1 - 2^30 */
+            u = lo;
+            lo -= 0x3FFFFFFFu;
+            if (lo > u) --hi;
+        }
+        q = (int32_t)(((uint32_t)hi << 1) | (lo >> 31)); /* floor(v / 2^31) */
+        if (hi < 0 && (lo & 0x7FFFFFFFu)) ++q;           /* toward zero */
     }
-    if (right == 0) return hi;
-    mask = (int32_t)(((int64_t)1 << right) - 1);
-    rem = hi & mask;
-    thr = (mask >> 1) + (hi < 0 ? 1 : 0);
-    return (hi >> right) + (rem > thr ? 1 : 0);
+    if (shift >= 0) return q;
+    /* ties away from zero: the magnitude rounds ties up (|INT32_MIN| fits a uint32_t) */
+    u = q < 0 ? 0u - (uint32_t)q : (uint32_t)q;
+    u >>= -shift - 1;
+    u = (u >> 1) + (u & 1);
+    return q < 0 ? -(int32_t)u : (int32_t)u;
 }
 
 static int8_t em_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -60,102 +99,224 @@ static int8_t em_clamp(int32_t v, int32_t lo, int32_t hi)
 }
 /* @end */
 
-/* @kernel conv */
-/* CONV_2D (filter OHWI) with an optional fused max-pool: output pixel (py, px) of the pool takes the
- * largest accumulator over its window of convolution outputs, then requantizes once. Requantizing
- * and clamping are monotonic, so this equals pooling the requantized outputs. Without a pool the
- * pool window is 1x1. Processing order: output pixels in raster order, channels innermost (the
- * memory plan's in-place overlaps assume it). */
-static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
-                    const int32_t *mult, const int8_t *shift, const int16_t *geo, int8_t in_zp,
-                    int8_t out_zp, int8_t act_min, int8_t act_max)
+/* @kernel dot */
+/* acc + the products of int8 weights (flash) and int8 inputs (RAM) in `rows` runs of n: after each
+ * run the weights skip wskip further and the inputs xskip (which may be negative: with n = 1 and
+ * xskip = -1 every weight meets the same input). rows and n may be 0. */
+#if defined(__AVR__)
+/* In assembly: avr-gcc compiles the C loop to a libgcc 16x16->32 multiply per product and a flash
+ * pointer computed anew for every load. Here each product is a post-incrementing flash load
+ * (lpm Z+), the 8x8 signed multiply (muls) and the 16-bit product sign-extended into the sum. A
+ * routine of its own, called with avr-gcc's convention (arguments from r25 down: acc r22-r25, w
+ * r21:r20, x r19:r18, rows r17:r16, n r15:r14, wskip r13:r12, xskip r11:r10; the sum returned in
+ * r22-r25): the compiler sees an ordinary call, so it keeps nothing in the registers the routine
+ * uses, and the routine saves the one call-saved pair it changes (r17:r16) and clears r1. */
+int32_t em_dot_avr(int32_t acc, const int8_t *w, const int8_t *x, uint16_t rows, uint16_t n, int16_t wskip,
+                   int16_t xskip);
+__asm__(
+    ".pushsection .text.em_dot_avr,\"ax\",@progbits\n"
+    ".type em_dot_avr, @function\n"
+    "em_dot_avr:\n\t"
+    "push r16\n\t"
+    "push r17\n\t"
+    "movw r30, r20\n\t"   /* Z: weights */
+    "movw r26, r18\n\t"   /* X: inputs */
+    "rjmp 4f\n"
+    "3:\tmovw r20, r14\n\t" /* r21:r20 counts a run */
+    "rjmp 2f\n"
+    "1:\tlpm r18, Z+\n\t"
+    "ld r19, X+\n\t"
+    "muls r18, r19\n\t"   /* r1:r0 = w * x */
+    "mov r18, r1\n\t"
+    "lsl r18\n\t"
+    "sbc r18, r18\n\t"    /* 0xFF if the product is negative, else 0 */
+    "add r22, r0\n\t"
+    "adc r23, r1\n\t"
+    "adc r24, r18\n\t"
+    "adc r25, r18\n"
+    "2:\tsubi r20, 1\n\t"
+    "sbci r21, 0\n\t"
+    "brcc 1b\n\t"
+    "add r30, r12\n\t"
+    "adc r31, r13\n\t"
+    "add r26, r10\n\t"
+    "adc r27, r11\n"
+    "4:\tsubi r16, 1\n\t"
+    "sbci r17, 0\n\t"
+    "brcc 3b\n\t"
+    "clr r1\n\t"          /* muls wrote it; avr-gcc keeps it 0 */
+    "pop r17\n\t"
+    "pop r16\n\t"
+    "ret\n"
+    ".size em_dot_avr, . - em_dot_avr\n"
+    ".popsection");
+#define em_dot em_dot_avr
+#else
+static int32_t em_dot(int32_t acc, const int8_t *w, const int8_t *x, uint16_t rows, uint16_t n, int16_t wskip,
+                      int16_t xskip)
 {
-    /* geo: ih iw ic oc kh kw sh sw dh dw ph pw coh cow poh pow pkh pkw psh psw pph ppw */
-    const int ih = EM_R16(geo + 0), iw = EM_R16(geo + 1), ic = EM_R16(geo + 2), oc = EM_R16(geo + 3), kh = EM_R16(geo + 4), kw = EM_R16(geo + 5);
-    const int sh = EM_R16(geo + 6), sw = EM_R16(geo + 7), dh = EM_R16(geo + 8), dw = EM_R16(geo + 9), ph = EM_R16(geo + 10), pw = EM_R16(geo + 11);
-    const int coh = EM_R16(geo + 12), cow = EM_R16(geo + 13), poh = EM_R16(geo + 14), pow_ = EM_R16(geo + 15), pkh = EM_R16(geo + 16);
-    const int pkw = EM_R16(geo + 17), psh = EM_R16(geo + 18), psw = EM_R16(geo + 19), pph = EM_R16(geo + 20), ppw = EM_R16(geo + 21);
-    const size_t taps = (size_t)kh * kw * ic;
-    int py, px, o, wy, wx, ky, kx, c;
-    for (py = 0; py < poh; ++py) {
-        for (px = 0; px < pow_; ++px) {
-            for (o = 0; o < oc; ++o) {
-                const int8_t *wo = w + (size_t)o * taps;
-                int32_t best = INT32_MIN;
-                for (wy = 0; wy < pkh; ++wy) {
-                    const int cy = py * psh - pph + wy;
-                    if (cy < 0 || cy >= coh) continue;
-                    for (wx = 0; wx < pkw; ++wx) {
-                        const int cx = px * psw - ppw + wx;
-                        const int8_t *wp = wo;
-                        int32_t acc;
-                        if (cx < 0 || cx >= cow) continue;
-                        acc = EM_R32(bias + o);
-                        for (ky = 0; ky < kh; ++ky) {
-                            const int iy = cy * sh - ph + ky * dh;
-                            for (kx = 0; kx < kw; ++kx, wp += ic) {
-                                const int ix = cx * sw - pw + kx * dw;
-                                if (iy < 0 || iy >= ih || ix < 0 || ix >= iw) {
-                                    for (c = 0; c < ic; ++c) acc += (int16_t)((int8_t)EM_R8(wp + c) * in_zp);
-                                } else {
-                                    const int8_t *xp = in + ((size_t)iy * iw + ix) * ic;
-                                    for (c = 0; c < ic; ++c) acc += (int16_t)((int8_t)EM_R8(wp + c) * xp[c]);
-                                }
-                            }
-                        }
-                        if (acc > best) best = acc;
-                    }
-                }
-                out[((size_t)py * pow_ + px) * oc + o] =
-                    em_clamp(em_requant_ruy(best, EM_R32(mult + o), (int8_t)EM_R8(shift + o)) + out_zp, act_min, act_max);
-            }
+    uint16_t k;
+    while (rows--) {
+        for (k = 0; k < n; ++k) acc += (int32_t)EM_R8(w + k) * x[k];
+        if (rows) {
+            w += (int)n + wskip;
+            x += (int)n + xskip;
         }
     }
+    return acc;
 }
+#endif
 /* @end */
 
-/* @kernel dwconv */
-/* DEPTHWISE_CONV_2D (filter 1HWO, output channel o reads input channel o / depth_multiplier) with an
- * optional fused max-pool, as em_conv. */
-static void em_dwconv(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
-                      const int32_t *mult, const int8_t *shift, const int16_t *geo, int8_t in_zp,
-                      int8_t out_zp, int8_t act_min, int8_t act_max)
+/* @kernel conv */
+/* CONV_2D (filter OHWI) and DEPTHWISE_CONV_2D (filter 1HWO: output channel o reads input channel
+ * o / depth_multiplier), with an optional fused max-pool: output pixel (py, px) of the pool takes
+ * the largest accumulator over its window of convolution outputs, then requantizes once.
+ * Requantizing and clamping are monotonic, so this equals pooling the requantized outputs. Without
+ * a pool the pool window is 1x1.
+ *
+ * Order: output pixels in raster order; in each, the pool window's convolution positions one after
+ * another, every output channel's accumulator for each (the largest so far kept in best, int32 per
+ * channel, when there are several); the pixel's outputs are written after its last position (the
+ * memory plan's in-place overlaps assume no earlier write). The bounds of a position's window are
+ * found once for all channels. */
+
+/* geo as the kernel reads it (the generator's order), then what follows from it. A tap is n weights
+ * and n inputs side by side (CONV_2D: one pixel's ic channels; depthwise: one channel); the next
+ * tap's weights start wtap further on, its inputs xtap; the next row's wrow and xrow. A tap's weights
+ * one after another: wnext apart (0: contiguous, CONV_2D; depthwise: wtap - 1). run: a row's taps
+ * are one run of weights and of inputs (CONV_2D without dilation across the width). A window whose
+ * first tap is at row 0..ymax and column 0..xmax of the input lies wholly inside it.
+ * The window being computed: rows ky0..ky1-1 and columns kx0..kx1-1 of it lie inside the input,
+ * the rectangle's first weight is woff after the channel's first; inside: all of the window. */
+struct em_conv_geo {
+    int16_t ih, iw, ic, oc, kh, kw, sh, sw, dh, dw, ph, pw, coh, cow, poh, pow_, pkh, pkw, psh, psw, pph, ppw;
+    int16_t depthwise, mstep;
+    int16_t n, wtap, xtap, wrow, xrow, wnext, run, ymax, xmax;
+    int16_t ky0, ky1, kx0, kx1, woff, inside;
+};
+
+/* acc + `taps` consecutive taps (in the filter's order) from w, each weight times the input zero
+ * point *zp: every input read stays on zp. */
+static int32_t em_pad(const struct em_conv_geo *g, const int8_t *w, int taps, const int8_t *zp, int32_t acc)
 {
-    /* geo: ih iw ic oc kh kw sh sw dh dw ph pw coh cow poh pow pkh pkw psh psw pph ppw */
-    const int ih = EM_R16(geo + 0), iw = EM_R16(geo + 1), ic = EM_R16(geo + 2), oc = EM_R16(geo + 3), kh = EM_R16(geo + 4), kw = EM_R16(geo + 5);
-    const int sh = EM_R16(geo + 6), sw = EM_R16(geo + 7), dh = EM_R16(geo + 8), dw = EM_R16(geo + 9), ph = EM_R16(geo + 10), pw = EM_R16(geo + 11);
-    const int coh = EM_R16(geo + 12), cow = EM_R16(geo + 13), poh = EM_R16(geo + 14), pow_ = EM_R16(geo + 15), pkh = EM_R16(geo + 16);
-    const int pkw = EM_R16(geo + 17), psh = EM_R16(geo + 18), psw = EM_R16(geo + 19), pph = EM_R16(geo + 20), ppw = EM_R16(geo + 21);
-    const int mult_depth = oc / ic;
-    int py, px, o, wy, wx, ky, kx;
-    for (py = 0; py < poh; ++py) {
-        for (px = 0; px < pow_; ++px) {
-            for (o = 0; o < oc; ++o) {
-                const int c = o / mult_depth;
-                int32_t best = INT32_MIN;
-                for (wy = 0; wy < pkh; ++wy) {
-                    const int cy = py * psh - pph + wy;
-                    if (cy < 0 || cy >= coh) continue;
-                    for (wx = 0; wx < pkw; ++wx) {
-                        const int cx = px * psw - ppw + wx;
-                        int32_t acc;
-                        if (cx < 0 || cx >= cow) continue;
-                        acc = EM_R32(bias + o);
-                        for (ky = 0; ky < kh; ++ky) {
-                            const int iy = cy * sh - ph + ky * dh;
-                            for (kx = 0; kx < kw; ++kx) {
-                                const int ix = cx * sw - pw + kx * dw;
-                                const int8_t wv = (int8_t)EM_R8(w + ((size_t)ky * kw + kx) * oc + o);
-                                const int8_t xv = (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
-                                    ? in_zp : in[((size_t)iy * iw + ix) * ic + c];
-                                acc += (int16_t)(wv * xv);
-                            }
+    return em_dot(acc, w, zp, (uint16_t)(taps * g->n), 1, g->wnext, -1);
+}
+
+/* acc + one output channel's window as g describes it: w at the channel's first weight, x at the
+ * rectangle's first input. The rectangle goes through em_dot, all at once where rows are runs,
+ * else row by row; every tap outside it reads the input zero point (em_pad). */
+static EM_NOINLINE int32_t em_taps(const struct em_conv_geo *g, const int8_t *w, const int8_t *x, int32_t acc,
+                                   const int8_t *zp)
+{
+    const int kh = g->kh, kw = g->kw, ky0 = g->ky0, ky1 = g->ky1, kx0 = g->kx0, kx1 = g->kx1, n = g->n;
+    const int len = (kx1 - kx0) * n;
+    int ky;
+    if (!g->inside) {
+        acc = em_pad(g, w, ky0 * kw, zp, acc);                                /* rows above the input */
+        acc = em_pad(g, w + (size_t)ky1 * g->wrow, (kh - ky1) * kw, zp, acc); /* and below */
+        for (ky = ky0; ky < ky1; ++ky) {                                      /* columns left and right */
+            const int8_t *wr = w + (size_t)ky * g->wrow;
+            if (kx0 > 0) acc = em_pad(g, wr, kx0, zp, acc);
+            if (kx1 < kw) acc = em_pad(g, wr + (size_t)kx1 * g->wtap, kw - kx1, zp, acc);
+        }
+        if (len == 0) return acc;
+    }
+    w += g->woff;
+    if (g->run) return em_dot(acc, w, x, (uint16_t)(ky1 - ky0), (uint16_t)len, (int16_t)(g->wrow - len), (int16_t)(g->xrow - len));
+    for (ky = ky0; ky < ky1; ++ky, w += g->wrow, x += g->xrow)
+        acc = em_dot(acc, w, x, (uint16_t)(kx1 - kx0), (uint16_t)n, (int16_t)(g->wtap - n), (int16_t)(g->xtap - n));
+    return acc;
+}
+
+/* Bounds of the window whose first tap is at input row y0, column x0; returns its rectangle's first
+ * input (channel 0) in `in`. */
+static EM_NOINLINE const int8_t *em_bounds(struct em_conv_geo *g, const int8_t *in, int y0, int x0)
+{
+    const int kh = g->kh, kw = g->kw;
+    int ky0 = 0, ky1 = kh, kx0 = 0, kx1 = kw;
+    g->inside = y0 >= 0 && y0 <= g->ymax && x0 >= 0 && x0 <= g->xmax;
+    if (!g->inside) {
+        for (; ky0 < kh && y0 + ky0 * g->dh < 0; ++ky0) {}
+        for (; ky1 > ky0 && y0 + (ky1 - 1) * g->dh >= g->ih; --ky1) {}
+        for (; kx0 < kw && x0 + kx0 * g->dw < 0; ++kx0) {}
+        for (; kx1 > kx0 && x0 + (kx1 - 1) * g->dw >= g->iw; --kx1) {}
+        if (ky0 == ky1) kx1 = kx0; /* nothing inside */
+    }
+    g->ky0 = (int16_t)ky0;
+    g->ky1 = (int16_t)ky1;
+    g->kx0 = (int16_t)kx0;
+    g->kx1 = (int16_t)kx1;
+    g->woff = (int16_t)(ky0 * g->wrow + kx0 * g->wtap);
+    if (kx0 == kx1) return in;
+    return in + ((size_t)(y0 + ky0 * g->dh) * g->iw + (size_t)(x0 + kx0 * g->dw)) * g->ic;
+}
+
+/* The geometry of the layer em_conv is computing (static: a stack frame that holds it is too large
+ * for the AVR's short displacement loads). */
+static struct em_conv_geo em_geo;
+
+static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
+                    const int32_t *mult, const int8_t *shift, const int16_t *geo, int8_t in_zp,
+                    int8_t out_zp, int8_t act_min, int8_t act_max, int32_t *best)
+{
+    /* geo: ih iw ic oc kh kw sh sw dh dw ph pw coh cow poh pow pkh pkw psh psw pph ppw depthwise mstep */
+    struct em_conv_geo *g = &em_geo;
+    int py, px, wy, wx, wy0, wy1, wx0, wx1, positions, o, k, per_input;
+    size_t wout;
+    EM_RCOPY(g, geo, 24 * sizeof(int16_t));
+    g->n = g->depthwise ? 1 : g->ic;
+    g->wtap = g->depthwise ? g->oc : g->ic;
+    g->xtap = (int16_t)(g->dw * g->ic);
+    g->wrow = (int16_t)(g->kw * g->wtap);
+    g->xrow = (int16_t)(g->dh * g->iw * g->ic);
+    g->wnext = (int16_t)(g->n == g->wtap ? 0 : g->wtap - 1);
+    g->run = g->n == g->wtap && g->n == g->xtap;
+    g->ymax = (int16_t)(g->ih - 1 - (g->kh - 1) * g->dh);
+    g->xmax = (int16_t)(g->iw - 1 - (g->kw - 1) * g->dw);
+    per_input = g->depthwise ? g->oc / g->ic : 0; /* output channels per input channel */
+    wout = g->depthwise ? 1 : (size_t)g->kh * g->wrow;
+    for (py = 0; py < g->poh; ++py) {
+        const int cy = py * g->psh - g->pph; /* the pool window's first convolution row */
+        for (wy0 = 0; wy0 < g->pkh && cy + wy0 < 0; ++wy0) {}
+        for (wy1 = g->pkh; wy1 > wy0 && cy + wy1 > g->coh; --wy1) {}
+        for (px = 0; px < g->pow_; ++px) {
+            const int cx = px * g->psw - g->ppw;
+            for (wx0 = 0; wx0 < g->pkw && cx + wx0 < 0; ++wx0) {}
+            for (wx1 = g->pkw; wx1 > wx0 && cx + wx1 > g->cow; --wx1) {}
+            positions = (wy1 - wy0) * (wx1 - wx0); /* at least one: the pool's padding is less than its window */
+            for (wy = wy0; wy < wy1; ++wy) {
+                for (wx = wx0; wx < wx1; ++wx) {
+                    const int8_t *xr = em_bounds(g, in, (cy + wy) * g->sh - g->ph, (cx + wx) * g->sw - g->pw);
+                    const int8_t *wo = w;
+                    const int32_t *mp = mult;
+                    const int8_t *sp = shift;
+                    --positions;
+                    for (o = 0, k = 0; o < g->oc; ++o) {
+                        int32_t v = EM_R32(bias + o);
+                        if (g->inside && g->run)
+                            v = em_dot(v, wo, xr, (uint16_t)g->kh, (uint16_t)g->wrow, 0, (int16_t)(g->xrow - g->wrow));
+                        else
+                            v = em_taps(g, wo, xr, v, &in_zp);
+                        if (wy > wy0 || wx > wx0) { /* not the first position: the largest so far */
+                            if (best[o] > v) v = best[o];
                         }
-                        if (acc > best) best = acc;
+                        if (positions) {
+                            best[o] = v;
+                        } else {
+                            v = g->depthwise ? em_requant_double(v, EM_R32(mp), (int8_t)EM_R8(sp))
+                                             : em_requant_ruy(v, EM_R32(mp), (int8_t)EM_R8(sp));
+                            *out++ = em_clamp(v + out_zp, act_min, act_max);
+                        }
+                        wo += wout;
+                        mp += g->mstep;
+                        sp += g->mstep;
+                        if (++k == per_input) {
+                            k = 0;
+                            ++xr;
+                        }
                     }
                 }
-                out[((size_t)py * pow_ + px) * oc + o] =
-                    em_clamp(em_requant_double(best, EM_R32(mult + o), (int8_t)EM_R8(shift + o)) + out_zp, act_min, act_max);
             }
         }
     }
@@ -200,16 +361,14 @@ static void em_pool(const int8_t *in, int8_t *out, const int16_t *geo, int avera
 /* @end */
 
 /* @kernel fc */
-/* FULLY_CONNECTED (weights [out][in]); per-tensor multipliers are repeated per output. */
+/* FULLY_CONNECTED (weights [out][in]). */
 static void em_fc(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias, const int32_t *mult,
-                  const int8_t *shift, int n, int classes, int8_t out_zp, int8_t act_min, int8_t act_max)
+                  const int8_t *shift, int mstep, int n, int classes, int8_t out_zp, int8_t act_min, int8_t act_max)
 {
-    int o, i;
-    for (o = 0; o < classes; ++o) {
-        const int8_t *wo = w + (size_t)o * n;
-        int32_t acc = EM_R32(bias + o);
-        for (i = 0; i < n; ++i) acc += (int16_t)((int8_t)EM_R8(wo + i) * in[i]);
-        out[o] = em_clamp(em_requant_ruy(acc, EM_R32(mult + o), (int8_t)EM_R8(shift + o)) + out_zp, act_min, act_max);
+    int o;
+    for (o = 0; o < classes; ++o, mult += mstep, shift += mstep) {
+        const int32_t acc = em_dot(EM_R32(bias + o), w + (size_t)o * n, in, 1, (uint16_t)n, 0, 0);
+        out[o] = em_clamp(em_requant_ruy(acc, EM_R32(mult), (int8_t)EM_R8(shift)) + out_zp, act_min, act_max);
     }
 }
 /* @end */
@@ -225,28 +384,24 @@ static void em_pwfc(const int8_t *in, int8_t *out, const int16_t *geo, const int
                     const int32_t *fc_mult, const int8_t *fc_shift, int8_t fc_zp, int8_t fc_min,
                     int8_t fc_max, int8_t *t, int32_t *acc)
 {
-    /* geo: pixels ic pc classes */
+    /* geo: pixels ic pc classes pw_mstep fc_mstep */
     const int pixels = EM_R16(geo + 0), ic = EM_R16(geo + 1), pc = EM_R16(geo + 2), classes = EM_R16(geo + 3);
+    const int pw_mstep = EM_R16(geo + 4), fc_mstep = EM_R16(geo + 5);
     const size_t n = (size_t)pixels * pc;
-    int p, c, i, o;
+    int p, c, o;
     for (o = 0; o < classes; ++o) acc[o] = EM_R32(fc_bias + o);
     for (p = 0; p < pixels; ++p) {
         const int8_t *xp = in + (size_t)p * ic;
-        for (c = 0; c < pc; ++c) {
-            const int8_t *wp = pw_w + (size_t)c * ic;
-            int32_t a = EM_R32(pw_bias + c);
-            for (i = 0; i < ic; ++i) a += (int16_t)((int8_t)EM_R8(wp + i) * xp[i]);
-            t[c] = em_clamp(em_requant_ruy(a, EM_R32(pw_mult + c), (int8_t)EM_R8(pw_shift + c)) + pw_zp, pw_min, pw_max);
+        const int32_t *mp = pw_mult;
+        const int8_t *sp = pw_shift;
+        for (c = 0; c < pc; ++c, mp += pw_mstep, sp += pw_mstep) {
+            const int32_t a = em_dot(EM_R32(pw_bias + c), pw_w + (size_t)c * ic, xp, 1, (uint16_t)ic, 0, 0);
+            t[c] = em_clamp(em_requant_ruy(a, EM_R32(mp), (int8_t)EM_R8(sp)) + pw_zp, pw_min, pw_max);
         }
-        for (o = 0; o < classes; ++o) {
-            const int8_t *wo = fc_w + (size_t)o * n + (size_t)p * pc;
-            int32_t a = 0;
-            for (c = 0; c < pc; ++c) a += (int16_t)((int8_t)EM_R8(wo + c) * t[c]);
-            acc[o] += a;
-        }
+        for (o = 0; o < classes; ++o) acc[o] = em_dot(acc[o], fc_w + (size_t)o * n + (size_t)p * pc, t, 1, (uint16_t)pc, 0, 0);
     }
-    for (o = 0; o < classes; ++o)
-        out[o] = em_clamp(em_requant_ruy(acc[o], EM_R32(fc_mult + o), (int8_t)EM_R8(fc_shift + o)) + fc_zp, fc_min, fc_max);
+    for (o = 0; o < classes; ++o, fc_mult += fc_mstep, fc_shift += fc_mstep)
+        out[o] = em_clamp(em_requant_ruy(acc[o], EM_R32(fc_mult), (int8_t)EM_R8(fc_shift)) + fc_zp, fc_min, fc_max);
 }
 /* @end */
 
