@@ -541,6 +541,8 @@ def _finish(layer: Layer) -> Layer:
         layer.access = (ih * iw, ic, last, pool[0] * pool[1], oc)
         if pool[2] * pool[3] > 1:  # each channel's largest accumulator over the pool window so far
             layer.scratch["best"] = ("int32_t", oc)
+        if layer.kind == "dwconv" and oc == ic:  # every channel's accumulator, the window tap by tap
+            layer.scratch["acc"] = ("int32_t", oc)
     elif layer.kind == "pool":
         ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw = layer.geo
         last = _conv_access(ih, iw, oh, ow, kh, kw, sh, sw, 1, 1, ph, pw, (oh, ow, 1, 1, 1, 1, 0, 0))
@@ -738,7 +740,7 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
         sv = _scratch_vars(layer)
         if layer.kind in ("conv", "dwconv"):
             call = (f"em_conv({src}, {dst}, {p}w, {p}bias, {p}mult, {p}shift, {p}geo, {s['in_zp']}, "
-                    f"{s['out_zp']}, {s['act_min']}, {s['act_max']}, {sv.get('best', '0')});")
+                    f"{s['out_zp']}, {s['act_min']}, {s['act_max']}, {sv.get('best', '0')}, {sv.get('acc', '0')});")
         elif layer.kind == "pool":
             call = f"em_pool({src}, {dst}, {p}geo, {s['average']}, {s['act_min']}, {s['act_max']});"
         elif layer.kind == "fc":

@@ -20,75 +20,91 @@
 /* Two roundings, because LiteRT has two. Ops it runs as a matrix product through ruy (CONV_2D,
  * FULLY_CONNECTED) scale as ruy's x86 kernels do: a doubling high multiply that adds 2^30 and shifts
  * (ties up), then a right shift that also rounds ties up. Its own kernels (DEPTHWISE_CONV_2D, MEAN)
- * use TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul (ties away from
- * zero, the division by 2^31 truncating toward zero), then RoundingDivideByPOT (ties away from
- * zero). They differ by one on rare negative values: the host tests compare every score.
+ * use TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then
+ * RoundingDivideByPOT (ties away from zero). They differ by one on rare negative values: the host
+ * tests compare every score.
  *
- * Both work on the 64-bit product as two 32-bit halves, with no 64-bit addition or shift: an 8-bit
- * core runs those through slow generic libgcc routines. (v + 2^30) >> 31 is the high half doubled
- * plus the top bit of the low half, after adding 2^30 to the low half with its carry. A rounding
- * right shift by k >= 1 is s = x >> (k - 1), then (s >> 1) + (s & 1): the bit shifted out last
- * is the one that decides, and nothing can overflow. */
+ * The doubling high multiply is the same in both: SaturatingRoundingDoublingHighMul adds 2^30 to a
+ * product v >= 0 and 1 - 2^30 to a negative one, then divides by 2^31 truncating toward zero, which
+ * for v < 0 is floor((v + 1 - 2^30 + 2^31 - 1) / 2^31) = floor((v + 2^30) / 2^31), ruy's. Only the
+ * saturation of INT32_MIN * INT32_MIN (TFLite: INT32_MAX; ruy's truncation: INT32_MIN) and the
+ * final shift differ. A rounding right shift by k >= 1 is s = x >> (k - 1), then
+ * (s >> 1) + (s & 1): the last bit shifted out decides, and nothing can overflow. */
 
-/* a * m as its high half (the return value) and low half (*lo). Where the bytes lie low half first
- * (AVR, x86), a union takes the halves out of the product without a 64-bit shift. */
-static int32_t em_mul64(int32_t a, int32_t m, uint32_t *lo)
-{
-#if defined(__AVR__) || (defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
-    union {
-        int64_t v;
-        uint32_t half[2];
-    } p;
-    p.v = (int64_t)a * m;
-    *lo = p.half[0];
-    return (int32_t)p.half[1];
+/* (a * m + 2^30) >> 31, truncated to 32 bits. */
+#if defined(__AVR__)
+/* On AVR in assembly: avr-gcc multiplies 64-bit values with generic libgcc routines and shifts them
+ * bit by bit. Here the unsigned product of the 32-bit patterns, column by column with the 8x8
+ * multiply (mul), less m * 2^32 if a < 0 and a * 2^32 if m < 0; its lowest byte cannot carry and is
+ * never formed. Called with avr-gcc's convention: a in r25-r22, m in r21-r18, the result in r25-r22;
+ * the product's bytes 1..7 in r16, r27:r26, r31:r30, r15:r14, with r17 as a zero (r14-r17 saved). */
+int32_t em_mulhi_avr(int32_t a, int32_t m);
+#define EM_COL(lo, hi, carries) "add " lo ", r0\n\tadc " hi ", r1\n\t" carries
+__asm__(
+    ".pushsection .text.em_mulhi_avr,\"ax\",@progbits\n"
+    ".type em_mulhi_avr, @function\n"
+    "em_mulhi_avr:\n\t"
+    "push r14\n\tpush r15\n\tpush r16\n\tpush r17\n\t"
+    "clr r17\n\t"
+    "mul r22, r18\n\tmov r16, r1\n\t"  /* a0 b0: byte 1 */
+    "mul r23, r19\n\tmovw r26, r0\n\t" /* a1 b1: bytes 2, 3 */
+    "mul r24, r20\n\tmovw r30, r0\n\t" /* a2 b2: bytes 4, 5 */
+    "mul r25, r21\n\tmovw r14, r0\n\t" /* a3 b3: bytes 6, 7 */
+    "mul r22, r19\n\t" EM_COL("r16", "r26", "adc r27, r17\n\tadc r30, r17\n\tadc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r23, r18\n\t" EM_COL("r16", "r26", "adc r27, r17\n\tadc r30, r17\n\tadc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r22, r20\n\t" EM_COL("r26", "r27", "adc r30, r17\n\tadc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r24, r18\n\t" EM_COL("r26", "r27", "adc r30, r17\n\tadc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r22, r21\n\t" EM_COL("r27", "r30", "adc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r25, r18\n\t" EM_COL("r27", "r30", "adc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r23, r20\n\t" EM_COL("r27", "r30", "adc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r24, r19\n\t" EM_COL("r27", "r30", "adc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t")
+    "mul r23, r21\n\t" EM_COL("r30", "r31", "adc r14, r17\n\tadc r15, r17\n\t")
+    "mul r25, r19\n\t" EM_COL("r30", "r31", "adc r14, r17\n\tadc r15, r17\n\t")
+    "mul r24, r21\n\t" EM_COL("r31", "r14", "adc r15, r17\n\t")
+    "mul r25, r20\n\t" EM_COL("r31", "r14", "adc r15, r17\n\t")
+    "sbrs r25, 7\n\t"                  /* a < 0: the high half less m */
+    "rjmp 1f\n\t"
+    "sub r30, r18\n\tsbc r31, r19\n\tsbc r14, r20\n\tsbc r15, r21\n"
+    "1:\tsbrs r21, 7\n\t"              /* m < 0: the high half less a */
+    "rjmp 2f\n\t"
+    "sub r30, r22\n\tsbc r31, r23\n\tsbc r14, r24\n\tsbc r15, r25\n"
+    "2:\tldi r17, 0x40\n\t"            /* + 2^30 */
+    "add r27, r17\n\t"
+    "clr r17\n\t"                      /* (leaves the carry) */
+    "adc r30, r17\n\tadc r31, r17\n\tadc r14, r17\n\tadc r15, r17\n\t"
+    "lsl r27\n\t"                      /* bits 31..62 */
+    "rol r30\n\trol r31\n\trol r14\n\trol r15\n\t"
+    "movw r22, r30\n\t"
+    "movw r24, r14\n\t"
+    "clr r1\n\t"
+    "pop r17\n\tpop r16\n\tpop r15\n\tpop r14\n\t"
+    "ret\n"
+    ".size em_mulhi_avr, . - em_mulhi_avr\n"
+    ".popsection");
+#undef EM_COL
+#define em_mulhi em_mulhi_avr
 #else
-    const int64_t v = (int64_t)a * m;
-    *lo = (uint32_t)v;
-    return (int32_t)(v >> 32);
+static int32_t em_mulhi(int32_t a, int32_t m)
+{
+    return (int32_t)(uint32_t)(((int64_t)a * m + ((int64_t)1 << 30)) >> 31);
+}
 #endif
-}
 
-static EM_NOINLINE int32_t em_requant_ruy(int32_t x, int32_t m, int8_t shift)
+/* x * m * 2^shift, rounded: away = 0 as ruy (CONV_2D, FULLY_CONNECTED), 1 as TFLite's own kernels. */
+static EM_NOINLINE int32_t em_requant(int32_t x, int32_t m, int8_t shift, uint8_t away)
 {
-    uint32_t lo;
-    int32_t hi, s;
+    int32_t q;
+    uint32_t u;
     if (shift > 0) x = (int32_t)((uint32_t)x << shift);
-    hi = em_mul64(x, m, &lo);
-    lo += 0x40000000u;
-    if (lo < 0x40000000u) ++hi; /* cannot overflow: |a * m| <= 2^62 */
-    s = (int32_t)(((uint32_t)hi << 1) | (lo >> 31)); /* truncated to 32 bits, as ruy's cast does */
-    if (shift >= 0) return s;
-    s >>= -shift - 1;
-    return (s >> 1) + (s & 1);
-}
-
-static EM_NOINLINE int32_t em_requant_double(int32_t x, int32_t m, int8_t shift)
-{
-    uint32_t lo, u;
-    int32_t hi, q;
-    if (shift > 0) x = (int32_t)((uint32_t)x << shift);
-    if (x == INT32_MIN && m == INT32_MIN) {
-        q = INT32_MAX;
-    } else {
-        hi = em_mul64(x, m, &lo);
-        if (hi >= 0) { /* + 2^30 */
-            lo += 0x40000000u;
-            if (lo < 0x40000000u) ++hi;
-        } else { /* + 1 - 2^30 */
-            u = lo;
-            lo -= 0x3FFFFFFFu;
-            if (lo > u) --hi;
-        }
-        q = (int32_t)(((uint32_t)hi << 1) | (lo >> 31)); /* floor(v / 2^31) */
-        if (hi < 0 && (lo & 0x7FFFFFFFu)) ++q;           /* toward zero */
-    }
+    q = away && x == INT32_MIN && m == INT32_MIN ? INT32_MAX : em_mulhi(x, m);
     if (shift >= 0) return q;
-    /* ties away from zero: the magnitude rounds ties up (|INT32_MIN| fits a uint32_t) */
-    u = q < 0 ? 0u - (uint32_t)q : (uint32_t)q;
-    u >>= -shift - 1;
-    u = (u >> 1) + (u & 1);
-    return q < 0 ? -(int32_t)u : (int32_t)u;
+    if (away && q < 0) { /* ties away from zero: the magnitude rounds ties up (|INT32_MIN| fits) */
+        u = (0u - (uint32_t)q) >> (-shift - 1);
+        u = (u >> 1) + (u & 1);
+        return -(int32_t)u;
+    }
+    q >>= -shift - 1;
+    return (q >> 1) + (q & 1);
 }
 
 static int8_t em_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -179,7 +195,8 @@ static int32_t em_dot(int32_t acc, const int8_t *w, const int8_t *x, uint16_t ro
  * another, every output channel's accumulator for each (the largest so far kept in best, int32 per
  * channel, when there are several); the pixel's outputs are written after its last position (the
  * memory plan's in-place overlaps assume no earlier write). The bounds of a position's window are
- * found once for all channels. */
+ * found once for all channels. A depthwise layer with one output channel per input channel takes
+ * all channels' taps at once where the generator gave it room for their accumulators (acc). */
 
 /* geo as the kernel reads it (the generator's order), then what follows from it. A tap is n weights
  * and n inputs side by side (CONV_2D: one pixel's ic channels; depthwise: one channel); the next
@@ -252,13 +269,86 @@ static EM_NOINLINE const int8_t *em_bounds(struct em_conv_geo *g, const int8_t *
     return in + ((size_t)(y0 + ky0 * g->dh) * g->iw + (size_t)(x0 + kx0 * g->dw)) * g->ic;
 }
 
+/* acc[i] += w[i] * x[i * xstep] for i < n: one tap of n depthwise channels (xstep 1), or of the
+ * padding (x at the input zero point, xstep 0). */
+#if defined(__AVR__)
+/* In assembly, as em_dot: acc r25:r24 (in Y), w r23:r22 (in Z), x r21:r20 (in X), n r19:r18,
+ * xstep r17:r16; saves Y. */
+void em_dotv_avr(int32_t *acc, const int8_t *w, const int8_t *x, uint16_t n, uint16_t xstep);
+__asm__(
+    ".pushsection .text.em_dotv_avr,\"ax\",@progbits\n"
+    ".type em_dotv_avr, @function\n"
+    "em_dotv_avr:\n\t"
+    "push r28\n\t"
+    "push r29\n\t"
+    "movw r28, r24\n\t"
+    "movw r30, r22\n\t"
+    "movw r26, r20\n\t"
+    "rjmp 2f\n"
+    "1:\tlpm r20, Z+\n\t"
+    "ld r21, X\n\t"
+    "add r26, r16\n\t"
+    "adc r27, r17\n\t"
+    "muls r20, r21\n\t"
+    "mov r20, r1\n\t"
+    "lsl r20\n\t"
+    "sbc r20, r20\n\t"
+    "ld r22, Y\n\t"
+    "ldd r23, Y+1\n\t"
+    "ldd r24, Y+2\n\t"
+    "ldd r25, Y+3\n\t"
+    "add r22, r0\n\t"
+    "adc r23, r1\n\t"
+    "adc r24, r20\n\t"
+    "adc r25, r20\n\t"
+    "st Y+, r22\n\t"
+    "st Y+, r23\n\t"
+    "st Y+, r24\n\t"
+    "st Y+, r25\n"
+    "2:\tsubi r18, 1\n\t"
+    "sbci r19, 0\n\t"
+    "brcc 1b\n\t"
+    "clr r1\n\t"
+    "pop r29\n\t"
+    "pop r28\n\t"
+    "ret\n"
+    ".size em_dotv_avr, . - em_dotv_avr\n"
+    ".popsection");
+#define em_dotv em_dotv_avr
+#else
+static void em_dotv(int32_t *acc, const int8_t *w, const int8_t *x, uint16_t n, uint16_t xstep)
+{
+    for (; n; --n, x += xstep) *acc++ += (int32_t)EM_R8(w++) * *x;
+}
+#endif
+
+/* Depthwise with one output channel per input channel: all channels' accumulators (acc) for the
+ * window whose first tap is at input row y0, column x0, tap by tap (a tap's weights for every
+ * channel lie side by side, as do a pixel's inputs); a tap in the padding reads the input zero
+ * point for every channel. */
+static EM_NOINLINE void em_vector(const struct em_conv_geo *g, const int8_t *w, const int8_t *in, int y0, int x0,
+                                  const int32_t *bias, int32_t *acc, const int8_t *zp)
+{
+    const int oc = g->oc;
+    int ky, kx, iy, ix;
+    for (kx = 0; kx < oc; ++kx) acc[kx] = EM_R32(bias + kx);
+    for (ky = 0, iy = y0; ky < g->kh; ++ky, iy += g->dh) {
+        for (kx = 0, ix = x0; kx < g->kw; ++kx, ix += g->dw, w += oc) {
+            if (iy < 0 || iy >= g->ih || ix < 0 || ix >= g->iw)
+                em_dotv(acc, w, zp, (uint16_t)oc, 0);
+            else
+                em_dotv(acc, w, in + ((size_t)iy * g->iw + (size_t)ix) * oc, (uint16_t)oc, 1);
+        }
+    }
+}
+
 /* The geometry of the layer em_conv is computing (static: a stack frame that holds it is too large
  * for the AVR's short displacement loads). */
 static struct em_conv_geo em_geo;
 
 static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_t *bias,
                     const int32_t *mult, const int8_t *shift, const int16_t *geo, int8_t in_zp,
-                    int8_t out_zp, int8_t act_min, int8_t act_max, int32_t *best)
+                    int8_t out_zp, int8_t act_min, int8_t act_max, int32_t *best, int32_t *acc)
 {
     /* geo: ih iw ic oc kh kw sh sw dh dw ph pw coh cow poh pow pkh pkw psh psw pph ppw depthwise mstep */
     struct em_conv_geo *g = &em_geo;
@@ -275,6 +365,7 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
     g->ymax = (int16_t)(g->ih - 1 - (g->kh - 1) * g->dh);
     g->xmax = (int16_t)(g->iw - 1 - (g->kw - 1) * g->dw);
     per_input = g->depthwise ? g->oc / g->ic : 0; /* output channels per input channel */
+    if (per_input != 1) acc = 0; /* acc: every channel at once (em_vector), where the generator gave room */
     wout = g->depthwise ? 1 : (size_t)g->kh * g->wrow;
     for (py = 0; py < g->poh; ++py) {
         const int cy = py * g->psh - g->pph; /* the pool window's first convolution row */
@@ -287,14 +378,21 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
             positions = (wy1 - wy0) * (wx1 - wx0); /* at least one: the pool's padding is less than its window */
             for (wy = wy0; wy < wy1; ++wy) {
                 for (wx = wx0; wx < wx1; ++wx) {
-                    const int8_t *xr = em_bounds(g, in, (cy + wy) * g->sh - g->ph, (cx + wx) * g->sw - g->pw);
+                    const int y0 = (cy + wy) * g->sh - g->ph, x0 = (cx + wx) * g->sw - g->pw;
+                    const int8_t *xr = in;
                     const int8_t *wo = w;
                     const int32_t *mp = mult;
                     const int8_t *sp = shift;
                     --positions;
+                    if (acc)
+                        em_vector(g, w, in, y0, x0, bias, acc, &in_zp);
+                    else
+                        xr = em_bounds(g, in, y0, x0);
                     for (o = 0, k = 0; o < g->oc; ++o) {
                         int32_t v = EM_R32(bias + o);
-                        if (g->inside && g->run)
+                        if (acc)
+                            v = acc[o];
+                        else if (g->inside && g->run)
                             v = em_dot(v, wo, xr, (uint16_t)g->kh, (uint16_t)g->wrow, 0, (int16_t)(g->xrow - g->wrow));
                         else
                             v = em_taps(g, wo, xr, v, &in_zp);
@@ -304,8 +402,7 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
                         if (positions) {
                             best[o] = v;
                         } else {
-                            v = g->depthwise ? em_requant_double(v, EM_R32(mp), (int8_t)EM_R8(sp))
-                                             : em_requant_ruy(v, EM_R32(mp), (int8_t)EM_R8(sp));
+                            v = em_requant(v, EM_R32(mp), (int8_t)EM_R8(sp), (uint8_t)g->depthwise);
                             *out++ = em_clamp(v + out_zp, act_min, act_max);
                         }
                         wo += wout;
@@ -368,7 +465,7 @@ static void em_fc(const int8_t *in, int8_t *out, const int8_t *w, const int32_t 
     int o;
     for (o = 0; o < classes; ++o, mult += mstep, shift += mstep) {
         const int32_t acc = em_dot(EM_R32(bias + o), w + (size_t)o * n, in, 1, (uint16_t)n, 0, 0);
-        out[o] = em_clamp(em_requant_ruy(acc, EM_R32(mult), (int8_t)EM_R8(shift)) + out_zp, act_min, act_max);
+        out[o] = em_clamp(em_requant(acc, EM_R32(mult), (int8_t)EM_R8(shift), 0) + out_zp, act_min, act_max);
     }
 }
 /* @end */
@@ -396,12 +493,12 @@ static void em_pwfc(const int8_t *in, int8_t *out, const int16_t *geo, const int
         const int8_t *sp = pw_shift;
         for (c = 0; c < pc; ++c, mp += pw_mstep, sp += pw_mstep) {
             const int32_t a = em_dot(EM_R32(pw_bias + c), pw_w + (size_t)c * ic, xp, 1, (uint16_t)ic, 0, 0);
-            t[c] = em_clamp(em_requant_ruy(a, EM_R32(mp), (int8_t)EM_R8(sp)) + pw_zp, pw_min, pw_max);
+            t[c] = em_clamp(em_requant(a, EM_R32(mp), (int8_t)EM_R8(sp), 0) + pw_zp, pw_min, pw_max);
         }
         for (o = 0; o < classes; ++o) acc[o] = em_dot(acc[o], fc_w + (size_t)o * n + (size_t)p * pc, t, 1, (uint16_t)pc, 0, 0);
     }
     for (o = 0; o < classes; ++o, fc_mult += fc_mstep, fc_shift += fc_mstep)
-        out[o] = em_clamp(em_requant_ruy(acc[o], EM_R32(fc_mult), (int8_t)EM_R8(fc_shift)) + fc_zp, fc_min, fc_max);
+        out[o] = em_clamp(em_requant(acc[o], EM_R32(fc_mult), (int8_t)EM_R8(fc_shift), 0) + fc_zp, fc_min, fc_max);
 }
 /* @end */
 
@@ -416,7 +513,7 @@ static void em_mean(const int8_t *in, int8_t *out, int pixels, int ch, int32_t z
     for (c = 0; c < ch; ++c) {
         int32_t sum = -zp_sum;
         for (p = 0; p < pixels; ++p) sum += in[(size_t)p * ch + c];
-        out[c] = em_clamp(em_requant_double(sum, m, shift) + out_zp, -128, 127);
+        out[c] = em_clamp(em_requant(sum, m, shift, 1) + out_zp, -128, 127);
     }
 }
 /* @end */
