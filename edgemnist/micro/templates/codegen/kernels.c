@@ -19,8 +19,9 @@
 /* @kernel requant */
 /* Two roundings, because LiteRT has two. Ops it runs as a matrix product through ruy (CONV_2D,
  * FULLY_CONNECTED) scale as ruy's x86 kernels do: a doubling high multiply that adds 2^30 and shifts
- * (ties up), then a right shift that also rounds ties up. Its own kernels (DEPTHWISE_CONV_2D, MEAN)
- * use TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then
+ * (ties up), then a right shift that also rounds ties up; its int8 DEPTHWISE_CONV_2D kernel rounds
+ * the same way (a depthwise layer without activation tells: the host tests have one). MEAN uses
+ * TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul, then
  * RoundingDivideByPOT (ties away from zero). They differ by one on rare negative values: the host
  * tests compare every score.
  *
@@ -90,7 +91,8 @@ static int32_t em_mulhi(int32_t a, int32_t m)
 }
 #endif
 
-/* x * m * 2^shift, rounded: away = 0 as ruy (CONV_2D, FULLY_CONNECTED), 1 as TFLite's own kernels. */
+/* x * m * 2^shift, rounded: away = 0 as ruy (CONV_2D, FULLY_CONNECTED, DEPTHWISE_CONV_2D), 1 as
+ * MultiplyByQuantizedMultiplier (MEAN). */
 static EM_NOINLINE int32_t em_requant(int32_t x, int32_t m, int8_t shift, uint8_t away)
 {
     int32_t q;
@@ -402,7 +404,7 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
                         if (positions) {
                             best[o] = v;
                         } else {
-                            v = em_requant(v, EM_R32(mp), (int8_t)EM_R8(sp), (uint8_t)g->depthwise);
+                            v = em_requant(v, EM_R32(mp), (int8_t)EM_R8(sp), 0);
                             *out++ = em_clamp(v + out_zp, act_min, act_max);
                         }
                         wo += wout;
