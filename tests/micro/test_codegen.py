@@ -56,9 +56,9 @@ def _keras_models():
     x = inp4 = layers.Input((28, 28, 1))
     x = layers.Conv2D(4, 3, dilation_rate=2, padding="same")(x)  # dilated: a row's taps are apart
     x = layers.Conv2D(8, 5, strides=4, padding="valid")(x)  # 6x6
-    x = layers.Conv2D(8, (2, 4), strides=2, padding="valid")(x)  # 3x2
-    # kernel 2, dilation 3, SAME across a width of 2: the first column's windows lie wholly in the padding;
-    # no activation: negative outputs, where the roundings differ
+    x = layers.Conv2D(8, 4, strides=2, padding="valid")(x)  # 2x2
+    # kernel 2, dilation 3, SAME on a 2x2 map: the windows of the first row and column lie wholly in the
+    # padding; no activation: negative outputs, where the roundings differ
     x = layers.DepthwiseConv2D(2, dilation_rate=3, padding="same", depth_multiplier=2)(x)
     x = layers.Flatten()(x)
     out4 = layers.Dense(10)(x)
