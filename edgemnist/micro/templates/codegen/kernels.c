@@ -124,13 +124,17 @@ static int8_t em_clamp(int32_t v, int32_t lo, int32_t hi)
 #if defined(__AVR__)
 /* In assembly: avr-gcc compiles the C loop to a libgcc 16x16->32 multiply per product and a flash
  * pointer computed anew for every load. Here each product is a post-incrementing flash load
- * (lpm Z+), the 8x8 signed multiply (muls) and the 16-bit product sign-extended into the sum. A
- * routine of its own, called with avr-gcc's convention (arguments from r25 down: acc r22-r25, w
+ * (lpm Z+), the 8x8 signed multiply (muls) and the 16-bit product sign-extended into the sum, two
+ * products for each count of the loop (an odd run starts with one). A routine of its own, called with avr-gcc's convention (arguments from r25 down: acc r22-r25, w
  * r21:r20, x r19:r18, rows r17:r16, n r15:r14, wskip r13:r12, xskip r11:r10; the sum returned in
  * r22-r25): the compiler sees an ordinary call, so it keeps nothing in the registers the routine
  * uses, and the routine saves the one call-saved pair it changes (r17:r16) and clears r1. */
 int32_t em_dot_avr(int32_t acc, const int8_t *w, const int8_t *x, uint16_t rows, uint16_t n, int16_t wskip,
                    int16_t xskip);
+/* acc (r25:r22) += the next weight (Z+) times the next input (X+) */
+#define EM_MAC "lpm r18, Z+\n\tld r19, X+\n\tmuls r18, r19\n\t" /* r1:r0 = w * x */ \
+    "mov r18, r1\n\tlsl r18\n\tsbc r18, r18\n\t" /* 0xFF if the product is negative, else 0 */ \
+    "add r22, r0\n\tadc r23, r1\n\tadc r24, r18\n\tadc r25, r18"
 __asm__(
     ".pushsection .text.em_dot_avr,\"ax\",@progbits\n"
     ".type em_dot_avr, @function\n"
@@ -140,18 +144,13 @@ __asm__(
     "movw r30, r20\n\t"   /* Z: weights */
     "movw r26, r18\n\t"   /* X: inputs */
     "rjmp 4f\n"
-    "3:\tmovw r20, r14\n\t" /* r21:r20 counts a run */
+    "3:\tmovw r20, r14\n\t"  /* r21:r20 counts a run's pairs of products */
+    "lsr r21\n\t"
+    "ror r20\n\t"
+    "brcs 5f\n\t"           /* n odd: one product, then the pairs */
     "rjmp 2f\n"
-    "1:\tlpm r18, Z+\n\t"
-    "ld r19, X+\n\t"
-    "muls r18, r19\n\t"   /* r1:r0 = w * x */
-    "mov r18, r1\n\t"
-    "lsl r18\n\t"
-    "sbc r18, r18\n\t"    /* 0xFF if the product is negative, else 0 */
-    "add r22, r0\n\t"
-    "adc r23, r1\n\t"
-    "adc r24, r18\n\t"
-    "adc r25, r18\n"
+    "1:\t" EM_MAC "\n"
+    "5:\t" EM_MAC "\n"
     "2:\tsubi r20, 1\n\t"
     "sbci r21, 0\n\t"
     "brcc 1b\n\t"
@@ -168,6 +167,7 @@ __asm__(
     "ret\n"
     ".size em_dot_avr, . - em_dot_avr\n"
     ".popsection");
+#undef EM_MAC
 #define em_dot em_dot_avr
 #else
 static int32_t em_dot(int32_t acc, const int8_t *w, const int8_t *x, uint16_t rows, uint16_t n, int16_t wskip,
@@ -232,12 +232,11 @@ static EM_NOINLINE int32_t em_taps(const struct em_conv_geo *g, const int8_t *w,
     const int len = (kx1 - kx0) * n;
     int ky;
     if (!g->inside) {
-        acc = em_pad(g, w, ky0 * kw, zp, acc);                                /* rows above the input */
-        acc = em_pad(g, w + (size_t)ky1 * g->wrow, (kh - ky1) * kw, zp, acc); /* and below */
-        for (ky = ky0; ky < ky1; ++ky) {                                      /* columns left and right */
-            const int8_t *wr = w + (size_t)ky * g->wrow;
-            if (kx0 > 0) acc = em_pad(g, wr, kx0, zp, acc);
-            if (kx1 < kw) acc = em_pad(g, wr + (size_t)kx1 * g->wtap, kw - kx1, zp, acc);
+        const int8_t *wr = w;
+        for (ky = 0; ky < kh; ++ky, wr += g->wrow) { /* a row above or below the input, else its sides */
+            const int outside = ky < ky0 || ky >= ky1, left = outside ? kw : kx0, right = outside ? 0 : kw - kx1;
+            if (left) acc = em_pad(g, wr, left, zp, acc);
+            if (right) acc = em_pad(g, wr + (size_t)kx1 * g->wtap, right, zp, acc);
         }
         if (len == 0) return acc;
     }
@@ -248,27 +247,32 @@ static EM_NOINLINE int32_t em_taps(const struct em_conv_geo *g, const int8_t *w,
     return acc;
 }
 
+/* range[0]..range[1]-1: which of k taps, d apart from `start`, lie in 0..size-1. */
+static EM_NOINLINE void em_range(int start, int k, int d, int size, int16_t *range)
+{
+    int k0 = 0;
+    for (; k0 < k && start + k0 * d < 0; ++k0) {}
+    for (; k > k0 && start + (k - 1) * d >= size; --k) {}
+    range[0] = (int16_t)k0;
+    range[1] = (int16_t)k;
+}
+
 /* Bounds of the window whose first tap is at input row y0, column x0; returns its rectangle's first
  * input (channel 0) in `in`. */
 static EM_NOINLINE const int8_t *em_bounds(struct em_conv_geo *g, const int8_t *in, int y0, int x0)
 {
-    const int kh = g->kh, kw = g->kw;
-    int ky0 = 0, ky1 = kh, kx0 = 0, kx1 = kw;
     g->inside = y0 >= 0 && y0 <= g->ymax && x0 >= 0 && x0 <= g->xmax;
+    g->ky0 = g->kx0 = 0;
+    g->ky1 = g->kh;
+    g->kx1 = g->kw;
     if (!g->inside) {
-        for (; ky0 < kh && y0 + ky0 * g->dh < 0; ++ky0) {}
-        for (; ky1 > ky0 && y0 + (ky1 - 1) * g->dh >= g->ih; --ky1) {}
-        for (; kx0 < kw && x0 + kx0 * g->dw < 0; ++kx0) {}
-        for (; kx1 > kx0 && x0 + (kx1 - 1) * g->dw >= g->iw; --kx1) {}
-        if (ky0 == ky1) kx1 = kx0; /* nothing inside */
+        em_range(y0, g->kh, g->dh, g->ih, &g->ky0);
+        em_range(x0, g->kw, g->dw, g->iw, &g->kx0);
+        if (g->ky0 == g->ky1) g->kx1 = g->kx0; /* nothing inside */
     }
-    g->ky0 = (int16_t)ky0;
-    g->ky1 = (int16_t)ky1;
-    g->kx0 = (int16_t)kx0;
-    g->kx1 = (int16_t)kx1;
-    g->woff = (int16_t)(ky0 * g->wrow + kx0 * g->wtap);
-    if (kx0 == kx1) return in;
-    return in + ((size_t)(y0 + ky0 * g->dh) * g->iw + (size_t)(x0 + kx0 * g->dw)) * g->ic;
+    g->woff = (int16_t)(g->ky0 * g->wrow + g->kx0 * g->wtap);
+    if (g->kx0 == g->kx1) return in;
+    return in + ((size_t)(y0 + g->ky0 * g->dh) * g->iw + (size_t)(x0 + g->kx0 * g->dw)) * g->ic;
 }
 
 /* acc[i] += w[i] * x[i * xstep] for i < n: one tap of n depthwise channels (xstep 1), or of the
@@ -354,7 +358,8 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
 {
     /* geo: ih iw ic oc kh kw sh sw dh dw ph pw coh cow poh pow pkh pkw psh psw pph ppw depthwise mstep */
     struct em_conv_geo *g = &em_geo;
-    int py, px, wy, wx, wy0, wy1, wx0, wx1, positions, o, k, per_input;
+    int py, px, wy, wx, positions, o, k, per_input;
+    int16_t wys[2], wxs[2]; /* the pool window's rows and columns inside the convolution's output */
     size_t wout;
     EM_RCOPY(g, geo, 24 * sizeof(int16_t));
     g->n = g->depthwise ? 1 : g->ic;
@@ -371,15 +376,13 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
     wout = g->depthwise ? 1 : (size_t)g->kh * g->wrow;
     for (py = 0; py < g->poh; ++py) {
         const int cy = py * g->psh - g->pph; /* the pool window's first convolution row */
-        for (wy0 = 0; wy0 < g->pkh && cy + wy0 < 0; ++wy0) {}
-        for (wy1 = g->pkh; wy1 > wy0 && cy + wy1 > g->coh; --wy1) {}
+        em_range(cy, g->pkh, 1, g->coh, wys);
         for (px = 0; px < g->pow_; ++px) {
             const int cx = px * g->psw - g->ppw;
-            for (wx0 = 0; wx0 < g->pkw && cx + wx0 < 0; ++wx0) {}
-            for (wx1 = g->pkw; wx1 > wx0 && cx + wx1 > g->cow; --wx1) {}
-            positions = (wy1 - wy0) * (wx1 - wx0); /* at least one: the pool's padding is less than its window */
-            for (wy = wy0; wy < wy1; ++wy) {
-                for (wx = wx0; wx < wx1; ++wx) {
+            em_range(cx, g->pkw, 1, g->cow, wxs);
+            positions = (wys[1] - wys[0]) * (wxs[1] - wxs[0]); /* at least one: a pool's padding is less than its window */
+            for (wy = wys[0]; wy < wys[1]; ++wy) {
+                for (wx = wxs[0]; wx < wxs[1]; ++wx) {
                     const int y0 = (cy + wy) * g->sh - g->ph, x0 = (cx + wx) * g->sw - g->pw;
                     const int8_t *xr = in;
                     const int8_t *wo = w;
@@ -398,7 +401,7 @@ static void em_conv(const int8_t *in, int8_t *out, const int8_t *w, const int32_
                             v = em_dot(v, wo, xr, (uint16_t)g->kh, (uint16_t)g->wrow, 0, (int16_t)(g->xrow - g->wrow));
                         else
                             v = em_taps(g, wo, xr, v, &in_zp);
-                        if (wy > wy0 || wx > wx0) { /* not the first position: the largest so far */
+                        if (wy > wys[0] || wx > wxs[0]) { /* not the first position: the largest so far */
                             if (best[o] > v) v = best[o];
                         }
                         if (positions) {
