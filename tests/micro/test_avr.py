@@ -339,6 +339,46 @@ def test_the_kernels_arithmetic_on_the_avr_and_the_host_is_tflites_on_edge_cases
                           f"{got[wrong[0]]} != {want[wrong[0]]}"
 
 
+@pytest.fixture(scope="module")
+def codegen_models(tmp_path_factory, mnist_train, avr_tools):
+    """test_codegen's random-weight models that reach every path of the kernels (int8, per-channel weights)."""
+    from test_codegen import _keras_models
+
+    from edgemnist.export.convert import ExportConfig, export_variant
+
+    folder = tmp_path_factory.mktemp("avr_codegen_models")
+    paths = {}
+    for name, model in _keras_models().items():
+        if name in ("ops", "edges"):
+            paths[name] = folder / f"{name}.tflite"
+            export_variant(model, "int8", paths[name], ExportConfig(representative_size=100),
+                           representative=mnist_train.images[:100])
+    return paths
+
+
+@pytest.mark.parametrize("name", ["ops", "edges"])
+def test_every_kernel_path_is_bit_exact_on_an_avr_with_more_memory(codegen_models, name, tmp_path, monkeypatch,
+                                                                   cache_dir):
+    """The models that cover every kernel path (dilated, strided and 1x1 convolutions, a depth multiplier, windows
+    wholly in the padding, max and average pooling fused and not, FULLY_CONNECTED) need more than the Uno's 2 KB
+    of RAM. The ATmega1284P has the same AVR core (and avr-gcc the same 16-bit int) with 16 KB: there, under
+    simavr, every score of 5 digits is LiteRT's, with and without fusion."""
+    for constant, value in (("MCU", "atmega1284p"), ("UNO_RAM_BYTES", 16384), ("RAM_END", 0x800100 + 16384),
+                            ("CHIP_FLASH_BYTES", 131072)):
+        monkeypatch.setattr(avr, constant, value)
+    from edgemnist.micro import codegen
+
+    data = avr.golden_digits(codegen_models[name], 5)
+    for fuse in (True, False):
+        files = codegen.generate(codegen_models[name], codegen.CodegenConfig(fuse=fuse))["files"]
+        sources = {"files": {f: files[f] for f in ("mnist.c", "mnist.h")}, "name": "mnist"}
+        built = avr.build_selfcheck(sources, tmp_path / f"check_{fuse}", data["inputs"], data["labels"],
+                                    data["golden"])
+        run = avr.run_selfcheck_simavr(built, cache_dir=cache_dir)
+        assert run["pass"] and run["matches"] == 5, run["output"]
+    assert len(np.unique(data["golden"])) > 20
+
+
 def test_a_model_too_big_for_the_uno_is_refused_with_the_excess(tmp_path, avr_tools):
     sources = avr.model_sources(shipped_path("int8"))  # the shipped default model: 7 KB of activations
     assert sources["arena_bytes"] > avr.UNO_RAM_BYTES
