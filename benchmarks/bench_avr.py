@@ -1,6 +1,7 @@
 """Generated C on an Arduino Uno (ATmega328P, 16 MHz): cycles per digit under simavr, flash and RAM.
 
-Usage: python benchmarks/bench_avr.py MODEL.tflite [...] [--digits 3] [--no-arduino] [--json benchmarks/results/avr.json]
+Usage: python benchmarks/bench_avr.py MODEL.tflite [...] [--digits 3] [--no-arduino]
+                                      [--json benchmarks/results/avr.json]
 
 For each full-integer .tflite, `edgemnist.micro.avr.selfcheck` builds the release firmware (the
 model and a serial port: the flash and RAM a product pays; RAM = .data + .bss + the stack's
@@ -59,7 +60,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for i, path in enumerate(args.models):
             rows.append(measure(path.resolve(), args.digits, not args.no_arduino, Path(tmp) / f"m{i}"))
-    print(f"{'model':<58} {'check':>5} {'cycles/digit':>12} {'ms':>7} {'flash B':>7} {'RAM B':>6} {'Arduino example':>22}")
+    print(f"{'model':<58} {'check':>5} {'cycles/digit':>12} {'ms':>7} {'flash B':>7} {'RAM B':>6} "
+          f"{'Arduino example':>22}")
     for r in rows:
         example = r.get("arduino_example")
         shown = "-" if example is None else (f"{example['flash']:,} B" if example["fits"] else "does not fit")

@@ -780,6 +780,7 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
 #define EM_R32(p) ((int32_t)pgm_read_dword(p))
 #define EM_RF(p) pgm_read_float(p)
 #define EM_RCOPY(dst, src, n) memcpy_P(dst, src, n)
+#define EM_SYM(s) "{name}_" s /* the assembly routines' symbols */
 #define EM_NOINLINE __attribute__((noinline, noclone)) /* one copy of a routine, not one per caller: less flash */
 #else
 #define EM_FLASH

@@ -223,8 +223,8 @@ def _arithmetic_cases(seed: int = 1):
     inputs = rng.integers(-128, 128, 640).astype(np.int8)
     inputs[:4] = [-128, 127, -128, -128]
     # (acc, w offset, x offset, rows, n, wskip, xskip): runs, strided taps, one input for every weight, n > 255
-    dots = [(0, 0, 0, 1, 4, 0, 0), (5, 0, 0, 0, 9, 0, 0), (-7, 3, 5, 4, 0, 2, 2), (_INT32_MAX - 16384, 0, 0, 1, 1, 0, 0),
-            (_INT32_MIN + 16256, 0, 1, 1, 1, 0, 0),
+    dots = [(0, 0, 0, 1, 4, 0, 0), (5, 0, 0, 0, 9, 0, 0), (-7, 3, 5, 4, 0, 2, 2),
+            (_INT32_MAX - 16384, 0, 0, 1, 1, 0, 0), (_INT32_MIN + 16256, 0, 1, 1, 1, 0, 0),
             (123, 10, 20, 1, 300, 0, 0), (-1, 0, 0, 5, 5, 0, 23), (0, 7, 1, 3, 3, 9, 11), (2, 4, 600, 40, 1, 0, -1),
             (0, 1, 2, 12, 1, 23, 5), (-99, 0, 0, 2, 320, 0, -320)]
     for _ in range(40):
@@ -334,9 +334,8 @@ def test_the_kernels_arithmetic_on_the_avr_and_the_host_is_tflites_on_edge_cases
     assert got_host[-1] == got_avr[-1] == "end" and len(got_host) == len(want) + 1
     for where, got in (("host", got_host), ("avr", got_avr)):
         wrong = [i for i, (g, w) in enumerate(zip(got[:-1], want)) if int(g) != w]
-        cases = requant + dots
-        assert not wrong, f"{where}: {len(wrong)} wrong, first case {cases[wrong[0]] if wrong[0] < len(cases) else wrong[0]}: " \
-                          f"{got[wrong[0]]} != {want[wrong[0]]}"
+        cases = requant + dots + [f"em_dotv channel {i}" for i in range(40)]
+        assert not wrong, f"{where}: {len(wrong)} wrong, first {cases[wrong[0]]}: {got[wrong[0]]} != {want[wrong[0]]}"
 
 
 @pytest.fixture(scope="module")

@@ -39,12 +39,13 @@
  * multiply (mul), less m * 2^32 if a < 0 and a * 2^32 if m < 0; its lowest byte cannot carry and is
  * never formed. Called with avr-gcc's convention: a in r25-r22, m in r21-r18, the result in r25-r22;
  * the product's bytes 1..7 in r16, r27:r26, r31:r30, r15:r14, with r17 as a zero (r14-r17 saved). */
-int32_t em_mulhi_avr(int32_t a, int32_t m);
+int32_t em_mulhi_avr(int32_t a, int32_t m) __asm__(EM_SYM("em_mulhi"));
 #define EM_COL(lo, hi, carries) "add " lo ", r0\n\tadc " hi ", r1\n\t" carries
 __asm__(
-    ".pushsection .text.em_mulhi_avr,\"ax\",@progbits\n"
-    ".type em_mulhi_avr, @function\n"
-    "em_mulhi_avr:\n\t"
+    ".pushsection .text." EM_SYM("em_mulhi") ",\"ax\",@progbits\n"
+    ".global " EM_SYM("em_mulhi") "\n"
+    ".type " EM_SYM("em_mulhi") ", @function\n"
+    EM_SYM("em_mulhi") ":\n\t"
     "push r14\n\tpush r15\n\tpush r16\n\tpush r17\n\t"
     "clr r17\n\t"
     "mul r22, r18\n\tmov r16, r1\n\t"  /* a0 b0: byte 1 */
@@ -80,7 +81,7 @@ __asm__(
     "clr r1\n\t"
     "pop r17\n\tpop r16\n\tpop r15\n\tpop r14\n\t"
     "ret\n"
-    ".size em_mulhi_avr, . - em_mulhi_avr\n"
+    ".size " EM_SYM("em_mulhi") ", . - " EM_SYM("em_mulhi") "\n"
     ".popsection");
 #undef EM_COL
 #define em_mulhi em_mulhi_avr
@@ -128,17 +129,20 @@ static int8_t em_clamp(int32_t v, int32_t lo, int32_t hi)
  * products for each count of the loop (an odd run starts with one). A routine of its own, called with avr-gcc's convention (arguments from r25 down: acc r22-r25, w
  * r21:r20, x r19:r18, rows r17:r16, n r15:r14, wskip r13:r12, xskip r11:r10; the sum returned in
  * r22-r25): the compiler sees an ordinary call, so it keeps nothing in the registers the routine
- * uses, and the routine saves the one call-saved pair it changes (r17:r16) and clears r1. */
+ * uses, and the routine saves the one call-saved pair it changes (r17:r16) and clears r1. Its
+ * symbol is global (link-time optimization may put the caller in another object) and carries the
+ * model's name (EM_SYM: two models can share a firmware). */
 int32_t em_dot_avr(int32_t acc, const int8_t *w, const int8_t *x, uint16_t rows, uint16_t n, int16_t wskip,
-                   int16_t xskip);
+                   int16_t xskip) __asm__(EM_SYM("em_dot"));
 /* acc (r25:r22) += the next weight (Z+) times the next input (X+) */
 #define EM_MAC "lpm r18, Z+\n\tld r19, X+\n\tmuls r18, r19\n\t" /* r1:r0 = w * x */ \
     "mov r18, r1\n\tlsl r18\n\tsbc r18, r18\n\t" /* 0xFF if the product is negative, else 0 */ \
     "add r22, r0\n\tadc r23, r1\n\tadc r24, r18\n\tadc r25, r18"
 __asm__(
-    ".pushsection .text.em_dot_avr,\"ax\",@progbits\n"
-    ".type em_dot_avr, @function\n"
-    "em_dot_avr:\n\t"
+    ".pushsection .text." EM_SYM("em_dot") ",\"ax\",@progbits\n"
+    ".global " EM_SYM("em_dot") "\n"
+    ".type " EM_SYM("em_dot") ", @function\n"
+    EM_SYM("em_dot") ":\n\t"
     "push r16\n\t"
     "push r17\n\t"
     "movw r30, r20\n\t"   /* Z: weights */
@@ -165,7 +169,7 @@ __asm__(
     "pop r17\n\t"
     "pop r16\n\t"
     "ret\n"
-    ".size em_dot_avr, . - em_dot_avr\n"
+    ".size " EM_SYM("em_dot") ", . - " EM_SYM("em_dot") "\n"
     ".popsection");
 #undef EM_MAC
 #define em_dot em_dot_avr
@@ -280,11 +284,13 @@ static EM_NOINLINE const int8_t *em_bounds(struct em_conv_geo *g, const int8_t *
 #if defined(__AVR__)
 /* In assembly, as em_dot: acc r25:r24 (in Y), w r23:r22 (in Z), x r21:r20 (in X), n r19:r18,
  * xstep r17:r16; saves Y. */
-void em_dotv_avr(int32_t *acc, const int8_t *w, const int8_t *x, uint16_t n, uint16_t xstep);
+void em_dotv_avr(int32_t *acc, const int8_t *w, const int8_t *x, uint16_t n, uint16_t xstep)
+    __asm__(EM_SYM("em_dotv"));
 __asm__(
-    ".pushsection .text.em_dotv_avr,\"ax\",@progbits\n"
-    ".type em_dotv_avr, @function\n"
-    "em_dotv_avr:\n\t"
+    ".pushsection .text." EM_SYM("em_dotv") ",\"ax\",@progbits\n"
+    ".global " EM_SYM("em_dotv") "\n"
+    ".type " EM_SYM("em_dotv") ", @function\n"
+    EM_SYM("em_dotv") ":\n\t"
     "push r28\n\t"
     "push r29\n\t"
     "movw r28, r24\n\t"
@@ -318,7 +324,7 @@ __asm__(
     "pop r29\n\t"
     "pop r28\n\t"
     "ret\n"
-    ".size em_dotv_avr, . - em_dotv_avr\n"
+    ".size " EM_SYM("em_dotv") ", . - " EM_SYM("em_dotv") "\n"
     ".popsection");
 #define em_dotv em_dotv_avr
 #else
