@@ -18,8 +18,10 @@ The self-check runs under simavr (cycle-accurate: its cycle counts are the chip'
 small libsimavr runner compiled once into the cache, templates/avr/simavr_uart.c, which can also
 type bytes into the serial port) and under QEMU's `-machine uno` (which has no cycle model: its
 timer counts are not reported as cycles). Both must print PASS. QEMU 7.2 hangs on one instruction
-pattern libgcc's __mulhisi3 holds, so the ELF it runs links a replacement with the same arithmetic
-(templates/avr/qemu_mulhisi3.S); simavr runs the plain one, the one the release build is made of.
+pattern libgcc's __mulhisi3 holds (`qemu_hazards` finds it and `run_qemu` refuses such an ELF). The
+generated kernels multiply in their own assembly and no longer call it, but the ELF QEMU runs still
+links a replacement with the same arithmetic (templates/avr/qemu_mulhisi3.S) for any other code
+that does; simavr runs the plain one, the one the release build is made of.
 
 `write_arduino_library` writes a library for the Arduino IDE: the generated C in src/, a 256-entry
 PROGMEM table that quantizes a pixel by edgemnist's one rule, and an example sketch that reads

@@ -127,7 +127,7 @@ class Layer:
     # Input pixels read per output pixel in processing order: (n_in_pixels, in_pixel_bytes,
     # last_read[i] = last output-pixel step that reads input pixel i, n_out_steps, out_step_bytes)
     access: Optional[tuple] = None
-    scratch: dict = field(default_factory=dict)  # name -> (C type, count): locals of the predict function
+    scratch: dict = field(default_factory=dict)  # name -> (C type, count): in the predict function's scratch
 
     @property
     def in_bytes(self) -> int:
@@ -215,6 +215,14 @@ def _requant_arrays(in_scale: float, filter_scales: np.ndarray, out_scale: float
     return np.array(mult, np.int32), np.array(shift, np.int8)
 
 
+def _compact_requant(mult: np.ndarray, shift: np.ndarray) -> tuple:
+    """(mult, shift, mstep): one (multiplier, shift) read with a stride of 0 where every channel has the
+    same (per-tensor weights), else the per-channel arrays with a stride of 1. Saves flash, not time."""
+    if len(mult) > 1 and (mult == mult[0]).all() and (shift == shift[0]).all():
+        return mult[:1].copy(), shift[:1].copy(), 0
+    return mult, shift, 1
+
+
 def _folded_bias(model, op, weights: np.ndarray, per_out_axis: int, channels: int, in_zp: int, where: str):
     """bias - input_zero_point * sum(weights) per output channel, as int32 (weights grouped by output)."""
     bias = np.zeros(channels, np.int64)
@@ -295,12 +303,13 @@ def _lower_conv(model, op, kind: str) -> Layer:
         raise CodegenError(f"{where}: stride {sh}x{sw} / dilation {dh}x{dw} must be >= 1")
     ph = _padding(o.get("padding", 0), ih, oh, sh, kh, dh, where)
     pw = _padding(o.get("padding", 0), iw, ow, sw, kw, dw, where)
-    mult, shift = _requant_arrays(x.scale, scales, y.scale)
+    mult, shift, mstep = _compact_requant(*_requant_arrays(x.scale, scales, y.scale))
     lo, hi = activation_range(o.get("fused_activation_function", 0), y.scale, y.zero_point, where)
     return Layer(kind, (op.index,), (ih, iw, ic), (oh, ow, oc),
                  geo=(ih, iw, ic, oc, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow),
                  arrays={"w": w.astype(np.int8), "bias": bias, "mult": mult, "shift": shift},
-                 scalars={"in_zp": x.zero_point, "out_zp": y.zero_point, "act_min": lo, "act_max": hi})
+                 scalars={"in_zp": x.zero_point, "out_zp": y.zero_point, "act_min": lo, "act_max": hi,
+                          "mstep": mstep})
 
 
 def _pool_params(model, op) -> dict:
@@ -348,12 +357,13 @@ def _lower_fc(model, op) -> Layer:
     wt = _tensor(model, op.inputs[1])
     scales = _filter_scales(wt, classes, where)
     per_tensor = len(wt.quantization.scales) == 1
-    mult, shift = _requant_arrays(x.scale, scales, y.scale, fc_per_tensor=False)
+    mult, shift, mstep = _compact_requant(*_requant_arrays(x.scale, scales, y.scale, fc_per_tensor=False))
     bias = _folded_bias(model, op, w, 0, classes, x.zero_point, where)
     lo, hi = activation_range(o.get("fused_activation_function", 0), y.scale, y.zero_point, where)
     return Layer("fc", (op.index,), (n,), (classes,),
                  arrays={"w": w.astype(np.int8), "bias": bias, "mult": mult, "shift": shift},
-                 scalars={"in_zp": x.zero_point, "out_zp": y.zero_point, "act_min": lo, "act_max": hi})
+                 scalars={"in_zp": x.zero_point, "out_zp": y.zero_point, "act_min": lo, "act_max": hi,
+                          "mstep": mstep})
 
 
 def _lower_mean(model, op) -> Layer:
@@ -509,7 +519,8 @@ def fuse(layers: list) -> tuple:
             arrays.update({f"fc_{k}": v for k, v in b.arrays.items()})
             scalars = {"pw_zp": a.scalars["out_zp"], "pw_min": a.scalars["act_min"], "pw_max": a.scalars["act_max"],
                        "fc_zp": b.scalars["out_zp"], "fc_min": b.scalars["act_min"], "fc_max": b.scalars["act_max"]}
-            out.append(Layer("pwfc", a.ops + b.ops, a.in_shape, b.out_shape, geo=(ih * iw, ic, oc, b.out_bytes),
+            out.append(Layer("pwfc", a.ops + b.ops, a.in_shape, b.out_shape,
+                             geo=(ih * iw, ic, oc, b.out_bytes, a.scalars["mstep"], b.scalars["mstep"]),
                              arrays=arrays, scalars=scalars,
                              scratch={"t": ("int8_t", oc), "acc": ("int32_t", b.out_bytes)}))
             i += 2
@@ -525,9 +536,13 @@ def _finish(layer: Layer) -> Layer:
         ih, iw, ic, oc, kh, kw, sh, sw, dh, dw, ph, pw, coh, cow = layer.geo[:14]
         p = layer.pool or dict(poh=coh, pow=cow, pkh=1, pkw=1, psh=1, psw=1, pph=0, ppw=0)
         pool = tuple(p[k] for k in ("poh", "pow", "pkh", "pkw", "psh", "psw", "pph", "ppw"))
-        layer.geo = layer.geo[:14] + pool
+        layer.geo = layer.geo[:14] + pool + (int(layer.kind == "dwconv"), layer.scalars["mstep"])
         last = _conv_access(ih, iw, coh, cow, kh, kw, sh, sw, dh, dw, ph, pw, pool)
         layer.access = (ih * iw, ic, last, pool[0] * pool[1], oc)
+        if pool[2] * pool[3] > 1:  # each channel's largest accumulator over the pool window so far
+            layer.scratch["best"] = ("int32_t", oc)
+        if layer.kind == "dwconv" and oc == ic:  # every channel's accumulator, the window tap by tap
+            layer.scratch["acc"] = ("int32_t", oc)
     elif layer.kind == "pool":
         ih, iw, c, oh, ow, kh, kw, sh, sw, ph, pw = layer.geo
         last = _conv_access(ih, iw, oh, ow, kh, kw, sh, sw, 1, 1, ph, pw, (oh, ow, 1, 1, 1, 1, 0, 0))
@@ -703,11 +718,14 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
     blocks = _kernel_blocks()
     kinds = sorted({layer.kind for layer in layers})
     needs_requant = any(k in ("conv", "dwconv", "fc", "pwfc", "mean") for k in kinds)
-    kernel_of = {"conv": "conv", "dwconv": "dwconv", "pool": "pool", "fc": "fc", "pwfc": "pwfc",
+    needs_dot = any(k in ("conv", "dwconv", "fc", "pwfc") for k in kinds)
+    kernel_of = {"conv": "conv", "dwconv": "conv", "pool": "pool", "fc": "fc", "pwfc": "pwfc",
                  "mean": "mean", "softmax": "softmax", "transpose": "transpose"}
-    used = (["requant"] if needs_requant else []) + sorted({kernel_of[k] for k in kinds})
+    used = (["requant"] if needs_requant else []) + (["dot"] if needs_dot else []) + \
+        sorted({kernel_of[k] for k in kinds})
     upper = name.upper()
-    data, calls, scratch = [], [], {}
+    data, calls = [], []
+    scratch_bytes = max([_scratch_bytes(layer) for layer in layers] + [0])
     for k, layer in enumerate(layers):
         p = f"l{k}_"
         for key, arr in layer.arrays.items():
@@ -719,20 +737,19 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
         s = layer.scalars
         comment = f"    /* layer {k}: {layer.describe()} (operators {', '.join(map(str, layer.ops))}): " \
                   f"{'x'.join(map(str, layer.in_shape))} -> {'x'.join(map(str, layer.out_shape))} */"
+        sv = _scratch_vars(layer)
         if layer.kind in ("conv", "dwconv"):
-            call = (f"em_{layer.kind}({src}, {dst}, {p}w, {p}bias, {p}mult, {p}shift, {p}geo, {s['in_zp']}, "
-                    f"{s['out_zp']}, {s['act_min']}, {s['act_max']});")
+            call = (f"em_conv({src}, {dst}, {p}w, {p}bias, {p}mult, {p}shift, {p}geo, {s['in_zp']}, "
+                    f"{s['out_zp']}, {s['act_min']}, {s['act_max']}, {sv.get('best', '0')}, {sv.get('acc', '0')});")
         elif layer.kind == "pool":
             call = f"em_pool({src}, {dst}, {p}geo, {s['average']}, {s['act_min']}, {s['act_max']});"
         elif layer.kind == "fc":
-            call = (f"em_fc({src}, {dst}, {p}w, {p}bias, {p}mult, {p}shift, {layer.in_bytes}, {layer.out_bytes}, "
-                    f"{s['out_zp']}, {s['act_min']}, {s['act_max']});")
+            call = (f"em_fc({src}, {dst}, {p}w, {p}bias, {p}mult, {p}shift, {s['mstep']}, {layer.in_bytes}, "
+                    f"{layer.out_bytes}, {s['out_zp']}, {s['act_min']}, {s['act_max']});")
         elif layer.kind == "pwfc":
-            for var, (ctype, count) in layer.scratch.items():
-                scratch[f"{p}{var}"] = (ctype, count)
             call = (f"em_pwfc({src}, {dst}, {p}geo, {p}pw_w, {p}pw_bias, {p}pw_mult, {p}pw_shift, {s['pw_zp']}, "
                     f"{s['pw_min']}, {s['pw_max']}, {p}fc_w, {p}fc_bias, {p}fc_mult, {p}fc_shift, {s['fc_zp']}, "
-                    f"{s['fc_min']}, {s['fc_max']}, {p}t, {p}acc);")
+                    f"{s['fc_min']}, {s['fc_max']}, {sv['t']}, {sv['acc']});")
         elif layer.kind == "mean":
             call = (f"em_mean({src}, {dst}, {s['pixels']}, {s['ch']}, {s['zp_sum']}, {s['mult']}, {s['shift']}, "
                     f"{s['out_zp']});")
@@ -741,7 +758,8 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
         else:
             call = f"em_transpose({src}, {dst}, {p}geo);"
         calls.append(comment + "\n    " + call + f"\n    EM_TRACE({k}, {dst}, {layer.out_bytes});")
-    locals_ = "".join(f"    {ctype} {var}[{count}];\n" for var, (ctype, count) in scratch.items())
+    # one scratch buffer, shared by the layers (one runs at a time): the largest any needs
+    locals_ = f"    int32_t em_scratch[{(scratch_bytes + 3) // 4}];\n" if scratch_bytes else ""
     out_off, out_n = plan.offsets[-1], plan.sizes[-1]
     in_off, in_n = plan.offsets[0], plan.sizes[0]
     generated = (f"Generated by edgemnist codegen {meta['version']} from {meta['model']} "
@@ -761,12 +779,17 @@ def render(layers: list, plan: Plan, name: str, meta: dict) -> tuple:
 #define EM_R16(p) ((int16_t)pgm_read_word(p))
 #define EM_R32(p) ((int32_t)pgm_read_dword(p))
 #define EM_RF(p) pgm_read_float(p)
+#define EM_RCOPY(dst, src, n) memcpy_P(dst, src, n)
+#define EM_SYM(s) "{name}_" s /* the assembly routines' symbols */
+#define EM_NOINLINE __attribute__((noinline, noclone)) /* one copy of a routine, not one per caller: less flash */
 #else
 #define EM_FLASH
 #define EM_R8(p) (*(p))
 #define EM_R16(p) (*(p))
 #define EM_R32(p) (*(p))
 #define EM_RF(p) (*(p))
+#define EM_RCOPY(dst, src, n) memcpy(dst, src, n)
+#define EM_NOINLINE
 #endif
 
 /* Build with -DEM_TRACE(layer, data, bytes)=... to see every layer's output (tests compare them with LiteRT's). */
@@ -823,7 +846,7 @@ extern "C" {{
 #define {upper}_OUTPUT_SCALE {meta['output_scale']!r}f
 #define {upper}_OUTPUT_ZERO_POINT {meta['output_zero_point']}
 /* RAM the memory plan needs: one arena, every activation inside it (the input included). The
- * predict function's own locals (stack) come on top: {sum(_stack_bytes(t, c) for t, c in scratch.values())} B of scratch. */
+ * predict function's own locals (stack) come on top: {scratch_bytes} B of scratch. */
 #define {upper}_ARENA_BYTES {plan.arena_bytes}
 
 /* Where to put the quantized input (int8, {upper}_INPUT_BYTES) before {name}_invoke: inside the arena. */
@@ -844,6 +867,26 @@ int {name}_predict(const int8_t *image, int8_t *scores);
 
 def _stack_bytes(ctype: str, count: int) -> int:
     return count * (4 if ctype == "int32_t" else 1)
+
+
+def _scratch_layout(layer: Layer) -> dict:
+    """var -> (C type, byte offset) in the shared scratch buffer: int32 arrays first, aligned."""
+    order = sorted(layer.scratch.items(), key=lambda item: item[1][0] != "int32_t")
+    layout, offset = {}, 0
+    for var, (ctype, count) in order:
+        layout[var] = (ctype, offset)
+        offset += _stack_bytes(ctype, count)
+    return layout
+
+
+def _scratch_bytes(layer: Layer) -> int:
+    return sum(_stack_bytes(t, c) for t, c in layer.scratch.values())
+
+
+def _scratch_vars(layer: Layer) -> dict:
+    """var -> the C expression of its place in em_scratch."""
+    return {var: (f"em_scratch + {offset // 4}" if ctype == "int32_t" else f"(int8_t *)em_scratch + {offset}")
+            for var, (ctype, offset) in _scratch_layout(layer).items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,7 +932,7 @@ def generate(model_path, config: CodegenConfig = CodegenConfig()) -> dict:
     source, header = render(layers, plan, config.name, meta)
     const_bytes = sum(int(a.nbytes) for layer in layers for a in layer.arrays.values()) + \
         sum(2 * len(layer.geo) for layer in layers)
-    scratch = sum(_stack_bytes(t, c) for layer in layers for t, c in layer.scratch.values())
+    scratch = max([_scratch_bytes(layer) for layer in layers] + [0])
     report = {
         "model": str(path), "model_sha256": meta["sha256"], "name": config.name,
         "layers": [{"layer": k, "ops": list(layer.ops), "what": layer.describe(),

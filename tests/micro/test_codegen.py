@@ -2,7 +2,8 @@
 
 Small models with random weights exercise each covered op (stride, padding, dilation, depth
 multiplier, per-channel and per-tensor weights, max and average pooling, mean, flatten and
-fully connected) with and without fusion; the shipped int8 model (space-to-depth stem,
+fully connected) with and without fusion, windows wholly in the padding and layers without
+activation (where the roundings differ); the shipped int8 model (space-to-depth stem,
 dilated depthwise convolutions, mean, softmax) is checked on real test digits. The arena is surrounded by guard bytes the harness checks after every input.
 """
 from __future__ import annotations
@@ -52,6 +53,17 @@ def _keras_models():
     out2 = layers.Dense(10)(x)  # logits (SOFTMAX: the shipped model's test, where it is not flat)
     mean = tf.keras.Model(inp2, out2)
 
+    x = inp4 = layers.Input((28, 28, 1))
+    x = layers.Conv2D(4, 3, dilation_rate=2, padding="same")(x)  # dilated: a row's taps are apart
+    x = layers.Conv2D(8, 5, strides=4, padding="valid")(x)  # 6x6
+    x = layers.Conv2D(8, 4, strides=2, padding="valid")(x)  # 2x2
+    # kernel 2, dilation 3, SAME on a 2x2 map: the windows of the first row and column lie wholly in the
+    # padding; no activation: negative outputs, where the roundings differ
+    x = layers.DepthwiseConv2D(2, dilation_rate=3, padding="same", depth_multiplier=2)(x)
+    x = layers.Flatten()(x)
+    out4 = layers.Dense(10)(x)
+    edges = tf.keras.Model(inp4, out4)
+
     x = inp3 = layers.Input((28, 28, 1))
     a = layers.Conv2D(4, 3, padding="same", activation="relu")(x)
     b = layers.Conv2D(4, 3, padding="same", activation="relu")(a)
@@ -59,7 +71,7 @@ def _keras_models():
     x = layers.Flatten()(x)
     out3 = layers.Dense(10, activation="softmax")(x)
     branch = tf.keras.Model(inp3, out3)
-    return {"ops": ops, "mean": mean, "branch": branch}
+    return {"ops": ops, "mean": mean, "edges": edges, "branch": branch}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +84,7 @@ def models(tmp_path_factory, mnist_train):
     calibration = mnist_train.images[:100]
     for name, model in _keras_models().items():
         for variant in ("int8", "int8_per_tensor"):
-            if name == "branch" and variant != "int8":
+            if name in ("branch", "edges") and variant != "int8":
                 continue
             path = folder / f"{name}_{variant}.tflite"
             export_variant(model, variant, path, ExportConfig(representative_size=100), representative=calibration)
@@ -91,7 +103,7 @@ def _scores(model_path, images, folder, fuse=True):
     return ref, codegen.host_predict(exe, q, ref.shape[1])
 
 
-@pytest.mark.parametrize("name", ["ops_int8", "ops_int8_per_tensor", "mean_int8", "mean_int8_per_tensor"])
+@pytest.mark.parametrize("name", ["ops_int8", "ops_int8_per_tensor", "mean_int8", "mean_int8_per_tensor", "edges_int8"])
 @pytest.mark.parametrize("fuse", [True, False], ids=["fused", "unfused"])
 def test_every_score_matches_litert(models, mnist_test, tmp_path, name, fuse):
     ref, got = _scores(models[name], mnist_test.images[:200], tmp_path / "c", fuse=fuse)
@@ -102,11 +114,12 @@ def test_every_score_matches_litert(models, mnist_test, tmp_path, name, fuse):
     assert len(np.unique(ref)) > 20, np.unique(ref)
 
 
-def test_every_layer_matches_litert(models, mnist_test, tmp_path):
+@pytest.mark.parametrize("name", ["ops_int8", "edges_int8"])
+def test_every_layer_matches_litert(models, mnist_test, tmp_path, name):
     """Each generated layer's output equals the tensor LiteRT computed for the same op (not only the scores)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    path = models["ops_int8"]
+    path = models[name]
     folder = tmp_path / "c"
     report = codegen.write(path, folder, codegen.CodegenConfig(fuse=False))
     exe = codegen.host_build(folder, trace=True)

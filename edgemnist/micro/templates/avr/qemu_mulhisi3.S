@@ -1,6 +1,7 @@
 /* __mulhisi3 for the self-check that runs under QEMU: R25:R22 = R19:R18 * R27:R26, signed 16 x 16 ->
  * 32 bits, the register convention and arithmetic of libgcc's own (gcc calls it for an int8 x int8
- * product added to an int32, the models' multiply-accumulate).
+ * product added to an int32; the generated kernels multiply in their own assembly instead, but other
+ * code linked into a firmware may still call it).
  *
  * Why: QEMU's AVR translator (7.2) loops forever on a skip instruction (SBRS, SBRC, CPSE, ...) whose
  * skipped instruction is a RET, and libgcc's __mulhisi3 ends in SBRS + RET. This one skips an RJMP
