@@ -44,7 +44,7 @@ def accuracy_of(users: str):
         record = ROOT / "runs" / name / "pipeline.json"
         if record.is_file():
             result = json.loads(record.read_text()).get("result") or {}
-            variant = (result.get("variants") or {}).get("int8_per_tensor") or {}
+            variant = next((v for v in result.get("variants") or [] if v.get("name") == "int8_per_tensor"), {})
             if "accuracy" in variant:
                 return variant["accuracy"], f"runs/{name}"
     return None, None
