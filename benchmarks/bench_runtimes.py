@@ -43,6 +43,10 @@ RUN_MODEL = "model_int8_per_tensor.tflite"  # the pipeline's firmware model in R
 RAM_GOAL = 0.5
 FLASH_GOAL = 0.5
 INSTRUCTIONS_GOAL_CPUS = ("cortex-m0", "cortex-m3")  # no DSP extension: CMSIS-NN has no fast path to beat
+# What makes one runtime's row an error instead of ending the benchmark: a model that cannot fit
+# or that a runtime does not cover (ValueError), a missing tool or tree (OSError), a failed build,
+# hang or fault, or a missing optional package (RuntimeError).
+ROW_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def model_and_label(path: Path) -> tuple:
@@ -129,13 +133,13 @@ def run_target(name: str, path: Path, args) -> dict:
         rows.append(row_from_release("c", "c", report["release"], report))
         result["codegen"] = {k: v for k, v in json.loads((c_folder / firmware.MANIFEST_NAME).read_text())[
             "codegen"].items() if k != "layers"}
-    except (ValueError, mcu.FirmwareRunError) as exc:
+    except ROW_ERRORS as exc:
         rows.append({"runtime": "c", "kernels": "c", "error": str(exc)})
     print(f"{name}: TensorFlow Lite Micro ...", file=sys.stderr, flush=True)
     kernel_sets = [target.kernels] + [k for k in args.tflm_kernels.split(",") if k and k != target.kernels]
     try:
         folder = tflm_folder(model, run, target, work, args.digits_per_class, args.tflm)
-    except (ValueError, mcu.FirmwareRunError) as exc:
+    except ROW_ERRORS as exc:
         rows += [{"runtime": "tflm", "kernels": k, "error": str(exc)} for k in kernel_sets]
         folder = None
     if folder is not None:
@@ -156,7 +160,7 @@ def run_target(name: str, path: Path, args) -> dict:
                     rel = mcu.run_release(folder, manifest, mcu.resolve_tflm(args.tflm, kernels), mcu.find_tools(),
                                           config, target)
                     rows.append(row_from_release("tflm", kernels, rel))
-            except (ValueError, mcu.FirmwareRunError) as exc:
+            except ROW_ERRORS as exc:
                 rows.append({"runtime": "tflm", "kernels": kernels, "error": str(exc)})
     result["ratios"], result["goals"] = ratios_and_goals(rows, target)
     return result

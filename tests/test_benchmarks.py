@@ -170,3 +170,32 @@ def test_bench_serve_drives_a_real_server_at_each_concurrency(tflite_models, tmp
         assert row["requests"] == 12 and row["errors"] == 0 and row["requests_per_second"] > 0
         assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] and 0.0 <= row["right"] <= 1.0
         assert row["server_cpu_ms_per_request"] is None or row["server_cpu_ms_per_request"] >= 0
+
+
+@pytest.mark.usefixtures("cortex_m_tools")
+def test_bench_runtimes_runs_the_c_runtime_where_tflite_micro_cannot_fit(tmp_path):
+    # The default model on the micro:bit: TFLite Micro's arena alone is over its 16 KB (refused before
+    # any TFLM build, so this stays quick), the generated C fits and runs; both are rows of the table.
+    from conftest import FIRMWARE_ASSETS
+    from edgemnist.micro import mcu
+
+    manifest = json.loads((FIRMWARE_ASSETS / "firmware_manifest.json").read_text())
+    model = tmp_path / "run" / "tflite" / manifest["model"]["name"]
+    model.parent.mkdir(parents=True)
+    model.write_bytes(mcu.embedded_data(FIRMWARE_ASSETS, manifest)[0])
+    bench = _load("bench_runtimes")
+    results = tmp_path / "results"
+    assert bench.main([f"microbit={model}", "--tflm-kernels", "cmsis_nn", "--digits-per-class", "1",
+                       "--work-dir", str(tmp_path / "work"), "--results-dir", str(results)]) == 0
+    # one file per target and model, every setting off its default in the name
+    (path,) = results.iterdir()
+    assert path.name == "runtimes_microbit_run-model_int8_per_tensor_dpc1_tflm-cmsis_nn.json"
+    result = json.loads(path.read_text())
+    c, tflm = result["rows"]
+    assert c["runtime"] == "c" and c["bit_exact"] and c["fits"] and c["digits"] == 10
+    assert c["ram_bytes"] == c["sections"].get(".data", 0) + c["sections"][".bss"] + c["stack_used_bytes"]
+    assert 0 < c["flash_bytes"] < c["flash_with_test_digits_bytes"] and c["instructions_per_inference"] > 0
+    assert c["checking_build"]["ok"] and c["checking_build"]["board"] == "microbit"
+    assert tflm["runtime"] == "tflm" and "cannot fit microbit" in tflm["error"]
+    assert result["ratios"] == {} and result["goals"]["bit_exact"]["met"]
+    assert bench.main(["microbit"]) == 2 and bench.main([f"esp32={model}"]) == 2
