@@ -26,12 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from edgemnist.artifacts import atomic_write_folder, sha256_bytes
-from edgemnist.micro import codegen
-from edgemnist.micro import firmware as tflm_firmware
+from edgemnist.micro import codegen, sources
 from edgemnist.micro.check import litert_raw_outputs, quantize_images
 from edgemnist.runtime import tflite_info
 
-RUNTIME = "c"  # the manifest's "runtime" of a folder written here (one of firmware.RUNTIMES)
+RUNTIME = "c"  # the manifest's "runtime" of a folder written here (one of sources.RUNTIMES)
 TEMPLATE_DIR = "c_runtime"  # templates/c_runtime/: this runtime's Makefile, mains and test digit sources
 # What the C build shares with the TFLite Micro build, copied from templates/cortex_m/: the same
 # start-up code, platform layer and linker script, so both runtimes run on the same boards.
@@ -48,7 +47,7 @@ def boards_section() -> str:
     Raises:
         ValueError: the template no longer has the section's first or last line.
     """
-    path = tflm_firmware.TEMPLATES / tflm_firmware.CORTEX_M_DIR / "Makefile"
+    path = sources.TEMPLATES / sources.CORTEX_M_DIR / "Makefile"
     text = path.read_text(encoding="utf-8")
     start, end = text.find(BOARDS_BEGIN), text.find(BOARDS_END)
     if start < 0 or end < start:
@@ -57,12 +56,12 @@ def boards_section() -> str:
 
 
 def _template(name: str, **values) -> str:
-    return tflm_firmware._template(f"{TEMPLATE_DIR}/{name}", **values)
+    return sources.template(f"{TEMPLATE_DIR}/{name}", **values)
 
 
 def render_makefile(stem: str) -> str:
     """The folder's Makefile: the C runtime's, with the TFLite Micro build's cores and boards."""
-    text = (tflm_firmware.TEMPLATES / TEMPLATE_DIR / "Makefile").read_text(encoding="utf-8")
+    text = (sources.TEMPLATES / TEMPLATE_DIR / "Makefile").read_text(encoding="utf-8")
     for marker, value in (("@BOARDS@", boards_section()), ("@STEM@", stem)):
         if text.count(marker) != 1:
             raise ValueError(f"{TEMPLATE_DIR}/Makefile: expected one {marker} marker")
@@ -78,16 +77,16 @@ def layer_tag(what: str) -> str:
 def render_cortex_m(stem: str, model_name: str, sha: str, layers: list) -> dict:
     """`cortex_m/` (the shared start-up, platform layer and linker script; the per-layer profile
     hook; the checking build's main), `release/main_release.c` and the Makefile."""
-    shared = tflm_firmware.TEMPLATES / tflm_firmware.CORTEX_M_DIR
-    files = {f"{tflm_firmware.CORTEX_M_DIR}/{name}": (shared / name).read_text(encoding="utf-8")
+    shared = sources.TEMPLATES / sources.CORTEX_M_DIR
+    files = {f"{sources.CORTEX_M_DIR}/{name}": (shared / name).read_text(encoding="utf-8")
              for name in SHARED_CORTEX_M}
-    files[f"{tflm_firmware.CORTEX_M_DIR}/layer_profile.h"] = \
-        (tflm_firmware.TEMPLATES / TEMPLATE_DIR / "layer_profile.h").read_text(encoding="utf-8")
-    note = tflm_firmware._generated_note(model_name, sha)
+    files[f"{sources.CORTEX_M_DIR}/layer_profile.h"] = \
+        (sources.TEMPLATES / TEMPLATE_DIR / "layer_profile.h").read_text(encoding="utf-8")
+    note = sources.generated_note(model_name, sha)
     tags = "\n".join(f'    "{layer_tag(layer["what"])}",' for layer in layers)
-    files[f"{tflm_firmware.CORTEX_M_DIR}/main_cortex_m.c"] = _template(
+    files[f"{sources.CORTEX_M_DIR}/main_cortex_m.c"] = _template(
         "main_cortex_m.c.tmpl", note=note, stem=stem, upper=stem.upper(), num_layers=len(layers), layer_tags=tags)
-    files[f"{tflm_firmware.RELEASE_DIR}/main_release.c"] = _template(
+    files[f"{sources.RELEASE_DIR}/main_release.c"] = _template(
         "main_release.c.tmpl", note=note, stem=stem, upper=stem.upper())
     files["Makefile"] = render_makefile(stem)
     return files
@@ -97,7 +96,7 @@ def render_test_digits(stem: str, model_name: str, sha: str, digits: np.ndarray,
                        expected: np.ndarray, reference: str) -> dict:
     """`<stem>_test_digits.h` and `.c`: the TFLite Micro firmware's digit values in C (`reference`
     names where the expected scores come from)."""
-    values = tflm_firmware.digit_values(stem, model_name, sha, digits, labels, expected)
+    values = sources.digit_values(stem, model_name, sha, digits, labels, expected)
     values.update(upper=stem.upper(), reference=reference)
     return {f"{stem}_test_digits.h": _template("test_digits.h.tmpl", **values),
             f"{stem}_test_digits.c": _template("test_digits.c.tmpl", **values)}
@@ -112,14 +111,15 @@ def _codegen_summary(report: dict) -> dict:
 
 
 def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
-             config: "tflm_firmware.FirmwareConfig" = None) -> dict:
+             config) -> dict:
     """Writes the C-runtime firmware folder of a full-integer .tflite into `out_dir`.
 
     Args:
         model_path: a full-integer (int8 input and output) .tflite file.
         out_dir: the folder to write (replaced whole if it holds an earlier firmware folder).
-        config: `edgemnist firmware`'s settings; name, digits_per_class, data_dir,
-            regenerate_command and target apply (the arena is planned, not measured: no margin).
+        config: `edgemnist firmware`'s settings (a `firmware.FirmwareConfig`, whose `generate` calls
+            this one for runtime "c"); name, digits_per_class, data_dir, regenerate_command and
+            target apply (the arena is planned, not measured: no margin).
 
     Returns:
         The manifest (also written as `firmware_manifest.json`), with "out" added.
@@ -130,14 +130,13 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         ValueError: a malformed .tflite, or one that cannot fit the target.
         MissingExtraError: ai-edge-litert (the expected scores) is not installed.
     """
-    config = config or tflm_firmware.FirmwareConfig(runtime=RUNTIME)
     model_path, out = Path(model_path), Path(out_dir)
     if not model_path.is_file():
         raise FileNotFoundError(f"no such model file: {model_path}")
-    tflm_firmware._check_out_dir(out)
+    sources.check_out_dir(out)
     data = model_path.read_bytes()
     model = tflite_info.validate(data, name=str(model_path))
-    stem = config.name or tflm_firmware.c_identifier(model_path.stem)
+    stem = config.name or sources.c_identifier(model_path.stem)
     model_name = model_path.name
     inp, outp = model.inputs[0], model.outputs[0]
     if inp.dtype != "int8" or outp.dtype != "int8":
@@ -155,7 +154,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         problems = fit_problems(target, report["const_bytes"], report["arena_bytes"])
         if problems:
             raise ValueError(f"{model_path}: cannot fit {config.target} with the generated C: {'; '.join(problems)}")
-    images, labels = tflm_firmware.select_test_digits(config.digits_per_class, config.data_dir)
+    images, labels = sources.select_test_digits(config.digits_per_class, config.data_dir)
     digits = quantize_images(images, inp.scale, inp.zero_point).reshape((len(images),) + tuple(inp.shape[1:]))
     expected = litert_raw_outputs(model_path, digits).astype(np.int8)
     from importlib import metadata
@@ -177,7 +176,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         layers=", ".join(layer["what"] for layer in report["layers"]), input_shape=list(inp.shape),
         input_scale=f"{inp.scale:.9g}", input_zero_point=inp.zero_point, classes=int(expected.shape[1]),
         output_scale=f"{outp.scale:.9g}", output_zero_point=outp.zero_point, count=len(labels),
-        litert_version=litert_version, manifest_name=tflm_firmware.MANIFEST_NAME)
+        litert_version=litert_version, manifest_name=sources.MANIFEST_NAME)
     manifest = {
         "runtime": RUNTIME,
         "model": {"name": model_name, "bytes": model.size, "sha256": model.sha256},
@@ -197,21 +196,19 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
                    "zero_point": outp.zero_point},
         "test_digits": {"count": int(len(labels)), "labels": [int(v) for v in labels]},
     }
-    tflm_firmware._check_out_dir(out)
-    atomic_write_folder(out, {**files, tflm_firmware.MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
+    sources.check_out_dir(out)
+    atomic_write_folder(out, {**files, sources.MANIFEST_NAME: json.dumps(manifest, indent=2, sort_keys=True) + "\n"})
     return {**manifest, "out": str(out)}
 
 
 def embedded_data(folder: Path, manifest: dict) -> tuple:
     """(int8 digits (N, H, W, C), expected int8 scores (N, classes)) from the folder's `<stem>_test_digits.c`."""
-    from edgemnist.micro.mcu import _c_array
-
     stem = manifest["stem"]
     text = (Path(folder) / f"{stem}_test_digits.c").read_text(encoding="utf-8")
     n = int(manifest["test_digits"]["count"])
     shape = [n] + list(manifest["input"]["shape"][1:])
-    digits = np.array(_c_array(text, f"g_{stem}_test_digits"), np.int8).reshape(shape)
-    expected = np.array(_c_array(text, f"g_{stem}_expected_scores"), np.int8).reshape(n, -1)
+    digits = np.array(sources.c_array(text, f"g_{stem}_test_digits"), np.int8).reshape(shape)
+    expected = np.array(sources.c_array(text, f"g_{stem}_expected_scores"), np.int8).reshape(n, -1)
     return digits, expected
 
 

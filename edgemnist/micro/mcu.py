@@ -30,7 +30,6 @@ cycles: the counts are instructions, not timings.
 """
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,8 +51,9 @@ from edgemnist.micro.build import (  # noqa: F401
     resolve_tflm,
 )
 from edgemnist.micro.check import litert_raw_outputs
-from edgemnist.micro.firmware import RUNTIMES, runtime_of
 from edgemnist.micro.kernels import KERNEL_SETS
+from edgemnist.micro.sources import RUNTIMES, runtime_of
+from edgemnist.micro.sources import c_array as _c_array
 from edgemnist.micro.targets import MICRO_TARGETS, fit_problems, get_micro_target
 from edgemnist.output import Output
 from edgemnist.runtime.machine import usable_cores
@@ -116,14 +116,6 @@ def verify_folder(folder: Path) -> dict:
         raise ValueError(f"{folder}: written by an older edgemnist without the Cortex-M build; "
                          "regenerate it with `edgemnist firmware`")
     return manifest
-
-
-def _c_array(text: str, name: str) -> list:
-    match = re.search(re.escape(name) + r"\[[^=]*=\s*\{(.*?)\n\};", text, re.S)
-    if match is None:
-        raise ValueError(f"no array {name} found")
-    body = re.sub(r"//[^\n]*", "", match.group(1))
-    return [int(v, 0) for v in re.findall(r"-?(?:0x[0-9a-fA-F]+|\d+)", body)]
 
 
 def embedded_data(folder: Path, manifest: dict) -> tuple:
