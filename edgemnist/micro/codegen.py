@@ -200,15 +200,13 @@ def _filter_scales(t, channels: int, where: str) -> np.ndarray:
     return scales
 
 
-def _requant_arrays(in_scale: float, filter_scales: np.ndarray, out_scale: float, fc_per_tensor: bool = False):
-    """Per-output-channel (multiplier, shift), as TFLite's Prepare computes them."""
+def _requant_arrays(in_scale: float, filter_scales: np.ndarray, out_scale: float):
+    """Per-output-channel (multiplier, shift), as TFLite's Prepare computes them: the scales'
+    product and quotient in double precision, per-tensor FULLY_CONNECTED included (the int8_per_tensor
+    variants' scores are LiteRT's with this rule: benchmarks/bench_codegen.py)."""
     mult, shift = [], []
     for fs in filter_scales:
-        if fc_per_tensor:
-            # FULLY_CONNECTED per-tensor: GetQuantizedConvolutionMultipler multiplies the two scales in float32.
-            real = float(np.float32(in_scale) * np.float32(fs)) / float(out_scale)
-        else:
-            real = float(in_scale) * float(fs) / float(out_scale)
+        real = float(in_scale) * float(fs) / float(out_scale)
         m, s = quantize_multiplier(real)
         mult.append(m)
         shift.append(s)
@@ -356,8 +354,7 @@ def _lower_fc(model, op) -> Layer:
                            "(only a batch of one is covered)")
     wt = _tensor(model, op.inputs[1])
     scales = _filter_scales(wt, classes, where)
-    per_tensor = len(wt.quantization.scales) == 1
-    mult, shift, mstep = _compact_requant(*_requant_arrays(x.scale, scales, y.scale, fc_per_tensor=False))
+    mult, shift, mstep = _compact_requant(*_requant_arrays(x.scale, scales, y.scale))
     bias = _folded_bias(model, op, w, 0, classes, x.zero_point, where)
     lo, hi = activation_range(o.get("fused_activation_function", 0), y.scale, y.zero_point, where)
     return Layer("fc", (op.index,), (n,), (classes,),
@@ -403,7 +400,7 @@ def _lower_softmax(model, op) -> Layer:
 def _lower_transpose(model, op) -> Optional[Layer]:
     where = f"operator {op.index} (TRANSPOSE)"
     x = _int8_activation(model, op.inputs[0], where)
-    y = _int8_activation(model, op.outputs[0], where)
+    _int8_activation(model, op.outputs[0], where)
     perm = [int(p) for p in _const(model, op.inputs[1], "int32", where).reshape(-1)]
     shape = list(x.shape)
     if len(shape) > 4 or sorted(perm) != list(range(len(shape))):
