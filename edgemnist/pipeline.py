@@ -66,11 +66,21 @@ class PipelineConfig:
     threads: int = 1  # interpreter threads when comparing
     accelerator: str = "cpu"  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
     target: str = "default"  # a target of `edgemnist targets`: its model preset, firmware and mcu check
+    # What runs the model on a microcontroller target: None (the target's own), "tflm" or "c" (the
+    # generated C, with the target's C-runtime preset where it has one).
+    runtime: Optional[str] = None
 
     def __post_init__(self):
-        from edgemnist.micro.targets import get_target
+        from edgemnist.micro.targets import RUNTIMES, get_target
 
-        get_target(self.target)  # ValueError naming the targets
+        target = get_target(self.target)  # ValueError naming the targets
+        if self.runtime is not None:
+            if self.runtime not in RUNTIMES:
+                raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+            if not target.is_micro:
+                raise ValueError(f"--runtime applies to a microcontroller target; {self.target!r} is not one")
+            if target.runtime == "c" and self.runtime != "c":
+                raise ValueError(f"target {self.target!r} runs generated C only (TensorFlow Lite Micro does not run there)")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.quantizer not in QUANTIZER_CHOICES:
@@ -152,6 +162,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     from edgemnist.measure import compare as report
     from edgemnist.micro.targets import get_target
     from edgemnist.training import optimize, train
+    from edgemnist.training.model import ModelConfig
 
     target = get_target(config.target)
     out = Path(out)
@@ -171,8 +182,9 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
         train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
     elif config.epochs:
         train_config = replace(train_config, epochs=config.epochs)
+    runtime = config.runtime or target.runtime
     if target.is_micro:
-        train_config = replace(train_config, model_config=train.target_shape(target.name))
+        train_config = replace(train_config, model_config=ModelConfig(**target.preset_for(runtime)))
     model_path = out / STAGE_FOLDERS["train"] / "model.keras"
 
     def do_train():
@@ -249,19 +261,21 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
                                             target=target.name if target.is_micro else None,
                                             regenerate_command=f"edgemnist pipeline --out {out}"
                                             + (" --quick" if quick else "")
-                                            + (f" --target {target.name}" if target.is_micro else ""))
+                                            + (f" --target {target.name}" if target.is_micro else "")
+                                            + (" --runtime c" if runtime == "c" else ""),
+                                            **({"runtime": "c"} if runtime == "c" else {}))
 
         def do_firmware():
             result = firmware.generate(int8_path, out / STAGE_FOLDERS["firmware"], fw_config)
             return result, [out / STAGE_FOLDERS["firmware"] / "firmware_manifest.json"]
 
         fw_settings = {k: v for k, v in asdict(fw_config).items() if k != "tflm"}
-        firmware_result = _firmware_stage(stages, target, fw_settings, int8_path, do_firmware)
+        firmware_result = _firmware_stage(stages, target, fw_settings, int8_path, do_firmware, runtime)
 
     # ---- mcu: the firmware built for the target's board and run under QEMU (both builds)
     mcu_result = None
     if target.is_micro and firmware_result is not None:
-        mcu_result = _mcu_stage(stages, out, target)
+        mcu_result = _mcu_stage(stages, out, target, runtime)
 
     result = {
         "out": str(out),
@@ -339,11 +353,11 @@ def _avr_stage(stages: _Stages, out: Path, int8_path: Path) -> dict:
     return stages.run("avr", settings, [c_folder / "codegen_manifest.json", int8_path], do_avr)
 
 
-def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work) -> Optional[dict]:
+def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work, runtime: str = "tflm") -> Optional[dict]:
     """Runs the firmware stage; a target whose arena is measured on its core needs the toolchain,
     QEMU and a TFLite Micro tree for it, and without them the stage is skipped with the reason
     (None), as the mcu stage is."""
-    if target.is_micro and target.arena_on_core:
+    if target.is_micro and target.arena_on_core and runtime == "tflm":  # the C runtime's arena is planned
         missing = _missing_micro_tools(target)
         if missing:
             stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {missing}")
@@ -351,20 +365,21 @@ def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, wo
     return stages.run("firmware", settings, [int8_path], work)
 
 
-def _missing_micro_tools(target) -> Optional[str]:
+def _missing_micro_tools(target, runtime: str = "tflm") -> Optional[str]:
     """Why the target's firmware cannot be built and run here (no Arm toolchain, QEMU or TFLite
     Micro tree for its kernel set), or None."""
     from edgemnist.micro import mcu
 
     try:
         mcu.find_tools()
-        mcu.resolve_tflm(None, target.kernels)
+        if runtime == "tflm":  # the generated C needs no TFLite Micro tree
+            mcu.resolve_tflm(None, target.kernels)
     except mcu.MissingToolError as exc:
         return str(exc)
     return None
 
 
-def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
+def _mcu_stage(stages: _Stages, out: Path, target, runtime: str = "tflm") -> dict:
     """Runs `edgemnist mcu --target` on the run's firmware folder and writes mcu/mcu.json.
 
     Returns:
@@ -377,13 +392,18 @@ def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
     folder = out / STAGE_FOLDERS["firmware"]
     report_path = out / STAGE_FOLDERS["mcu"] / "mcu.json"
     mcu_config = mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target.name,
-                               build_dir=str(out / STAGE_FOLDERS["mcu"] / "build"))
+                               build_dir=str(out / STAGE_FOLDERS["mcu"] / "build"),
+                               **({"runtime": "c"} if runtime == "c" else {}))
 
     def do_mcu():
         report = mcu.run_mcu(folder, mcu_config)
         atomic_write_json(report_path, report)
         rel = report.get("release") or {}
-        summary = {"ok": report["ok"], "bit_exact": report["bit_exact"]["tflite_micro_host"],
+        exact = report["bit_exact"]
+        # TFLite Micro is checked against its host build; the generated C against LiteRT's builtin kernels
+        bit_exact = (exact["tflite_micro_host"] if report.get("runtime", "tflm") == "tflm"
+                     else (exact["litert_builtin"] or {}).get("bit_exact_fraction") == 1.0)
+        summary = {"ok": report["ok"], "bit_exact": bit_exact,
                    "instructions_per_inference": report["instructions"]["per_inference_mean"],
                    "release": {"verdict": rel.get("verdict"), "flash_bytes": rel.get("flash_without_test_digits_bytes"),
                                "ram_bytes": rel.get("ram_bytes"), "fits": (rel.get("budget") or {}).get("fits")},
@@ -391,7 +411,7 @@ def _mcu_stage(stages: _Stages, out: Path, target) -> dict:
         return summary, [report_path]
 
     settings = {k: v for k, v in asdict(mcu_config).items() if k not in ("jobs", "tflm", "cache_dir")}
-    missing = _missing_micro_tools(target)
+    missing = _missing_micro_tools(target, runtime)
     if missing:  # the rest of the run stands; the check needs the tools
         stages.log(f"[mcu] skipped: {missing}")
         return {"skipped": missing}
@@ -472,13 +492,17 @@ def add_commands(subparsers) -> None:
                    help="a named device (edgemnist targets): train its model preset, export float32 and "
                    "int8_per_tensor, generate firmware that must fit it and run it under QEMU on its board "
                    "with edgemnist mcu (default: the default model and every variant)")
+    p.add_argument("--runtime", choices=("tflm", "c"), default=None,
+                   help="with --target of a Cortex-M board: tflm (TensorFlow Lite Micro, the default) or c (edgemnist "
+                   "codegen's generated C, with the target's C-runtime preset where it has one: a larger model in "
+                   "the same RAM); the uno runs c only")
     p.set_defaults(func=_run_pipeline)
 
 
 def _run_pipeline(args):
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
-                            accelerator=args.accelerator, target=args.target)
+                            accelerator=args.accelerator, target=args.target, runtime=args.runtime)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
     # a firmware that ran but was not bit-exact, or does not fit its target, is a failed check (as mcu's)
