@@ -52,6 +52,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def sigint_default():
+    """A Popen preexec_fn: the child takes SIGINT as Ctrl-C (KeyboardInterrupt) even when the test run was
+    started where SIGINT is ignored (nohup, `&` in a script, some CI runners), which children inherit."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def serving(command: list, port: int, log_path: Path, timeout: float = 120, **popen_kwargs):
     """Runs `command` (an `edgemnist serve ... --host 127.0.0.1 --port PORT` command line) as a child process,
@@ -61,7 +69,8 @@ def serving(command: list, port: int, log_path: Path, timeout: float = 120, **po
     import pytest
 
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **popen_kwargs)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=sigint_default,
+                                **popen_kwargs)
     base = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout

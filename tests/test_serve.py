@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from _helpers import cli_command, free_port, run_cli
+from _helpers import cli_command, free_port, run_cli, sigint_default
 from _images import digit_photo, jpeg_bytes
 
 import edgemnist
@@ -303,7 +303,7 @@ def test_serve_config_checks_its_values():
 def test_cli_start_up_line_port_taken_and_ctrl_c(model_path):
     port = free_port()
     child = subprocess.Popen(cli_command("serve", model_path, "--host", "127.0.0.1", "--port", port),
-                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         line = child.stderr.readline().strip()
         assert line == f"serving {model_path} on http://127.0.0.1:{port}/ (Ctrl-C stops)"
@@ -356,7 +356,7 @@ def test_cli_processes_share_the_port_and_stop_together(model_path, reference):
     port = free_port()
     child = subprocess.Popen(cli_command("serve", model_path, "--host", "127.0.0.1", "--port", port, "--processes",
                                          "2", "--workers", "1", "--quiet"),
-                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, preexec_fn=sigint_default)
     try:
         assert child.stderr.readline().startswith(f"serving {model_path} on http://127.0.0.1:{port}/")
         data = jpeg_bytes(digit_photo("8"))
