@@ -49,6 +49,7 @@ from edgemnist.artifacts import atomic_write_folder
 from edgemnist.artifacts import cache_dir as default_cache_dir
 from edgemnist.micro import codegen
 from edgemnist.micro.build import FirmwareRunError, MissingToolError
+from edgemnist.micro.qemu import output_tail
 
 TEMPLATES = Path(__file__).parent / "templates" / "avr"
 MCU = "atmega328p"
@@ -115,16 +116,11 @@ def find_tools(arduino: bool = False, cache_dir=None) -> dict:
     return tools
 
 
-def _output_tail(text: str, lines: int = 3) -> str:
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
-    return " | ".join(kept)[-500:] or "no output"
-
-
 def _compiler_error(text: str) -> str:
     """The compiler's or linker's error lines (the last three), else the output's tail."""
     errors = [ln for ln in text.splitlines() if re.search(r"\berror\b|undefined reference", ln, re.I)
               and not ln.startswith("make")]
-    return _output_tail("\n".join(errors) if errors else text)
+    return output_tail("\n".join(errors) if errors else text)
 
 
 # --------------------------------------------------------------------------- the model and its test data
@@ -378,7 +374,7 @@ def simavr_runner(cache_dir=None) -> Path:
     if result.returncode != 0:
         if "sim_avr.h" in result.stderr or "-lsimavr" in result.stderr:
             raise _missing("libsimavr", "(headers and library) not found")
-        raise FirmwareRunError(f"compiling {source} failed: {_output_tail(result.stderr)}")
+        raise FirmwareRunError(f"compiling {source} failed: {output_tail(result.stderr)}")
     os.replace(tmp, exe)  # atomic: a runner compiled at the same time elsewhere is the same program
     return exe
 
@@ -421,13 +417,13 @@ def run_simavr(elf, input_bytes: bytes = b"", marker: Optional[str] = None, max_
             result = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout_s)
         except subprocess.TimeoutExpired as exc:
             raise FirmwareRunError(f"{elf}: no end under simavr within {timeout_s:g} s: "
-                                   f"{_output_tail((exc.stdout or b'').decode(errors='replace'))}") from None
+                                   f"{output_tail((exc.stdout or b'').decode(errors='replace'))}") from None
     output, log = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")
     if result.returncode == 124:
-        raise FirmwareRunError(f"{elf}: still running after {max_cycles:,} cycles under simavr: {_output_tail(output)}")
+        raise FirmwareRunError(f"{elf}: still running after {max_cycles:,} cycles under simavr: {output_tail(output)}")
     if result.returncode != 0:
         raise FirmwareRunError(f"{elf}: simavr stopped it with status {result.returncode}: "
-                               f"{_output_tail(output + log)}")
+                               f"{output_tail(output + log)}")
     found = {key: int(value) for key, value in re.findall(r"^(cycles|stack_high_water) (\d+)$", log, re.M)}
     return {"output": output, "cycles": found.get("cycles"), "stack_high_water": found.get("stack_high_water"),
             "seconds": round(time.perf_counter() - start, 2)}
@@ -476,13 +472,13 @@ def run_qemu(elf, marker: str = END_MARKER, timeout_s: float = DEFAULT_TIMEOUT_S
             left = timeout_s - (time.perf_counter() - start)
             if left <= 0:
                 raise FirmwareRunError(f"{elf}: no {marker!r} under qemu-system-avr within {timeout_s:g} s: "
-                                       f"{_output_tail(output.decode(errors='replace'))}")
+                                       f"{output_tail(output.decode(errors='replace'))}")
             ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
             if ready:
                 chunk = os.read(proc.stdout.fileno(), 65536)
                 if not chunk:
                     raise FirmwareRunError(f"{elf}: qemu-system-avr exited with status {proc.wait()} before "
-                                           f"{marker!r}: {_output_tail(output.decode(errors='replace'))}")
+                                           f"{marker!r}: {output_tail(output.decode(errors='replace'))}")
                 output += chunk
     finally:
         proc.kill()
@@ -515,7 +511,7 @@ def parse_selfcheck(text: str) -> dict:
             result = {k: int(v) for k, v in _FIELDS.findall(line)}
             result["pass"] = line.split()[-1] == "PASS"
     if result is None:
-        raise FirmwareRunError(f"the self-check printed no result line: {_output_tail(text)}")
+        raise FirmwareRunError(f"the self-check printed no result line: {output_tail(text)}")
     cycles = result["cycles_per_inference"]
     return {"digits": result["digits"], "matches": result["matches"], "pass": result["pass"],
             "cycles_per_inference": cycles, "ms_at_16mhz": round(cycles / F_CPU * 1000, 2),
@@ -753,7 +749,7 @@ def run_arduino_example(elf, pixels: np.ndarray, timeout_s: float = DEFAULT_TIME
     run = run_simavr(elf, data, marker="\n", timeout_s=timeout_s, cache_dir=cache_dir)
     m = _PREDICTION.search(run["output"])
     if m is None:
-        raise FirmwareRunError(f"{elf}: the sketch printed no 'digit N score S' line: {_output_tail(run['output'])}")
+        raise FirmwareRunError(f"{elf}: the sketch printed no 'digit N score S' line: {output_tail(run['output'])}")
     return {"digit": int(m.group(1)), "score": int(m.group(2)), "output": run["output"], "cycles": run["cycles"],
             "stack_high_water": run["stack_high_water"]}
 

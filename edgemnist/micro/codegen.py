@@ -23,6 +23,7 @@ op and its index, and nothing is written.
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import ctypes.util
 import json
@@ -684,13 +685,13 @@ def _kernel_blocks() -> dict:
     return {"_header": header, **blocks}
 
 
-_C_TYPES = {np.dtype(np.int8): ("int8_t", 8), np.dtype(np.int32): ("int32_t", 32), np.dtype(np.int16): ("int16_t", 16),
-            np.dtype(np.float32): ("float", 0)}
+_C_TYPES = {np.dtype(np.int8): "int8_t", np.dtype(np.int32): "int32_t", np.dtype(np.int16): "int16_t",
+            np.dtype(np.float32): "float"}
 
 
 def _c_array(name: str, values: np.ndarray) -> str:
     values = np.asarray(values).reshape(-1)
-    ctype, _ = _C_TYPES[values.dtype]
+    ctype = _C_TYPES[values.dtype]
     if values.dtype == np.float32:
         items = [_c_float(v) for v in values]
     elif values.dtype == np.int32:
@@ -912,15 +913,15 @@ def generate(model_path, config: CodegenConfig = CodegenConfig()) -> dict:
     raw = path.read_bytes()
     model = read_model(raw, name=str(path))
     layers = lower(model)
-    unfused = [_finish(_copy_layer(layer)) for layer in layers]
-    plain_plan = plan_memory(unfused, unfused[0].in_bytes if unfused[0].kind != "fc" else unfused[0].in_bytes)
+    x = model.tensors[model.main.inputs[0]]
+    y = model.tensors[model.main.outputs[0]]
+    input_bytes = int(np.prod(x.shape))
+    # fuse() merges layers in place: the unfused plan (reported for comparison) gets its own copies
+    plain_plan = plan_memory([_finish(layer) for layer in copy.deepcopy(layers)], input_bytes)
     fusions = []
     if config.fuse:
         layers, fusions = fuse(layers)
     layers = [_finish(layer) for layer in layers]
-    x = model.tensors[model.main.inputs[0]]
-    y = model.tensors[model.main.outputs[0]]
-    input_bytes = int(np.prod(x.shape))
     plan = plan_memory(layers, input_bytes)
     meta = {"version": __version__, "model": path.name, "sha256": sha256_bytes(raw),
             "input_shape": tuple(int(v) for v in x.shape), "input_scale": float(x.scale),
@@ -952,11 +953,6 @@ def generate(model_path, config: CodegenConfig = CodegenConfig()) -> dict:
                 "files": {n: sha256_bytes(b) for n, b in sorted(files.items())}}
     files[MANIFEST_NAME] = (json.dumps(manifest, indent=2) + "\n").encode()
     return {"files": files, "report": report}
-
-
-def _copy_layer(layer: Layer) -> Layer:
-    return Layer(layer.kind, layer.ops, layer.in_shape, layer.out_shape, layer.geo, dict(layer.arrays),
-                 dict(layer.scalars), None if layer.pool is None else dict(layer.pool), None, dict(layer.scratch))
 
 
 def write(model_path, out_dir, config: CodegenConfig = CodegenConfig()) -> dict:
