@@ -1,7 +1,9 @@
 """Shared fixtures: small real MNIST subsets, one tiny trained model and one firmware folder per test session."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,42 @@ def cortex_m_tools():
         skip_or_fail("cortex-m", f"Cortex-M build unavailable: {missing}")
 
 
+def made_once(tmp_path_factory, name: str, make):
+    """What `make(folder)` returns, made once per test run even when pytest-xdist runs it in several workers.
+
+    A session fixture is made once per worker process; the costly ones (a trained model, the firmware's arena
+    bisection) go through here instead: the first worker to ask makes it in a folder all workers share (the
+    run's base temp folder) under a file lock and records the result as JSON; the others wait and read it.
+    `make` must return something JSON can hold (paths as str). Without xdist it is simply make(a new folder).
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    import fcntl
+
+    root = tmp_path_factory.getbasetemp().parent  # pytest-of-USER/pytest-N/: shared by this run's workers
+    with open(root / f"{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        folder, record = root / name, root / f"{name}.json"
+        if record.is_file():
+            return json.loads(record.read_text(encoding="utf-8"))
+        shutil.rmtree(folder, ignore_errors=True)  # a worker that failed making it left a part
+        folder.mkdir()
+        made = make(folder)
+        tmp = record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(made), encoding="utf-8")
+        tmp.replace(record)
+        return made
+
+
+def pytest_collection_modifyitems(config, items):
+    """Test files with slow tests run first (a stable sort: within each part, the usual order).
+
+    Under pytest-xdist (`--dist loadfile`, as the README's test command runs) a file goes whole to one worker in
+    this order, so the longest chains (Cortex-M builds, pipelines) start at once instead of at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session")
 def mnist_train():
     """The first 3,000 real MNIST training digits."""
@@ -64,12 +102,14 @@ def mnist_test():
 def trained_model_path(tmp_path_factory):
     """The default ds_cnn trained with `edgemnist.training.train` for 2 epochs on 3,000 digits (batch 32,
     so BatchNorm statistics settle); a .keras file, float, batch dimension unknown. ~90 % accurate."""
-    from edgemnist.training.train import TrainConfig, train
+    def make(out: Path) -> str:
+        from edgemnist.training.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("trained")
-    config = TrainConfig(epochs=2, warmup_epochs=0, limit=TRAIN_SUBSET, batch_size=32, augment=False)
-    train(config, out, verbose=0)
-    return out / "model.keras"
+        config = TrainConfig(epochs=2, warmup_epochs=0, limit=TRAIN_SUBSET, batch_size=32, augment=False)
+        train(config, out, verbose=0)
+        return str(out / "model.keras")
+
+    return Path(made_once(tmp_path_factory, "trained", make))
 
 
 @pytest.fixture(scope="session")
@@ -90,13 +130,15 @@ def quick_pipeline(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tflite_variants(tmp_path_factory, trained_model_path):
     """{"float32": Path, "int8": Path}: exports of the session's trained model, manifests beside them."""
-    from edgemnist.export.convert import ExportConfig, export_variant
+    def make(folder: Path) -> dict:
+        from edgemnist.export.convert import ExportConfig, export_variant
 
-    folder = tmp_path_factory.mktemp("tflite_variants")
-    paths = {v: folder / f"model_{v}.tflite" for v in ("float32", "int8")}
-    for variant, path in paths.items():
-        export_variant(trained_model_path, variant, path, ExportConfig(representative_size=200))
-    return paths
+        paths = {v: folder / f"model_{v}.tflite" for v in ("float32", "int8")}
+        for variant, path in paths.items():
+            export_variant(trained_model_path, variant, path, ExportConfig(representative_size=200))
+        return {v: str(p) for v, p in paths.items()}
+
+    return {v: Path(p) for v, p in made_once(tmp_path_factory, "tflite_variants", make).items()}
 
 
 FIRMWARE_ASSETS = Path(__file__).resolve().parents[1] / "firmware_assets"
@@ -136,4 +178,9 @@ def micro_firmware(tmp_path_factory):
     {"source", "folder", "model", "manifest"}; tests that change or build the folder work on a copy or
     build elsewhere, so the byte-for-byte drift check (tests/micro/test_firmware.py) sees it as made.
     """
-    return render_firmware_assets(FIRMWARE_ASSETS, tmp_path_factory.mktemp("firmware_assets") / "firmware")
+    def make(folder: Path) -> dict:
+        made = render_firmware_assets(FIRMWARE_ASSETS, folder / "firmware")
+        return {k: v if k == "manifest" else str(v) for k, v in made.items()}
+
+    made = made_once(tmp_path_factory, "firmware_assets", make)
+    return {k: v if k == "manifest" else Path(v) for k, v in made.items()}

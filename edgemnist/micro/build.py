@@ -9,6 +9,7 @@ TFLite Micro tree made by `create_tflm_tree.py`), picks the shared object cache 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -100,6 +101,26 @@ def object_cache(cache_dir: Optional[str], tree: Path, cpu: str, kernels: str, m
     return _cache_root(cache_dir) / "tflm-objects" / f"{cpu}-{kernels}{suffix}-{key.hexdigest()[:16]}"
 
 
+@contextlib.contextmanager
+def cache_lock(cache: Path):
+    """Holds an exclusive lock on an object cache while make fills it. Two builds that share a cache (two
+    `edgemnist mcu` runs, parallel test workers) would otherwise both compile every missing object (the
+    Makefile renames each into place, so neither breaks, but the work is done twice); with the lock the second
+    waits and finds them made. The lock is a file beside the cache, released when the build ends or its
+    process dies. Where the platform has no fcntl, builds are not serialized."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(cache.with_name(cache.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build_folder(folder: Path, cpu: str, kernels: str, build_dir: Optional[str] = None,
                  build_type: str = "check") -> Path:
     """Where a folder's build goes: `build_dir`, else <folder>/build/<cpu>-<kernels>[-release]."""
@@ -146,12 +167,12 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
         cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"TFLM={tree.resolve()}", f"CPU={cpu}",
                f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", f"BUILD_TYPE={build_type}"]
     cmd += [f"{name}={value}" for name, value in sorted((make_vars or {}).items())] + ["all"]
-    start = time.perf_counter()
-    with open(log, "w", encoding="utf-8") as fh:
+    with open(log, "w", encoding="utf-8") as fh, (cache_lock(cache) if tree is not None else contextlib.nullcontext()):
+        start = time.perf_counter()  # after the lock: the build's own time, not another's
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
         result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     elf = out / "firmware.elf"
     if result.returncode != 0 or not elf.is_file():
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
