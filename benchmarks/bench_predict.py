@@ -5,6 +5,8 @@ Usage: python benchmarks/bench_predict.py runs/default/tflite/model_float32.tfli
        python benchmarks/bench_predict.py MODEL.tflite --per-class 10 --numbers 20 --non-digits 10 --timing-images 20
            (a smoke run)
        python benchmarks/bench_predict.py MODEL.tflite --no-gate   (the rejection rule without the digit-or-not gate)
+       python benchmarks/bench_predict.py MODEL.tflite --temperature 1   (uncalibrated probabilities)
+Each run writes benchmarks/results/predict[_SETTINGS].json, named by the settings that differ from the defaults.
 
 In one process, 1 interpreter thread, for each model:
 1. speed: images per second through `Model.predict(path)` (decode + prepare + infer) on
@@ -227,7 +229,26 @@ def rejection(model, sets: dict) -> dict:
     return result
 
 
-def main(argv=None) -> int:
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def results_name(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """predict.json for the default settings, else predict_<setting><value>_...json: a run with other settings
+    never overwrites another's results (e.g. --no-gate -> predict_no-gate.json, --temperature 1 ->
+    predict_temperature1.json, a smoke run -> predict_per-class10_....json)."""
+    parts = []
+    for action in parser._actions:
+        if action.dest in ("help", "models", "json"):
+            continue
+        value = getattr(args, action.dest)
+        if value == action.default:
+            continue
+        flag = action.option_strings[0].lstrip("-")
+        parts.append(flag if action.nargs == 0 else f"{flag}{value:g}" if isinstance(value, float) else f"{flag}{value}")
+    return "_".join(["predict", *parts]) + ".json"
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite files (float32 and int8)")
     parser.add_argument("--per-class", type=int, default=100, help="photo-like font digits per class (100)")
@@ -239,8 +260,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated images (0)")
     parser.add_argument("--no-gate", dest="gate", action="store_const", const=None, default="default",
                         help="without the digit-or-not gate (what the rest of the rule does alone)")
-    parser.add_argument("--json", default="benchmarks/results/predict.json", help="where to write the results")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="calibrate with this T instead of each model's manifest's (1: the raw softmax)")
+    parser.add_argument("--json", default=None,
+                        help="where to write the results (default: benchmarks/results/predict.json, the name "
+                             "carrying every setting that differs from its default, e.g. predict_no-gate.json)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = str(RESULTS / results_name(parser, args))
 
     import edgemnist
     from edgemnist.artifacts import atomic_write_json
@@ -272,8 +304,9 @@ def main(argv=None) -> int:
             path.write_bytes(jpeg(as_photo(mask, (SIDE, SIDE), timing_rng, timing_rng.uniform(0.25, 0.6)), timing_rng))
             paths.append(path)
         for model_path in args.models:
-            model = edgemnist.load(model_path, threads=1, trusted=True, gate=args.gate)
-            plain = edgemnist.load(model_path, threads=1, trusted=True, prepare=False, gate=args.gate)
+            model = edgemnist.load(model_path, threads=1, trusted=True, gate=args.gate, temperature=args.temperature)
+            plain = edgemnist.load(model_path, threads=1, trusted=True, prepare=False, gate=args.gate,
+                                   temperature=args.temperature)
             entry = {"backend": f"{model.runner.backend.name} {model.runner.backend.version}",
                      "input": str(np.dtype(model.runner.input.dtype)), "min_probability": model.min_probability,
                      "temperature": model.temperature, "gate": None if model.gate is None else gate_entry(model.gate),

@@ -199,3 +199,16 @@ def test_bench_runtimes_runs_the_c_runtime_where_tflite_micro_cannot_fit(tmp_pat
     assert tflm["runtime"] == "tflm" and "cannot fit microbit" in tflm["error"]
     assert result["ratios"] == {} and result["goals"]["bit_exact"]["met"]
     assert bench.main(["microbit"]) == 2 and bench.main([f"esp32={model}"]) == 2
+
+
+def test_bench_predict_names_its_results_by_the_settings_that_differ():
+    bench = _load("bench_predict")
+    parser = bench.build_parser()
+
+    def name(*argv):
+        return bench.results_name(parser, parser.parse_args(["m.tflite", *argv]))
+
+    assert name() == "predict.json"
+    assert name("--no-gate") == "predict_no-gate.json"
+    assert name("--temperature", "1") == "predict_temperature1.json"
+    assert name("--no-gate", "--per-class", "10") == "predict_per-class10_no-gate.json"

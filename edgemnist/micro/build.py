@@ -130,8 +130,8 @@ def build_folder(folder: Path, cpu: str, kernels: str, build_dir: Optional[str] 
 
 def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dict, jobs: int = 1,
           build_dir: Optional[str] = None, cache_dir: Optional[str] = None, build_type: str = "check",
-          make_vars: Optional[dict] = None) -> dict:
-    """Runs the folder's Makefile (target `all`).
+          make_vars: Optional[dict] = None, goal: str = "all") -> dict:
+    """Runs the folder's Makefile (target `all`: the firmware; `tflm`: only the TFLite Micro objects, into the cache).
 
     Args:
         folder: a firmware folder (its files already checked against its manifest).
@@ -145,9 +145,10 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
         cache_dir: compiled TFLite Micro objects, shared by folders (default `artifacts.cache_dir()`).
         build_type: one of BUILD_TYPES.
         make_vars: more Makefile variables (BOARD, RAM_SIZE, STACK_SIZE, ...).
+        goal: "all" or "tflm" (needs a tree; no ELF is made).
 
     Returns:
-        {"elf", "build_dir", "seconds", "log"}.
+        {"elf" (None for goal "tflm"), "build_dir", "seconds", "log"}.
 
     Raises:
         FirmwareRunError: the compiler or linker failed (the log's tail in the message).
@@ -155,6 +156,8 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
     folder = Path(folder)
     if build_type not in BUILD_TYPES:
         raise ValueError(f"build_type must be one of {', '.join(BUILD_TYPES)}, got {build_type!r}")
+    if goal not in ("all", "tflm") or (goal == "tflm" and tree is None):
+        raise ValueError(f"goal must be 'all' or (with a TFLite Micro tree) 'tflm', got {goal!r}")
     out = build_folder(folder, cpu, kernels, build_dir, build_type)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "build.log"
@@ -166,15 +169,15 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
         cache.mkdir(parents=True, exist_ok=True)
         cmd = [tools["make"], "-C", str(folder), f"-j{int(jobs)}", f"TFLM={tree.resolve()}", f"CPU={cpu}",
                f"KERNELS={kernels}", f"BUILD={out.resolve()}", f"OBJ_CACHE={cache}", f"BUILD_TYPE={build_type}"]
-    cmd += [f"{name}={value}" for name, value in sorted((make_vars or {}).items())] + ["all"]
+    cmd += [f"{name}={value}" for name, value in sorted((make_vars or {}).items())] + [goal]
     with open(log, "w", encoding="utf-8") as fh, (cache_lock(cache) if tree is not None else contextlib.nullcontext()):
         start = time.perf_counter()  # after the lock: the build's own time, not another's
         fh.write(" ".join(cmd) + "\n")
         fh.flush()
         result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
-    elf = out / "firmware.elf"
-    if result.returncode != 0 or not elf.is_file():
+    elf = out / "firmware.elf" if goal == "all" else None
+    if result.returncode != 0 or (elf is not None and not elf.is_file()):
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
         raise FirmwareRunError(f"building {folder} for {cpu} ({kernels}) failed: "
                                f"{' | '.join(tail)[-600:]} (full log: {log})")
