@@ -20,6 +20,7 @@ inputs, no read-back), in a child process.
 
 Targets (issue 21): on the GPU every variant's accuracy within 0.05 pp of the same file on the
 CPU and agreement with it >= 99.9 %; float32 and float16 fully accelerated.
+Exit status: 0 every variant ran on the GPU and met them, 1 one did not, 2 no GPU accelerator.
 """
 from __future__ import annotations
 
@@ -215,7 +216,16 @@ def main() -> int:
 
         atomic_write_json(args.json, result)
         print(f"wrote {args.json}", file=sys.stderr)
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: dict) -> int:
+    """0: every variant ran on the GPU accelerator and met its targets; 1: one failed there or missed a target;
+    2: no GPU accelerator here (as `--accelerator gpu` everywhere in edgemnist)."""
+    if not result["gpu"]["available"]:
+        return 2
+    ran = [row.get("gpu") or {} for row in result["rows"]]
+    return 0 if all("targets" in g and all(g["targets"].values()) for g in ran) else 1
 
 
 if __name__ == "__main__":

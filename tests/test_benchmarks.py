@@ -212,3 +212,15 @@ def test_bench_predict_names_its_results_by_the_settings_that_differ():
     assert name("--no-gate") == "predict_no-gate.json"
     assert name("--temperature", "1") == "predict_temperature1.json"
     assert name("--no-gate", "--per-class", "10") == "predict_per-class10_no-gate.json"
+
+
+def test_bench_gpu_exit_status_says_whether_every_variant_met_its_targets():
+    status = _load("bench_gpu").exit_status
+    met = {"gpu": {"available": True}, "rows": [{"gpu": {"targets": {"agreement": True, "accuracy_within_pp": True}}},
+                                                 {"gpu": {"targets": {"agreement": True}}}]}
+    assert status(met) == 0
+    missed = {**met, "rows": [*met["rows"], {"gpu": {"targets": {"agreement": False}}}]}
+    assert status(missed) == 1
+    failed = {**met, "rows": [*met["rows"], {"gpu": {"error": "cannot run it"}}]}
+    assert status(failed) == 1
+    assert status({"gpu": {"available": False, "reason": "no Vulkan device"}, "rows": [{}]}) == 2

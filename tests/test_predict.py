@@ -14,6 +14,7 @@ from PIL import Image
 
 from _helpers import cli_command, run_cli
 from _images import animated_gif, as_stored, digit_photo, jpeg_bytes, write_bilevel_png, write_image
+import edgemnist
 from edgemnist import cli
 from edgemnist.runtime import Runner
 
@@ -67,12 +68,16 @@ def test_every_variant_reads_the_folder(tflite_variants, digit_folder, capsys):
         status, result, _ = _json_run(["predict", str(path), str(folder / "7"), "--top", "3"], capsys)
         assert status == 0
         results[variant] = [r["digit"] for r in result["predictions"]]
+        model = edgemnist.load(path)  # the command reads each file as the library does
+        assert results[variant] == [model.predict(r["path"]).digit for r in result["predictions"]]
         assert all(len(r["top"]) == 3 for r in result["predictions"])
         assert all(r["top"][0]["probability"] >= r["top"][1]["probability"] >= r["top"][2]["probability"]
                    for r in result["predictions"])
     float_digits, int8_digits = results["float32"], results["int8"]
     assert len(float_digits) == len(int8_digits) >= 1
-    assert np.mean(np.array(float_digits) == np.array(int8_digits)) >= 0.6  # one model, two encodings
+    # one model, two encodings: int8 may flip only the closest calls (at most one in ten, and one of a few)
+    differing = int(np.sum(np.array(float_digits) != np.array(int8_digits)))
+    assert differing <= max(1, len(float_digits) // 10), (float_digits, int8_digits)
 
 
 def test_text_output_and_save_prepared(tflite_variants, tmp_path, capsys):

@@ -20,13 +20,22 @@
 #                          example as the IDE would
 # Tests that need one of these skip with a reason when it is missing (they fail instead when
 # EDGEMNIST_REQUIRE_GROUPS names their group: tests/conftest.py).
+#
+# Usage: bash tools/install_test_deps.sh [--cortex-m-first]
+#   --cortex-m-first: install only the Arm toolchain, make, qemu-system-arm and xz-utils, and stop (.ci/run
+#   starts compiling TFLite Micro with them while the rest installs, then runs this script again).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ \
-  gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make qemu-system-arm xz-utils >/dev/null
+$SUDO apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make \
+  qemu-system-arm xz-utils >/dev/null
+if [ "${1:-}" = "--cortex-m-first" ]; then
+  echo "Cortex-M packages installed"
+  exit 0
+fi
+$SUDO apt-get install -y -qq dataset-fashion-mnist openssh-server qemu-user-static g++ >/dev/null
 $SUDO apt-get install -y -qq gcc-avr avr-libc simavr libsimavr-dev qemu-system-misc arduino-core-avr arduino-mk >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends chromium-common libvulkan1 >/dev/null
 $SUDO apt-get install -y -qq chromium >/dev/null

@@ -81,9 +81,15 @@ def test_the_accelerator_takes_no_batch_and_predict_still_covers_every_image(tfl
     runner = gpu_runner(tflite_variants["int8"])
     scores = runner.predict(images[:7], batch_size=4)
     assert scores.shape == (7, 10)
-    # max_batch is 4, or 1 where the compiled model refused the resize (LiteRT 2.3's WebGPU does): either way
-    # every image is scored, the padded last batch included, exactly as one at a time
-    assert runner.max_batch in (1, 4) and runner.accelerator_info()["max_batch"] == runner.max_batch
+    # a batch of 4 was tried: max_batch is 4, or 1 exactly where the accelerator refused the resize (LiteRT
+    # 2.3's WebGPU does, and is then remembered as refusing); either way every image is scored, the padded
+    # last batch included, exactly as one at a time
+    from edgemnist.runtime import accelerator
+
+    assert 4 in runner._batched
+    refused = runner._batched[4] is None
+    assert runner.max_batch == (1 if refused else 4) and accelerator._DEVICE.get("refuses_batches", False) == refused
+    assert runner.accelerator_info()["max_batch"] == runner.max_batch
     for i in range(7):
         assert np.array_equal(scores[i], runner.predict_one(images[i])), i
 
