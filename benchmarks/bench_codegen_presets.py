@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def presets() -> dict:
     """preset label -> (ModelConfig settings, the targets that use it)."""
-    from edgemnist.micro.targets import TARGETS
+    from edgemnist.targets import TARGETS
 
     found = {}
     for t in TARGETS.values():
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     from edgemnist.data import load_split
-    from edgemnist.micro.targets import TARGETS
+    from edgemnist.targets import TARGETS
 
     calibration = load_split("train", limit=100).images
     boards = [t for t in TARGETS.values() if t.is_micro and t.name not in ("cortex-m7", "cortex-m55")]

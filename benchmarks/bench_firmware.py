@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from edgemnist.micro.arena import DEFAULT_MARGIN
+from edgemnist.targets import DEFAULT_MARGIN
 
 FLASH_TARGET = 32 * 1024
 ARENA_TARGET = 48 * 1024

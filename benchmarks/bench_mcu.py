@@ -108,7 +108,7 @@ def targets(rows: list) -> dict:
 def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
     """One target's row: accuracy from the run's compare report, the rest from `edgemnist mcu --target`."""
     from edgemnist.micro import mcu
-    from edgemnist.micro.targets import get_micro_target
+    from edgemnist.targets import get_micro_target
 
     target = get_micro_target(name)
     report_path = run / "report" / "report.json"

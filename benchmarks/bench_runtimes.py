@@ -115,7 +115,7 @@ def run_target(name: str, path: Path, args) -> dict:
     """Both runtimes on one target: {"target", "model", "rows", "ratios", "goals", ...}."""
     from edgemnist.artifacts import sha256_file
     from edgemnist.micro import firmware, mcu
-    from edgemnist.micro.targets import get_micro_target
+    from edgemnist.targets import get_micro_target
 
     target = get_micro_target(name)
     model, label, run = model_and_label(path)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from edgemnist.artifacts import atomic_write_json
-    from edgemnist.micro.targets import get_micro_target
+    from edgemnist.targets import get_micro_target
     from edgemnist.runtime.machine import machine_info
 
     items = []

@@ -43,7 +43,7 @@ COMMAND_MODULES = (
     "edgemnist.micro.mcu",
     "edgemnist.micro.codegen",
     "edgemnist.micro.avr",
-    "edgemnist.micro.targets",
+    "edgemnist.targets",
     "edgemnist.pipeline",
     "edgemnist.verify",
     "edgemnist.info",

@@ -71,7 +71,7 @@ class PipelineConfig:
     runtime: Optional[str] = None
 
     def __post_init__(self):
-        from edgemnist.micro.targets import RUNTIMES, get_target
+        from edgemnist.targets import RUNTIMES, get_target
 
         target = get_target(self.target)  # ValueError naming the targets
         if self.runtime is not None:
@@ -160,7 +160,7 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     """Runs (or resumes) the whole pipeline in `out` and returns pipeline.json's content."""
     from edgemnist.export import convert
     from edgemnist.measure import compare as report
-    from edgemnist.micro.targets import get_target
+    from edgemnist.targets import get_target
     from edgemnist.training import optimize, train
     from edgemnist.training.model import ModelConfig
 
@@ -461,7 +461,7 @@ def add_commands(subparsers) -> None:
     """Registers `edgemnist pipeline` (not on a device install, which has no export stage)."""
     if not QUANTIZERS:
         return
-    from edgemnist.micro.targets import TARGETS
+    from edgemnist.targets import TARGETS
 
     p = subparsers.add_parser(
         "pipeline",

@@ -130,7 +130,7 @@ def test_bench_mcu_target_rows_need_a_pipeline_run(tmp_path):
     (row,) = json.loads(out.read_text())["target_rows"]
     assert row["target"] == "microbit" and "edgemnist pipeline --target microbit" in row["error"]
     assert bench.main(["--target-run", "microbit", "--json", str(out)]) == 2
-    from edgemnist.micro.targets import MICRO_TARGETS
+    from edgemnist.targets import MICRO_TARGETS
 
     assert set(bench.TARGET_GOALS) <= set(MICRO_TARGETS)
 

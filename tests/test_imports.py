@@ -105,3 +105,14 @@ def test_cli_stands_on_top_no_stage_imports_it():
     graph = import_graph()
     importers = sorted(m for m, targets in graph.items() if "edgemnist.cli" in targets and m != "edgemnist.__main__")
     assert importers == [], f"these modules import edgemnist.cli (import edgemnist.output instead): {importers}"
+
+
+def test_training_knows_targets_not_microcontrollers():
+    # a target's model preset is a model shape: training reads it from edgemnist.targets, never from the
+    # firmware side (edgemnist.micro), which stands on the trained model instead
+    graph = import_graph()
+    training = sorted(m for m in graph if m.startswith("edgemnist.training"))
+    assert training and "edgemnist.targets" in graph["edgemnist.training.train"]
+    importers = sorted(m for m in training if any(t.startswith("edgemnist.micro") for t in graph[m]))
+    assert importers == [], f"these training modules import edgemnist.micro: {importers}"
+    assert not any(t.startswith("edgemnist.micro") for t in graph["edgemnist.targets"])

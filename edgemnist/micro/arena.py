@@ -21,13 +21,13 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.runtime.preflight import module_command
+from edgemnist.targets import DEFAULT_MARGIN
 
 ARENA_ALIGNMENT = 16  # TFLite Micro aligns arena allocations to 16 bytes
 PROBE_TIMEOUT_S = 120  # a probe that has not finished by then counts as failed
 OK_MARKER = "EDGEMNIST_ARENA_OK"
 # The stated arena's margin over the minimum measured on this host: room for a kernel set whose
 # scratch buffers differ from the host's (a board's QEMU run proves the stated size).
-DEFAULT_MARGIN = 0.10
 _MICRO_HINT = "this command needs TFLite Micro for the host: pip install 'edgemnist[micro]' (tflite-micro)"
 
 
@@ -127,13 +127,6 @@ def arena_works(path: str | os.PathLike, size: int) -> bool:
 def _last_error(output: str) -> str:
     lines = [ln.strip() for ln in output.splitlines() if ln.strip() and OK_MARKER not in ln]
     return lines[-1] if lines else "no message (the process crashed)"
-
-
-def check_margin(margin: float, where: str = "arena_margin") -> float:
-    """`margin` as a float, or ValueError when it is outside [0, 4] (`where` names the setting)."""
-    if not 0.0 <= float(margin) <= 4.0:
-        raise ValueError(f"{where} must be in [0, 4], got {margin}")
-    return float(margin)
 
 
 def measure_arena(path: str | os.PathLike, margin: float = DEFAULT_MARGIN, max_arena: int = 8 << 20) -> ArenaSize:

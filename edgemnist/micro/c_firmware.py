@@ -148,7 +148,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise codegen.CodegenError(f"{model_path}: {exc}") from None
     report = generated["report"]
     if config.target is not None:
-        from edgemnist.micro.targets import fit_problems, get_micro_target
+        from edgemnist.targets import fit_problems, get_micro_target
 
         target = get_micro_target(config.target)
         problems = fit_problems(target, report["const_bytes"], report["arena_bytes"])

@@ -33,9 +33,7 @@ import numpy as np
 from edgemnist.artifacts import atomic_write_folder, sha256_bytes
 from edgemnist.micro.arena import (
     ARENA_ALIGNMENT,
-    DEFAULT_MARGIN,
     ArenaSize,
-    check_margin,
     measure_arena,
     micro_version,
     on_core,
@@ -66,6 +64,7 @@ from edgemnist.micro.sources import generated_note as _generated_note
 from edgemnist.micro.sources import header_guard as _header_guard
 from edgemnist.micro.sources import template as _template
 from edgemnist.output import Output
+from edgemnist.targets import DEFAULT_MARGIN, check_margin
 from edgemnist.runtime import tflite_info
 
 CLASS_LABELS = tuple(str(d) for d in range(10))
@@ -292,7 +291,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     model_name = model_path.name
     target = None
     if config.target is not None:
-        from edgemnist.micro.targets import fit_problems, get_micro_target
+        from edgemnist.targets import fit_problems, get_micro_target
 
         target = get_micro_target(config.target)
     margin = config.arena_margin
@@ -452,7 +451,7 @@ def _run_firmware(args):
         manifest = generate(args.model, args.out, config)
         return Output(manifest, c_firmware.format_manifest(manifest))
     if args.target:
-        from edgemnist.micro.targets import get_micro_target
+        from edgemnist.targets import get_micro_target
 
         target = get_micro_target(args.target)
         if target.arena_on_core:

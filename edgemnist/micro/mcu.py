@@ -54,7 +54,7 @@ from edgemnist.micro.check import litert_raw_outputs
 from edgemnist.micro.kernels import KERNEL_SETS
 from edgemnist.micro.sources import RUNTIMES, runtime_of
 from edgemnist.micro.sources import c_array as _c_array
-from edgemnist.micro.targets import MICRO_TARGETS, fit_problems, get_micro_target
+from edgemnist.targets import MICRO_TARGETS, fit_problems, get_micro_target
 from edgemnist.output import Output
 from edgemnist.runtime.machine import usable_cores
 from edgemnist.verify import check_firmware_folder

@@ -547,7 +547,7 @@ def target_shape(name: str) -> ModelConfig:
     Raises:
         ValueError: no such target.
     """
-    from edgemnist.micro.targets import get_target
+    from edgemnist.targets import get_target
 
     return ModelConfig(**get_target(name).preset)
 

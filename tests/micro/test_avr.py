@@ -46,7 +46,7 @@ def models(tmp_path_factory, avr_tools):
     import tensorflow as tf
 
     from edgemnist.export.convert import ExportConfig, export_variant
-    from edgemnist.micro.targets import get_micro_target
+    from edgemnist.targets import get_micro_target
     from edgemnist.training.model import ModelConfig, build_model
 
     folder = tmp_path_factory.mktemp("avr_models")

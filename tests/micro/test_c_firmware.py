@@ -24,7 +24,7 @@ from _helpers import run_cli
 from conftest import FIRMWARE_ASSETS, skip_or_fail
 from edgemnist.artifacts import sha256_file
 from edgemnist.micro import c_firmware, codegen, firmware, mcu, qemu
-from edgemnist.micro.targets import get_target
+from edgemnist.targets import get_target
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for edgemnist.micro.targets: the registry, its agreement with the firmware Makefile, the
+"""Tests for edgemnist.targets: the registry, its agreement with the firmware Makefile, the
 fit check before a build, `--target` on train and mcu, and `pipeline --quick --target microbit` (and
 `stm32vldiscovery`): the board's preset trained, exported, built and run under QEMU's model of the board
 (both builds, bit-exact).
@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from _helpers import run_cli
-from edgemnist.micro import firmware, mcu, targets
-from edgemnist.micro.targets import TARGETS, fit_problems, get_micro_target, get_target
+from edgemnist import targets
+from edgemnist.micro import firmware, mcu
+from edgemnist.targets import TARGETS, fit_problems, get_micro_target, get_target
 
 MAKEFILE = firmware.TEMPLATES / firmware.CORTEX_M_DIR / "Makefile"
 
@@ -247,7 +248,7 @@ def test_an_arena_measured_on_the_core_needs_the_build_tools_and_says_so(tmp_pat
 
 
 def test_c_runtime_targets_are_not_offered_to_tflite_micro():
-    from edgemnist.micro.targets import C_TARGETS, MICRO_TARGETS
+    from edgemnist.targets import C_TARGETS, MICRO_TARGETS
 
     assert "uno" in C_TARGETS and "uno" not in MICRO_TARGETS
     with pytest.raises(ValueError, match="generated C"):
