@@ -91,3 +91,29 @@ def test_pipeline_config_validation():
         pipeline.PipelineConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown target 'esp32'"):
         pipeline.PipelineConfig(target="esp32")
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_seeds_parses_seeds_and_names_results_by_settings():
+    import argparse
+
+    bench = _load_benchmark("bench_seeds")
+    assert bench.parse_seeds("0-4") == [0, 1, 2, 3, 4] and bench.parse_seeds("0,2,5") == [0, 2, 5]
+    for bad in ("3-1", "1,1", "", "-1"):
+        with pytest.raises((argparse.ArgumentTypeError, ValueError)):
+            bench.parse_seeds(bad)
+    summary = bench.summarize({0: {"int8": 0.99, "float32": 0.992}, 1: {"int8": 0.98}, 2: {"int8": 0.97}})
+    assert summary["int8"] == {"n": 3, "mean": 0.98, "min": 0.97, "max": 0.99, "seed0": 0.99}
+    assert summary["float32"]["n"] == 1
+    args = argparse.Namespace(target="cortex-m4", quick=False, epochs=None, env=["TF_ENABLE_ONEDNN_OPTS=0"])
+    assert bench.results_name(args) == "seeds_cortex-m4_TF_ENABLE_ONEDNN_OPTS-0.json"
+    assert bench.results_name(argparse.Namespace(target="microbit", quick=True, epochs=3, env=[])) == \
+        "seeds_microbit_quick_epochs3.json"
