@@ -338,14 +338,12 @@ def split_model_argument(model: Optional[str], positionals: list) -> tuple:
 def load_model(model_path: Optional[str], config: PredictConfig, trusted: Optional[bool] = None) -> Model:
     """The Model for a run (`trusted` as for Model: True skips the child-process check of a file already checked);
     an accelerator that cannot run here is the user's set-up: ValueError (exit 2)."""
-    from edgemnist.runtime.accelerator import AcceleratorUnavailableError
+    from edgemnist.runtime.accelerator import explicit_accelerator
 
-    try:
+    with explicit_accelerator():
         return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
                      min_probability=config.min_probability, gate=config.gate, accelerator=config.accelerator,
                      gpu_precision=config.gpu_precision, temperature=config.temperature, trusted=trusted)
-    except AcceleratorUnavailableError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def predict_items(model: Model, items: list, config: PredictConfig,

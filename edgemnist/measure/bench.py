@@ -22,10 +22,10 @@ from typing import Optional
 import numpy as np
 
 from edgemnist import data
-from edgemnist.measure.eval import check_run_settings, explicit_accelerator
+from edgemnist.measure.eval import check_run_settings
 from edgemnist.output import Output
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import describe_device, open_runner
+from edgemnist.runtime.accelerator import describe_device, explicit_accelerator, open_runner
 from edgemnist.runtime.machine import cpu_model, machine_info
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs

@@ -7,7 +7,6 @@ Pi with only `pip install edgemnist`.
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -21,8 +20,8 @@ from edgemnist.runtime import BACKENDS, Runner
 from edgemnist.runtime.accelerator import (
     ACCELERATORS,
     GPU_PRECISIONS,
-    AcceleratorUnavailableError,
     describe_device,
+    explicit_accelerator,
     open_runner,
 )
 
@@ -229,16 +228,6 @@ def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = Eva
     parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default="fp16",
                         help="with --accelerator gpu: fp16 lets the GPU compute in half precision (LiteRT's default), "
                         "fp32 enforces float32 (default %(default)s)")
-
-
-@contextlib.contextmanager
-def explicit_accelerator():
-    """An accelerator asked for on the command line that cannot run here is the user's set-up, like bad
-    input: a ValueError, so the command exits 2 with one line (what is missing, what to install)."""
-    try:
-        yield
-    except AcceleratorUnavailableError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def add_commands(subparsers) -> None:

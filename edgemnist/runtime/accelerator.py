@@ -86,6 +86,20 @@ class AcceleratorUnavailableError(RuntimeError):
         self.reason = reason
 
 
+@contextlib.contextmanager
+def explicit_accelerator():
+    """An accelerator asked for on the command line that cannot run here is the user's set-up, like bad
+    input: a ValueError, so the command exits 2 with one line (what is missing, what to install). Every
+    command taking --accelerator opens its models inside this (eval, bench, predict, serve).
+
+    Usage: with explicit_accelerator(): runner = open_runner(path, args.accelerator)
+    """
+    try:
+        yield
+    except AcceleratorUnavailableError as exc:
+        raise ValueError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class GpuDevice:
     """The WebGPU adapter Dawn selected, and the Vulkan driver that gave it."""
