@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from edgemnist.runtime.preflight import module_command
-from edgemnist.targets import DEFAULT_MARGIN
+from edgemnist.targets import DEFAULT_MARGIN, check_margin
 
 ARENA_ALIGNMENT = 16  # TFLite Micro aligns arena allocations to 16 bytes
 PROBE_TIMEOUT_S = 120  # a probe that has not finished by then counts as failed
