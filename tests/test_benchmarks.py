@@ -100,6 +100,10 @@ def test_bench_predict_measures_speed_accuracy_numbers_and_rejection(tflite_mode
     assert entry["rejection"]["blank"]["caught"] == 1.0  # a blank page never holds a digit
     assert entry["rejection"]["all"]["n"] == sum(v["n"] for k, v in entry["rejection"].items() if k != "all")
     assert len(result["fonts"]) >= 4
+    # the blind sources: fonts the shipped gate never trained on (its JSON lists what it did)
+    held_out = result["fonts_held_out"]
+    assert held_out and set(held_out) < set(result["fonts"]) and result["held_out_fonts_the_gate_saw"] == []
+    assert accuracy["fonts_photo_held_out"]["prepared"]["n"] == 20 and entry["rejection"]["letters_held_out"]["n"] == 3
     assert 0.0 <= accuracy["fonts_photo"]["prepared"]["ece"] <= 1.0
 
 

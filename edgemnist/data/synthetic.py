@@ -8,13 +8,15 @@ off-centre, rotated a little, unevenly lit (a gradient and a vignette), out of f
 sensor noise (and JPEG, with `jpeg`). `sklearn_digits` gives scikit-learn's handwritten 8x8
 digits (when scikit-learn is installed) as image files, upscaled or as photos. benchmarks/bench_predict.py measures `edgemnist
 predict` on these images and `edgemnist gate` (edgemnist.training.gate) trains the
-digit-or-not gate on them; each draws from its own seed, so the two never share an image.
+digit-or-not gate on them; each draws from its own seed, so the two never share an image, and
+`font_split` holds a quarter of the fonts out of the gate's training for the benchmark alone.
 
 Needs numpy and Pillow; `system_fonts` also looks in matplotlib's font folder when
 matplotlib is installed. No TensorFlow.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -55,6 +57,23 @@ def system_fonts() -> list:
             fonts.append(path)
             seen.add(path.name)
     return fonts
+
+
+HELD_OUT_FONTS_EVERY = 4  # one font in four is held out of the gate's training (font_split)
+
+
+def font_split(fonts: list) -> tuple:
+    """(training, held_out): the fonts `edgemnist gate` trains on, and those it never sees, which
+    benchmarks/bench_predict.py reads as its blind sources (no decision was made on them).
+
+    A font is held out when the SHA-256 of its file name is 0 modulo HELD_OUT_FONTS_EVERY: the
+    rule looks at the name alone, so a font falls on the same side on every machine, whatever
+    other fonts are installed there.
+    """
+    def held_out(path: Path) -> bool:
+        return int(hashlib.sha256(Path(path).name.encode()).hexdigest(), 16) % HELD_OUT_FONTS_EVERY == 0
+
+    return [f for f in fonts if not held_out(f)], [f for f in fonts if held_out(f)]
 
 
 def render_text(text: str, font_path: Path, height: int, rng: np.random.Generator, spacing=(0.0, 0.0)) -> np.ndarray:

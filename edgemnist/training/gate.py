@@ -12,7 +12,8 @@ Training images, each passed through `prepare` as `predict` would (what prepare 
 outright, such as a blank page, never reaches the gate, and is left out):
 - digits: MNIST's training images; the same at low resolution (shrunk to 7-14 pixels and
   blown up again, as a small or distant digit is) and with thick, soft strokes (a marker, a
-  blurred scan); digits rendered from the system's fonts
+  blurred scan); digits rendered from three quarters of the system's fonts (the other quarter,
+  `synthetic.font_split`, is bench_predict.py's blind source; the JSON lists both)
   as photos (`edgemnist.data.synthetic`); and the digits cut out of rendered numbers, as
   `predict --digits` sees them;
 - not digits: Fashion-MNIST's *training* split (`--negatives`, where `edgemnist data
@@ -20,7 +21,7 @@ outright, such as a blank page, never reaches the gate, and is left out):
   and textures from `edgemnist.data.synthetic`, drawn from `--seed`, which differs from
   benchmarks/bench_predict.py's so the benchmark's images are never trained on.
 Nothing of what bench_predict.py holds out is used: MNIST's and Fashion-MNIST's test
-splits, scikit-learn's digits, the photo crops.
+splits, scikit-learn's digits, the photo crops, and the held-out quarter of the fonts.
 
 The threshold on the gate's output ("digit" probability) is the highest that rejects at
 most `max_digit_rejection` of each digit source of the gate's own validation split, as the
@@ -159,7 +160,7 @@ def training_images(config: GateConfig, progress: Callable[[str], None] = lambda
     from edgemnist.data import synthetic
 
     folder = fashion_folder(config.negatives)
-    fonts = synthetic.system_fonts()
+    fonts, _ = synthetic.font_split(synthetic.system_fonts())  # the held-out fonts are bench_predict's alone
     if not fonts:
         raise RuntimeError("no TrueType font with digits found (matplotlib's DejaVu fonts are expected)")
     rng = np.random.default_rng(config.seed)
@@ -330,12 +331,23 @@ def _metadata(config: GateConfig, model, train: dict, scores: dict, tflite: byte
         "validation_non_digits_caught": round(caught, 4),
         "held_out_from_training": ["MNIST test", "Fashion-MNIST test", "scikit-learn digits",
                                    "matplotlib sample photos (bench_predict photo_crops)",
-                                   "bench_predict.py's seeds 0 and 1"],
+                                   "bench_predict.py's seeds 0 and 1",
+                                   "the fonts in fonts.held_out (edgemnist.data.synthetic.font_split)"],
+        "fonts": _font_record(),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},
         "command": command if command is not None else shlex.join(["edgemnist"] + sys.argv[1:]),
         "edgemnist_version": __version__,
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def _font_record() -> dict:
+    """Which of this machine's fonts the gate trained on and which it held out (by file name)."""
+    from edgemnist.data import synthetic
+
+    training, held_out = synthetic.font_split(synthetic.system_fonts())
+    return {"trained_on": [f.name for f in training], "held_out": [f.name for f in held_out],
+            "rule": f"held out: SHA-256 of the file name = 0 mod {synthetic.HELD_OUT_FONTS_EVERY}"}
 
 
 def format_result(result: dict) -> str:

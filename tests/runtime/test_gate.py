@@ -53,14 +53,30 @@ def test_the_gate_refuses_fashion_mnist_test_images(gate):
     assert (~gate.is_digit(images)).mean() >= 0.8
 
 
-def test_the_gate_refuses_letters_and_takes_font_digits(gate):
-    fonts = synthetic.system_fonts()
+@pytest.mark.parametrize("part", ["trained_on", "held_out"])
+def test_the_gate_refuses_letters_and_takes_font_digits(gate, part):
+    # the fonts the gate trained on, and those held out of its training (synthetic.font_split): it must
+    # generalize to fonts it never saw
+    trained_on, held_out = synthetic.font_split(synthetic.system_fonts())
+    fonts = trained_on if part == "trained_on" else held_out
+    if not fonts:
+        pytest.skip(f"no font of this machine falls in {part}")
     rng = np.random.default_rng(4242)  # neither the benchmark's seeds nor the gate's training seed
     letters = _prepared(synthetic.character_photo(synthetic.random_letter(rng), fonts[i % len(fonts)], 200, rng)
                         for i in range(200))
     digits = _prepared(synthetic.character_photo(str(i % 10), fonts[i % len(fonts)], 200, rng) for i in range(200))
     assert (~gate.is_digit(letters)).mean() >= 0.8
     assert gate.is_digit(digits).mean() >= 0.97
+
+
+def test_the_gates_json_records_the_font_split_and_no_held_out_font_was_trained_on():
+    meta = json.loads(metadata_path(DEFAULT_GATE).read_text())
+    fonts = meta["fonts"]
+    assert fonts["trained_on"] and fonts["held_out"] and not set(fonts["trained_on"]) & set(fonts["held_out"])
+    # the rule, applied to the names the JSON lists, puts each on the side it was recorded on
+    recorded = [Path(name) for name in fonts["trained_on"] + fonts["held_out"]]
+    trained_on, held_out = synthetic.font_split(recorded)
+    assert [p.name for p in trained_on] == fonts["trained_on"] and [p.name for p in held_out] == fonts["held_out"]
 
 
 def test_a_gate_without_its_json_is_refused(tmp_path):
