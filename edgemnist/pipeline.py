@@ -155,138 +155,79 @@ class _Stages:
         return result
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every stage of one run reads, resolved once: the run folder, the settings, the target
+    (looked up once, here), the runtime on it, and the stage bookkeeping."""
+
+    out: Path
+    config: PipelineConfig
+    target: object  # edgemnist.targets.Target
+    stages: _Stages
+
+    @property
+    def runtime(self) -> str:
+        return self.config.runtime or self.target.runtime
+
+    @property
+    def train_limit(self) -> Optional[int]:
+        return _QUICK_TRAIN_IMAGES if self.config.quick else None
+
+    @property
+    def test_limit(self) -> Optional[int]:
+        return _QUICK_TEST_IMAGES if self.config.quick else None
+
+    @property
+    def verbose(self) -> int:
+        return 0 if self.config.quick else 2
+
+    def folder(self, stage: str) -> Path:
+        return self.out / STAGE_FOLDERS[stage]
+
+
 def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig(),
                  log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> dict:
     """Runs (or resumes) the whole pipeline in `out` and returns pipeline.json's content."""
-    from edgemnist.export import convert
-    from edgemnist.measure import compare as report
     from edgemnist.targets import get_target
-    from edgemnist.training import optimize, train
-    from edgemnist.training.model import ModelConfig
 
     target = get_target(config.target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    c_runtime = target.is_micro and target.runtime == "c"
+    c_runtime = target.is_micro and (config.runtime or target.runtime) == "c"
     stage_names = C_STAGES if c_runtime else MICRO_STAGES if target.is_micro else STAGES
     device_stage = "codegen" if c_runtime else "firmware"  # the first stage --no-firmware leaves out
-    stages = _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index(device_stage)])
-    quick = config.quick
-    verbose = 2 if not quick else 0
-    train_limit = _QUICK_TRAIN_IMAGES if quick else None
-    test_limit = _QUICK_TEST_IMAGES if quick else None
+    run = _Run(out, config, target,
+               _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index(device_stage)]))
 
-    # ---- train
-    train_config = train.TrainConfig(seed=config.seed, data_dir=config.data_dir, limit=train_limit)
-    if quick:
-        train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
-    elif config.epochs:
-        train_config = replace(train_config, epochs=config.epochs)
-    runtime = config.runtime or target.runtime
-    if target.is_micro:
-        train_config = replace(train_config, model_config=ModelConfig(**target.preset_for(runtime)))
-    model_path = out / STAGE_FOLDERS["train"] / "model.keras"
-
-    def do_train():
-        summary = train.train(train_config, out / STAGE_FOLDERS["train"], verbose=verbose)
-        return summary, [model_path, out / STAGE_FOLDERS["train"] / "summary.json"]
-
-    summary = stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], do_train)
-
-    # ---- optimize (pruning, QAT, pruning-preserving QAT)
-    prune_config, qat_config = optimize.PruneConfig(seed=config.seed), optimize.QATConfig(seed=config.seed)
-    if quick:
-        prune_config = replace(prune_config, epochs=1, batch_size=32)
-        qat_config = replace(qat_config, epochs=1, batch_size=32)
-
-    def do_optimize():
-        result = optimize.optimize(model_path, out / STAGE_FOLDERS["optimize"],
-                                   optimize.OptimizeConfig(prune_config=prune_config, qat_config=qat_config,
-                                                           data_dir=config.data_dir, limit=train_limit,
-                                                           test_limit=test_limit),
-                                   verbose=verbose)
-        return result, [Path(m["path"]) for m in result["models"].values()] + [out / STAGE_FOLDERS["optimize"] / "optimize.json"]
-
-    if target.is_micro:  # the firmware embeds the post-training int8 model: nothing to prune or fine-tune
-        optimized = {"models": {}}
-    else:
-        optimized = stages.run("optimize", {"prune": asdict(prune_config), "qat": asdict(qat_config),
-                                            "limit": train_limit, "test_limit": test_limit}, [model_path],
-                               do_optimize)
-    sources = {"model": str(model_path)}
-    sources.update({name: info["path"] for name, info in optimized["models"].items()})
-
-    # ---- export every variant
-    export_config = convert.ExportConfig(data_dir=config.data_dir, representative_seed=config.seed)
-    variants = list(MICRO_VARIANTS) if target.is_micro else None
-
-    def do_export():
-        result = convert.export_all(sources, out / STAGE_FOLDERS["export"], variants=variants, config=export_config,
-                                    quantizer=config.quantizer, progress=stages.progress("export"))
-        files = [Path(m["path"]) for m in result["variants"].values()]
-        return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
-
-    export_settings = {"config": asdict(export_config), "quantizer": config.quantizer}
-    if variants:
-        export_settings["variants"] = variants
-    exported = stages.run("export", export_settings, [Path(p) for p in sources.values()], do_export)
+    summary, model_path = _train(run)
+    optimized = {"models": {}} if target.is_micro else _optimize(run, model_path)  # micro: nothing to prune
+    sources = {"model": str(model_path), **{name: info["path"] for name, info in optimized["models"].items()}}
+    exported = _export(run, sources)
     tflite_paths = [Path(m["path"]) for m in exported["variants"].values()]
-
-    # ---- compare
-    compare_config = report.CompareConfig(limit=test_limit, data_dir=config.data_dir, threads=config.threads,
-                                          keras=str(model_path), runs=200 if quick else 1000,
-                                          accelerator=config.accelerator)
-    compare_settings = asdict(compare_config)
-    if config.accelerator == "cpu":  # the fingerprint runs made before the GPU settings existed have: they still skip
-        compare_settings = {k: v for k, v in compare_settings.items() if k not in ("accelerator", "gpu_precision")}
-
-    def do_compare():
-        result = report.compare(tflite_paths, out / STAGE_FOLDERS["compare"], compare_config)
-        return result, [out / STAGE_FOLDERS["compare"] / "report.json", out / STAGE_FOLDERS["compare"] / "report.md"]
-
-    compared = stages.run("compare", compare_settings, tflite_paths, do_compare)
-
-    # ---- firmware
-    firmware_result = None
+    compared = _compare(run, model_path, tflite_paths)
     # The microcontroller gets the per-tensor int8 model: per-channel quantization parameters
     # (24 bytes per channel) make the file about half again as large (bench_firmware.py measures both).
-    candidates = [out / STAGE_FOLDERS["export"] / convert.variant_filename(v, export_config) for v in ("int8_per_tensor", "int8")]
-    int8_path = next((path for path in candidates if path.is_file()), candidates[0])
-    if c_runtime:
-        device = _c_runtime_stages(stages, out, target, int8_path) if config.firmware and int8_path.is_file() else None
-    if config.firmware and int8_path.is_file() and not c_runtime:
-        from edgemnist.micro import firmware
-
-        fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
-                                            target=target.name if target.is_micro else None,
-                                            regenerate_command=f"edgemnist pipeline --out {out}"
-                                            + (" --quick" if quick else "")
-                                            + (f" --target {target.name}" if target.is_micro else "")
-                                            + (" --runtime c" if runtime == "c" else ""),
-                                            **({"runtime": "c"} if runtime == "c" else {}))
-
-        def do_firmware():
-            result = firmware.generate(int8_path, out / STAGE_FOLDERS["firmware"], fw_config)
-            return result, [out / STAGE_FOLDERS["firmware"] / "firmware_manifest.json"]
-
-        fw_settings = {k: v for k, v in asdict(fw_config).items() if k != "tflm"}
-        firmware_result = _firmware_stage(stages, target, fw_settings, int8_path, do_firmware, runtime)
-
-    # ---- mcu: the firmware built for the target's board and run under QEMU (both builds)
-    mcu_result = None
-    if target.is_micro and firmware_result is not None:
-        mcu_result = _mcu_stage(stages, out, target, runtime)
+    int8_path = next((Path(exported["variants"][v]["path"]) for v in ("int8_per_tensor", "int8")
+                      if v in exported["variants"]), None)
+    device = firmware_result = mcu_result = None
+    if config.firmware and int8_path is not None:
+        if c_runtime:
+            device = _c_runtime_stages(run, int8_path)
+        else:
+            firmware_result = _firmware(run, int8_path)
+            if target.is_micro and firmware_result is not None:  # built for the board and run under QEMU
+                mcu_result = _mcu_stage(run)
 
     result = {
         "out": str(out),
-        "quick": quick,
+        "quick": config.quick,
         "train": summary,
         "optimize": {name: {"accuracy": m["accuracy"], "path": m["path"]} for name, m in optimized["models"].items()},
-        "report": str(out / STAGE_FOLDERS["compare"] / "report.md"),
+        "report": str(run.folder("compare") / "report.md"),
         "variants": compared["variants"],
         **({"accelerators": compared["accelerators"]} if compared.get("accelerators") else {}),
         "firmware": None if firmware_result is None else {
-            "out": str(out / STAGE_FOLDERS["firmware"]), "flash_bytes": firmware_result.get("flash_bytes"),
+            "out": str(run.folder("firmware")), "flash_bytes": firmware_result.get("flash_bytes"),
             "arena": firmware_result.get("arena")},
     }
     if target.is_micro:
@@ -296,17 +237,128 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
             result.update(device or {"codegen": None, "avr": None})
         else:
             result["mcu"] = mcu_result
-    stages.state["result"] = result
-    atomic_write_json(stages.path, stages.state)
+    run.stages.state["result"] = result
+    atomic_write_json(run.stages.path, run.stages.state)
     return result
 
 
-def _c_runtime_stages(stages: _Stages, out: Path, target, int8_path: Path) -> dict:
+def _train(run: _Run) -> tuple:
+    """The train stage: (train's summary, the trained model's path)."""
+    from edgemnist.training import train
+    from edgemnist.training.model import ModelConfig
+
+    config = run.config
+    train_config = train.TrainConfig(seed=config.seed, data_dir=config.data_dir, limit=run.train_limit)
+    if config.quick:
+        train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
+    elif config.epochs:
+        train_config = replace(train_config, epochs=config.epochs)
+    if run.target.is_micro:
+        train_config = replace(train_config, model_config=ModelConfig(**run.target.preset_for(run.runtime)))
+    folder = run.folder("train")
+    model_path = folder / "model.keras"
+
+    def work():
+        summary = train.train(train_config, folder, verbose=run.verbose)
+        return summary, [model_path, folder / "summary.json"]
+
+    summary = run.stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], work)
+    return summary, model_path
+
+
+def _optimize(run: _Run, model_path: Path) -> dict:
+    """The optimize stage (pruning, QAT, pruning-preserving QAT): optimize's result, {"models": {name: {"path", ...}}}."""
+    from edgemnist.training import optimize
+
+    config = run.config
+    prune_config, qat_config = optimize.PruneConfig(seed=config.seed), optimize.QATConfig(seed=config.seed)
+    if config.quick:
+        prune_config = replace(prune_config, epochs=1, batch_size=32)
+        qat_config = replace(qat_config, epochs=1, batch_size=32)
+    folder = run.folder("optimize")
+
+    def work():
+        result = optimize.optimize(model_path, folder,
+                                   optimize.OptimizeConfig(prune_config=prune_config, qat_config=qat_config,
+                                                           data_dir=config.data_dir, limit=run.train_limit,
+                                                           test_limit=run.test_limit),
+                                   verbose=run.verbose)
+        return result, [Path(m["path"]) for m in result["models"].values()] + [folder / "optimize.json"]
+
+    settings = {"prune": asdict(prune_config), "qat": asdict(qat_config), "limit": run.train_limit,
+                "test_limit": run.test_limit}
+    return run.stages.run("optimize", settings, [model_path], work)
+
+
+def _export(run: _Run, sources: dict) -> dict:
+    """The export stage, every variant of every source model: export's result, {"variants": {name: {"path", ...}}}."""
+    from edgemnist.export import convert
+
+    config = run.config
+    export_config = convert.ExportConfig(data_dir=config.data_dir, representative_seed=config.seed)
+    variants = list(MICRO_VARIANTS) if run.target.is_micro else None
+
+    def work():
+        result = convert.export_all(sources, run.folder("export"), variants=variants, config=export_config,
+                                    quantizer=config.quantizer, progress=run.stages.progress("export"))
+        files = [Path(m["path"]) for m in result["variants"].values()]
+        return result, files + [Path(m["manifest_path"]) for m in result["variants"].values()]
+
+    settings = {"config": asdict(export_config), "quantizer": config.quantizer}
+    if variants:
+        settings["variants"] = variants
+    return run.stages.run("export", settings, [Path(p) for p in sources.values()], work)
+
+
+def _compare(run: _Run, model_path: Path, tflite_paths: list) -> dict:
+    """The compare stage: every exported variant (and the Keras model) side by side; compare's result."""
+    from edgemnist.measure import compare as report
+
+    config = run.config
+    compare_config = report.CompareConfig(limit=run.test_limit, data_dir=config.data_dir, threads=config.threads,
+                                          keras=str(model_path), runs=200 if config.quick else 1000,
+                                          accelerator=config.accelerator)
+    settings = asdict(compare_config)
+    if config.accelerator == "cpu":  # the fingerprint runs made before the GPU settings existed have: they still skip
+        settings = {k: v for k, v in settings.items() if k not in ("accelerator", "gpu_precision")}
+    folder = run.folder("compare")
+
+    def work():
+        result = report.compare(tflite_paths, folder, compare_config)
+        return result, [folder / "report.json", folder / "report.md"]
+
+    return run.stages.run("compare", settings, tflite_paths, work)
+
+
+def _firmware(run: _Run, int8_path: Path) -> Optional[dict]:
+    """The firmware stage (TFLite Micro sources of the int8 model): firmware's result, or None where a target
+    whose arena is measured on its core lacks the tools (`_firmware_stage`)."""
+    from edgemnist.micro import firmware
+
+    target, config = run.target, run.config
+    fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
+                                        target=target.name if target.is_micro else None,
+                                        regenerate_command=f"edgemnist pipeline --out {run.out}"
+                                        + (" --quick" if config.quick else "")
+                                        + (f" --target {target.name}" if target.is_micro else "")
+                                        + (" --runtime c" if run.runtime == "c" else ""),
+                                        **({"runtime": "c"} if run.runtime == "c" else {}))
+    folder = run.folder("firmware")
+
+    def work():
+        result = firmware.generate(int8_path, folder, fw_config)
+        return result, [folder / "firmware_manifest.json"]
+
+    settings = {k: v for k, v in asdict(fw_config).items() if k != "tflm"}
+    return _firmware_stage(run, settings, int8_path, work)
+
+
+def _c_runtime_stages(run: _Run, int8_path: Path) -> dict:
     """codegen (the int8 model as generated C, with its memory plan) and, for the Uno, avr: the
     firmware built and run under simavr and QEMU. Returns {"codegen": summary, "avr": summary}."""
     from edgemnist.micro import codegen
 
-    folder = out / STAGE_FOLDERS["codegen"]
+    folder = run.folder("codegen")
     config = codegen.CodegenConfig(name="mnist")
 
     def do_codegen():
@@ -316,22 +368,22 @@ def _c_runtime_stages(stages: _Stages, out: Path, target, int8_path: Path) -> di
         summary["out"] = str(folder)
         return summary, [folder / codegen.MANIFEST_NAME]
 
-    generated = stages.run("codegen", asdict(config), [int8_path], do_codegen)
-    if target.name != "uno":
+    generated = run.stages.run("codegen", asdict(config), [int8_path], do_codegen)
+    if run.target.name != "uno":
         return {"codegen": generated, "avr": None}
-    return {"codegen": generated, "avr": _avr_stage(stages, out, int8_path)}
+    return {"codegen": generated, "avr": _avr_stage(run, int8_path)}
 
 
-def _avr_stage(stages: _Stages, out: Path, int8_path: Path) -> dict:
+def _avr_stage(run: _Run, int8_path: Path) -> dict:
     """Runs `edgemnist avr` on the run's generated C (release and self-check firmware, simavr and
     QEMU) and writes avr/avr.json and the Arduino library (avr/arduino/); skipped with the reason
     without the AVR toolchain or the emulators."""
     from edgemnist.micro import avr
     from edgemnist.micro.build import MissingToolError
 
-    folder = out / STAGE_FOLDERS["avr"]
+    folder = run.folder("avr")
     report_path = folder / "avr.json"
-    c_folder = out / STAGE_FOLDERS["codegen"]
+    c_folder = run.folder("codegen")
     settings = {"digits": avr.DEFAULT_DIGITS, "emulators": ["simavr", "qemu"]}
 
     def do_avr():
@@ -348,21 +400,22 @@ def _avr_stage(stages: _Stages, out: Path, int8_path: Path) -> dict:
     try:
         avr.find_tools()
     except MissingToolError as exc:
-        stages.log(f"[avr] skipped: {exc}")
+        run.stages.log(f"[avr] skipped: {exc}")
         return {"skipped": str(exc)}
-    return stages.run("avr", settings, [c_folder / "codegen_manifest.json", int8_path], do_avr)
+    return run.stages.run("avr", settings, [c_folder / "codegen_manifest.json", int8_path], do_avr)
 
 
-def _firmware_stage(stages: _Stages, target, settings: dict, int8_path: Path, work, runtime: str = "tflm") -> Optional[dict]:
+def _firmware_stage(run: _Run, settings: dict, int8_path: Path, work) -> Optional[dict]:
     """Runs the firmware stage; a target whose arena is measured on its core needs the toolchain,
     QEMU and a TFLite Micro tree for it, and without them the stage is skipped with the reason
     (None), as the mcu stage is."""
-    if target.is_micro and target.arena_on_core and runtime == "tflm":  # the C runtime's arena is planned
+    target = run.target
+    if target.is_micro and target.arena_on_core and run.runtime == "tflm":  # the C runtime's arena is planned
         missing = _missing_micro_tools(target)
         if missing:
-            stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {missing}")
+            run.stages.log(f"[firmware] skipped: {target.name}'s arena is measured on its core, which needs: {missing}")
             return None
-    return stages.run("firmware", settings, [int8_path], work)
+    return run.stages.run("firmware", settings, [int8_path], work)
 
 
 def _missing_micro_tools(target, runtime: str = "tflm") -> Optional[str]:
@@ -379,7 +432,7 @@ def _missing_micro_tools(target, runtime: str = "tflm") -> Optional[str]:
     return None
 
 
-def _mcu_stage(stages: _Stages, out: Path, target, runtime: str = "tflm") -> dict:
+def _mcu_stage(run: _Run) -> dict:
     """Runs `edgemnist mcu --target` on the run's firmware folder and writes mcu/mcu.json.
 
     Returns:
@@ -389,10 +442,11 @@ def _mcu_stage(stages: _Stages, out: Path, target, runtime: str = "tflm") -> dic
     """
     from edgemnist.micro import mcu
 
-    folder = out / STAGE_FOLDERS["firmware"]
-    report_path = out / STAGE_FOLDERS["mcu"] / "mcu.json"
+    target, runtime = run.target, run.runtime
+    folder = run.folder("firmware")
+    report_path = run.folder("mcu") / "mcu.json"
     mcu_config = mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target.name,
-                               build_dir=str(out / STAGE_FOLDERS["mcu"] / "build"),
+                               build_dir=str(run.folder("mcu") / "build"),
                                **({"runtime": "c"} if runtime == "c" else {}))
 
     def do_mcu():
@@ -413,9 +467,9 @@ def _mcu_stage(stages: _Stages, out: Path, target, runtime: str = "tflm") -> dic
     settings = {k: v for k, v in asdict(mcu_config).items() if k not in ("jobs", "tflm", "cache_dir")}
     missing = _missing_micro_tools(target, runtime)
     if missing:  # the rest of the run stands; the check needs the tools
-        stages.log(f"[mcu] skipped: {missing}")
+        run.stages.log(f"[mcu] skipped: {missing}")
         return {"skipped": missing}
-    return stages.run("mcu", settings, [folder / "firmware_manifest.json"], do_mcu)
+    return run.stages.run("mcu", settings, [folder / "firmware_manifest.json"], do_mcu)
 
 
 def format_result(result: dict) -> str:
