@@ -8,6 +8,7 @@ is every stage cli.py loads by name (its COMMAND_MODULES, imported with importli
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgemnist"
@@ -116,3 +117,21 @@ def test_training_knows_targets_not_microcontrollers():
     importers = sorted(m for m in training if any(t.startswith("edgemnist.micro") for t in graph[m]))
     assert importers == [], f"these training modules import edgemnist.micro: {importers}"
     assert not any(t.startswith("edgemnist.micro") for t in graph["edgemnist.targets"])
+
+
+def test_each_command_lives_in_the_module_named_as_it_but_the_two_the_readme_names():
+    # README (Layout): a command lives in the module named as the command, except data and export
+    import argparse
+
+    from edgemnist import cli
+
+    exceptions = {"data": "edgemnist.data.download", "export": "edgemnist.export.convert"}
+    for name in cli.COMMAND_MODULES:
+        module = importlib.import_module(name)
+        parser = argparse.ArgumentParser()
+        module.add_commands(parser.add_subparsers())
+        commands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0].choices
+        assert commands, name
+        for command in commands:
+            expected = exceptions.get(command, f"{name.rsplit('.', 1)[0]}.{command}")
+            assert name == expected, f"edgemnist {command} is registered by {name}"
