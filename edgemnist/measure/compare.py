@@ -476,15 +476,7 @@ def _run_compare(args):
 
 def _run_compare_devices(args):
     """Device x variant tables from bench/eval result JSON of several machines (devices.json, devices.png)."""
-    from edgemnist.measure import devices as report_devices
-    from edgemnist.measure.plots import plot_devices
+    from edgemnist.measure import devices
 
-    table = report_devices.compare_devices(args.models)
-    out = Path(args.out)
-    atomic_write_json(out / "devices.json", table)
-    if not args.no_plots:
-        try:
-            plot_devices(table, out / "devices.png")
-        except ImportError:
-            log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
-    return Output(table, f"{report_devices.format_device_tables(table)}\nwrote {out / 'devices.json'}")
+    table = devices.write_device_tables(args.models, Path(args.out), plot=not args.no_plots)
+    return Output(table, f"{devices.format_device_tables(table)}\nwrote {Path(args.out) / 'devices.json'}")

@@ -9,9 +9,14 @@ device, a column per variant.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Sequence
+
+from edgemnist.artifacts import atomic_write_json
+
+log = logging.getLogger(__name__)
 
 
 def device_label(result: dict) -> str:
@@ -98,6 +103,21 @@ def compare_devices(paths: Sequence[str | os.PathLike]) -> dict:
                 cell["accuracy"] = accuracy_any[variant]
     variants = sorted({v for row in cells.values() for v in row} | set(accuracy_any))
     return {"devices": sorted(cells), "variants": variants, "cells": cells, "sources": [str(p) for p in paths]}
+
+
+def write_device_tables(paths: Sequence[str | os.PathLike], out: Path, plot: bool = True) -> dict:
+    """`compare_devices(paths)` written to out/devices.json, and its latency plot to out/devices.png (without
+    matplotlib: a warning, no plot). Returns the table."""
+    table = compare_devices(paths)
+    atomic_write_json(out / "devices.json", table)
+    if plot:
+        try:
+            from edgemnist.measure.plots import plot_devices
+
+            plot_devices(table, out / "devices.png")
+        except ImportError:
+            log.warning("matplotlib is not installed: no devices.png (pip install 'edgemnist[plots]')")
+    return table
 
 
 def format_device_tables(table: dict) -> str:
