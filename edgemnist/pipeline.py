@@ -38,6 +38,7 @@ from typing import Callable, Optional
 
 from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS, PIPELINE_STATE_FILE, atomic_write_json, sha256_file
 from edgemnist.output import Output
+from edgemnist.runtime.accelerator import ACCELERATORS, DEFAULT_ACCELERATOR
 
 try:  # the export table owns the quantizer names; a device install (bench --remote) has no export/
     from edgemnist.export.convert import QUANTIZERS
@@ -64,7 +65,7 @@ class PipelineConfig:
     quantizer: str = "all"  # export variants of "tflite", "ai-edge" or "all" quantizers
     firmware: bool = True  # generate TFLite Micro assets of the int8 model (int8_per_tensor: smallest flash)
     threads: int = 1  # interpreter threads when comparing
-    accelerator: str = "cpu"  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
+    accelerator: str = DEFAULT_ACCELERATOR  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
     target: str = "default"  # a target of `edgemnist targets`: its model preset, firmware and mcu check
     # What runs the model on a microcontroller target: None (the target's own), "tflm" or "c" (the
     # generated C, with the target's C-runtime preset where it has one).
@@ -87,8 +88,8 @@ class PipelineConfig:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZER_CHOICES)}, got {self.quantizer!r}")
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.accelerator not in ("cpu", "gpu"):
-            raise ValueError(f"accelerator must be cpu or gpu, got {self.accelerator!r}")
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}")
 
 
 # Quick mode: enough data and steps that BatchNorm statistics settle, still a few minutes here.
@@ -535,7 +536,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--no-firmware", action="store_true", help="skip the TFLite Micro assets")
     p.add_argument("--threads", type=int, default=PipelineConfig.threads,
                    help="interpreter threads when comparing (default %(default)s)")
-    p.add_argument("--accelerator", choices=("cpu", "gpu"), default=PipelineConfig.accelerator,
+    p.add_argument("--accelerator", choices=ACCELERATORS, default=PipelineConfig.accelerator,
                    help="gpu: the compare stage also runs every variant on LiteRT's GPU accelerator, beside the CPU; "
                    "without a usable GPU the report says 'gpu: not available (reason)' (default %(default)s)")
     p.add_argument("--seed", type=int, default=PipelineConfig.seed,

@@ -31,7 +31,7 @@ from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.output import Output
-from edgemnist.runtime.accelerator import describe_device
+from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED, is_model_argument
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
@@ -52,8 +52,8 @@ class PredictConfig:
     gate: Optional[str] = DEFAULT  # digit-or-not gate: "default" (shipped), a .tflite path, or None (none)
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = "cpu"  # cpu or gpu (runtime.accelerator)
-    gpu_precision: str = "fp16"  # with gpu: fp16 or fp32
+    accelerator: str = DEFAULT_ACCELERATOR  # cpu or gpu (runtime.accelerator)
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with gpu: fp16 or fp32
     poll: float = 0.5  # --watch: seconds between looks at the folder
     temperature: Optional[float] = None  # calibrates the probabilities; None: the model's manifest's, else 1.0
 
@@ -370,7 +370,7 @@ def predict_items(model: Model, items: list, config: PredictConfig,
         "model": str(model.path),
         "backend": model.runner.backend.name,
         "backend_version": model.runner.backend.version,
-        "accelerator": getattr(model.runner, "accelerator", "cpu"),
+        "accelerator": getattr(model.runner, "accelerator", DEFAULT_ACCELERATOR),
         "accelerator_info": accelerator_info(model),
         "threads": model.runner.num_threads,
         "prepare": model.prepare,
@@ -457,8 +457,8 @@ def _config(args) -> PredictConfig:
     return PredictConfig(top=args.top, digits=args.digits, prepare=args.prepare,
                          min_probability=args.min_probability, save_prepared=args.save_prepared, gate=args.gate,
                          threads=args.threads, backend=args.backend,
-                         accelerator=getattr(args, "accelerator", "cpu"),
-                         gpu_precision=getattr(args, "gpu_precision", "fp16"), poll=args.poll,
+                         accelerator=getattr(args, "accelerator", DEFAULT_ACCELERATOR),
+                         gpu_precision=getattr(args, "gpu_precision", DEFAULT_GPU_PRECISION), poll=args.poll,
                          temperature=args.temperature)
 
 

@@ -49,6 +49,7 @@ from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
 from edgemnist.measure.eval import add_runtime_arguments
 from edgemnist.predict import PredictConfig, image_record, load_model
+from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
 
@@ -100,8 +101,8 @@ class ServeConfig:
     gate: Optional[str] = DEFAULT  # digit-or-not gate: "default" (shipped), a .tflite path, or None
     threads: int = 1  # interpreter threads per Model
     backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = "cpu"  # cpu or gpu (runtime.accelerator)
-    gpu_precision: str = "fp16"  # with gpu: fp16 or fp32
+    accelerator: str = DEFAULT_ACCELERATOR  # cpu or gpu (runtime.accelerator)
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with gpu: fp16 or fp32
     temperature: Optional[float] = None  # calibrates the probabilities; None: the model's manifest's, else 1.0
     quiet: bool = False  # no line per request on stderr
 

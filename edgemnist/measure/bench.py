@@ -25,7 +25,8 @@ from edgemnist import data
 from edgemnist.measure.eval import check_run_settings
 from edgemnist.output import Output
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import describe_device, explicit_accelerator, open_runner
+from edgemnist.runtime.accelerator import (DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, describe_device,
+                                           explicit_accelerator, open_runner)
 from edgemnist.runtime.machine import cpu_model, machine_info
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
@@ -42,8 +43,8 @@ class BenchConfig:
     throughput_images: int = 2048  # images pushed through for the throughput figure
     backend: Optional[str] = None  # force one of runtime.BACKENDS
     data_dir: Optional[str] = None  # test digits used as inputs (None: shipped MNIST)
-    accelerator: str = "cpu"  # where the .tflite runs: one of runtime.accelerator.ACCELERATORS
-    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    accelerator: str = DEFAULT_ACCELERATOR  # where the .tflite runs: one of runtime.accelerator.ACCELERATORS
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("threads", "runs", "batch_size", "throughput_images"),
@@ -184,7 +185,7 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
         },
         "input": runner.input.to_json(),
         "machine": machine_info(),
-        **({"accelerator": runner.accelerator_info()} if getattr(runner, "accelerator", "cpu") == "gpu" else {}),
+        **({"accelerator": runner.accelerator_info()} if getattr(runner, "accelerator", DEFAULT_ACCELERATOR) == "gpu" else {}),
     }
 
 

@@ -34,7 +34,8 @@ from edgemnist.measure.eval import check_digit_classifier, check_run_settings
 from edgemnist.measure.plots import PLOT_FILES, write_plots
 from edgemnist.output import Output
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner
+from edgemnist.runtime.accelerator import (DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, AcceleratorUnavailableError,
+                                           GpuRunner)
 from edgemnist.runtime.machine import machine_info
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,8 @@ class CompareConfig:
     runs: int = 1000  # timed single-image invokes per variant
     keras: Optional[str] = None  # the Keras model the variants came from: params and MACs (needs TensorFlow)
     plots: bool = True  # write PNG plots (needs matplotlib; skipped with a note when missing)
-    accelerator: str = "cpu"  # "gpu": every variant also on LiteRT's GPU accelerator, beside the CPU
-    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    accelerator: str = DEFAULT_ACCELERATOR  # "gpu": every variant also on LiteRT's GPU accelerator, beside the CPU
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("threads", "batch_size", "runs"), at_least_zero=("warmup",))

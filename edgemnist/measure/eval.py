@@ -19,6 +19,8 @@ from edgemnist.output import Output
 from edgemnist.runtime import BACKENDS, Runner
 from edgemnist.runtime.accelerator import (
     ACCELERATORS,
+    DEFAULT_ACCELERATOR,
+    DEFAULT_GPU_PRECISION,
     GPU_PRECISIONS,
     describe_device,
     explicit_accelerator,
@@ -36,8 +38,8 @@ class EvalConfig:
     batch_size: int = 256  # images per invoke
     threads: int = 1  # interpreter threads
     backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = "cpu"  # where the model runs: one of runtime.accelerator.ACCELERATORS
-    gpu_precision: str = "fp16"  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    accelerator: str = DEFAULT_ACCELERATOR  # where the model runs: one of runtime.accelerator.ACCELERATORS
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
 
     def __post_init__(self):
         check_run_settings(self, at_least_one=("batch_size", "threads"))
@@ -222,10 +224,10 @@ def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = Eva
         parser.add_argument("--threads", type=int, default=threads, help="interpreter threads (default %(default)s)")
     parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
                         "(default: the first installed of " + ", ".join(BACKENDS) + ")")
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default="cpu",
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default=DEFAULT_ACCELERATOR,
                         help=accelerator_help or "where the .tflite runs: cpu (the interpreter) or gpu (LiteRT's GPU "
                         "accelerator through Vulkan; needs ai-edge-litert >= 2 and a Vulkan driver) (default %(default)s)")
-    parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default="fp16",
+    parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default=DEFAULT_GPU_PRECISION,
                         help="with --accelerator gpu: fp16 lets the GPU compute in half precision (LiteRT's default), "
                         "fp32 enforces float32 (default %(default)s)")
 

@@ -40,6 +40,10 @@ from edgemnist.runtime.interpreter import Runner, checked_batch_size, scores_in_
 from edgemnist.runtime.preflight import trusted_by_environment
 
 ACCELERATORS = ("cpu", "gpu")  # "npu" would join here (LiteRT's HardwareAccelerator.NPU)
+# The defaults every command, config and function that runs a .tflite takes, written once: the CPU
+# interpreter runs everywhere; fp16 is LiteRT's own default on the GPU.
+DEFAULT_ACCELERATOR = "cpu"
+DEFAULT_GPU_PRECISION = "fp16"
 
 
 @contextlib.contextmanager
@@ -98,7 +102,7 @@ class GpuRunner:
 
     accelerator = "gpu"
 
-    def __init__(self, path: str | os.PathLike, precision: str = "fp16", num_threads: int = 1,
+    def __init__(self, path: str | os.PathLike, precision: str = DEFAULT_GPU_PRECISION, num_threads: int = 1,
                  backend: Optional[str] = None, trusted: Optional[bool] = None):
         """Loads a .tflite model onto the GPU accelerator.
 
@@ -281,8 +285,8 @@ def describe_device(info: dict) -> str:
     return f"{info.get('adapter', '?')} ({kind}), {info.get('precision')}, {where}"
 
 
-def open_runner(path, accelerator: str = "cpu", num_threads: int = 1, backend: Optional[str] = None,
-                trusted: Optional[bool] = None, gpu_precision: str = "fp16"):
+def open_runner(path, accelerator: str = DEFAULT_ACCELERATOR, num_threads: int = 1, backend: Optional[str] = None,
+                trusted: Optional[bool] = None, gpu_precision: str = DEFAULT_GPU_PRECISION):
     """A `Runner` (cpu) or `GpuRunner` (gpu) of a .tflite file.
 
     Args:

@@ -36,7 +36,7 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from edgemnist.runtime.accelerator import open_runner
+from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, open_runner
 from edgemnist.runtime.gate import DEFAULT_GATE, Gate
 from edgemnist.runtime.models import is_shipped, resolve_model
 from edgemnist.runtime.prepare import ImageSource, Prepared, PrepareConfig, plain, prepare, prepare_digits
@@ -151,7 +151,8 @@ class Model:
     def __init__(self, path: Union[str, os.PathLike, None] = None, threads: int = 1, backend: Optional[str] = None,
                  prepare: bool = True, min_probability: float = MIN_PROBABILITY,
                  config: PrepareConfig = PrepareConfig(), trusted: Optional[bool] = None,
-                 accelerator: str = "cpu", gpu_precision: str = "fp16", temperature: Optional[float] = None,
+                 accelerator: str = DEFAULT_ACCELERATOR, gpu_precision: str = DEFAULT_GPU_PRECISION,
+                 temperature: Optional[float] = None,
                  gate: Union[str, os.PathLike, Gate, None] = DEFAULT):
         """Loads a .tflite model that gives one score per digit.
 
@@ -337,7 +338,7 @@ def _no_digit(ready: Prepared) -> Prediction:
 
 def load(path: Union[str, os.PathLike, None] = None, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
          min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
-         trusted: Optional[bool] = None, accelerator: str = "cpu", gpu_precision: str = "fp16",
+         trusted: Optional[bool] = None, accelerator: str = DEFAULT_ACCELERATOR, gpu_precision: str = DEFAULT_GPU_PRECISION,
          temperature: Optional[float] = None, gate: Union[str, os.PathLike, Gate, None] = DEFAULT) -> Model:
     """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
 
