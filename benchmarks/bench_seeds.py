@@ -60,8 +60,13 @@ def summarize(per_seed: dict) -> dict:
     return out
 
 
+DEFAULT_SEEDS = "0-4"
+
+
 def results_name(args: argparse.Namespace) -> str:
     parts = [f"seeds_{args.target}"]
+    if list(args.seeds) != parse_seeds(DEFAULT_SEEDS):  # fewer or other seeds: a study of its own
+        parts.append("seeds" + "-".join(map(str, args.seeds)))
     if args.quick:
         parts.append("quick")
     if args.epochs is not None:
@@ -108,14 +113,15 @@ def format_table(study: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target", default="default", help="a target of `edgemnist targets` (default: default)")
-    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-4"), help="e.g. 0-4 or 0,2,5 (0-4)")
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds(DEFAULT_SEEDS),
+                        help=f"e.g. 0-4 or 0,2,5 (default {DEFAULT_SEEDS})")
     parser.add_argument("--quick", action="store_true", help="pipeline --quick: a smoke run of the study")
     parser.add_argument("--epochs", type=int, default=None, help="pipeline --epochs (default: the recipe's)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for every run, e.g. TF_ENABLE_ONEDNN_OPTS=0 (repeatable)")
     parser.add_argument("--out", default="runs/seeds", help="where the runs go, one folder per target and seed")
     parser.add_argument("--json", default=None, help="where to write the results (default: benchmarks/results/"
-                        "seeds_TARGET[_quick][_epochsN][_NAME-VALUE].json)")
+                        "seeds_TARGET[_seedsS-...][_quick][_epochsN][_NAME-VALUE].json)")
     args = parser.parse_args(argv)
     for e in args.env:
         if "=" not in e or not e.split("=", 1)[0]:

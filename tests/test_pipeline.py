@@ -113,7 +113,8 @@ def test_bench_seeds_parses_seeds_and_names_results_by_settings():
     summary = bench.summarize({0: {"int8": 0.99, "float32": 0.992}, 1: {"int8": 0.98}, 2: {"int8": 0.97}})
     assert summary["int8"] == {"n": 3, "mean": 0.98, "min": 0.97, "max": 0.99, "seed0": 0.99}
     assert summary["float32"]["n"] == 1
-    args = argparse.Namespace(target="cortex-m4", quick=False, epochs=None, env=["TF_ENABLE_ONEDNN_OPTS=0"])
+    args = argparse.Namespace(target="cortex-m4", seeds=[0, 1, 2, 3, 4], quick=False, epochs=None,
+                              env=["TF_ENABLE_ONEDNN_OPTS=0"])
     assert bench.results_name(args) == "seeds_cortex-m4_TF_ENABLE_ONEDNN_OPTS-0.json"
-    assert bench.results_name(argparse.Namespace(target="microbit", quick=True, epochs=3, env=[])) == \
-        "seeds_microbit_quick_epochs3.json"
+    assert bench.results_name(argparse.Namespace(target="microbit", seeds=[0, 1], quick=True, epochs=3, env=[])) == \
+        "seeds_microbit_seeds0-1_quick_epochs3.json"
