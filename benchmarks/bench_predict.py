@@ -267,7 +267,10 @@ def results_name(parser: argparse.ArgumentParser, args: argparse.Namespace) -> s
         if value == action.default:
             continue
         flag = action.option_strings[0].lstrip("-")
-        parts.append(flag if action.nargs == 0 else f"{flag}{value:g}" if isinstance(value, float) else f"{flag}{value}")
+        if action.nargs == 0:  # a switch: its name says it
+            parts.append(flag)
+        else:
+            parts.append(f"{flag}{value:g}" if isinstance(value, float) else f"{flag}{value}")
     return "_".join(["predict", *parts]) + ".json"
 
 

@@ -164,11 +164,8 @@ class _Run:
     out: Path
     config: PipelineConfig
     target: object  # edgemnist.targets.Target
+    runtime: str  # what runs the model on the target: the setting, else the target's own
     stages: _Stages
-
-    @property
-    def runtime(self) -> str:
-        return self.config.runtime or self.target.runtime
 
     @property
     def train_limit(self) -> Optional[int]:
@@ -194,10 +191,11 @@ def run_pipeline(out: str | os.PathLike, config: PipelineConfig = PipelineConfig
     target = get_target(config.target)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    c_runtime = target.is_micro and (config.runtime or target.runtime) == "c"
+    runtime = config.runtime or target.runtime
+    c_runtime = target.is_micro and runtime == "c"
     stage_names = C_STAGES if c_runtime else MICRO_STAGES if target.is_micro else STAGES
     device_stage = "codegen" if c_runtime else "firmware"  # the first stage --no-firmware leaves out
-    run = _Run(out, config, target,
+    run = _Run(out, config, target, runtime,
                _Stages(out, log, stage_names if config.firmware else stage_names[:stage_names.index(device_stage)]))
 
     summary, model_path = _train(run)

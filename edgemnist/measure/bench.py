@@ -185,7 +185,8 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
         },
         "input": runner.input.to_json(),
         "machine": machine_info(),
-        **({"accelerator": runner.accelerator_info()} if getattr(runner, "accelerator", DEFAULT_ACCELERATOR) == "gpu" else {}),
+        **({"accelerator": runner.accelerator_info()}
+           if getattr(runner, "accelerator", DEFAULT_ACCELERATOR) == "gpu" else {}),
     }
 
 

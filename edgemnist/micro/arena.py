@@ -26,8 +26,6 @@ from edgemnist.targets import DEFAULT_MARGIN, check_margin
 ARENA_ALIGNMENT = 16  # TFLite Micro aligns arena allocations to 16 bytes
 PROBE_TIMEOUT_S = 120  # a probe that has not finished by then counts as failed
 OK_MARKER = "EDGEMNIST_ARENA_OK"
-# The stated arena's margin over the minimum measured on this host: room for a kernel set whose
-# scratch buffers differ from the host's (a board's QEMU run proves the stated size).
 _MICRO_HINT = "this command needs TFLite Micro for the host: pip install 'edgemnist[micro]' (tflite-micro)"
 
 

@@ -64,8 +64,8 @@ from edgemnist.micro.sources import generated_note as _generated_note
 from edgemnist.micro.sources import header_guard as _header_guard
 from edgemnist.micro.sources import template as _template
 from edgemnist.output import Output
-from edgemnist.targets import DEFAULT_MARGIN, check_margin
 from edgemnist.runtime import tflite_info
+from edgemnist.targets import DEFAULT_MARGIN, check_margin
 
 CLASS_LABELS = tuple(str(d) for d in range(10))
 @dataclass(frozen=True)

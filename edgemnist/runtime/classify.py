@@ -338,7 +338,8 @@ def _no_digit(ready: Prepared) -> Prediction:
 
 def load(path: Union[str, os.PathLike, None] = None, threads: int = 1, backend: Optional[str] = None, prepare: bool = True,
          min_probability: float = MIN_PROBABILITY, config: PrepareConfig = PrepareConfig(),
-         trusted: Optional[bool] = None, accelerator: str = DEFAULT_ACCELERATOR, gpu_precision: str = DEFAULT_GPU_PRECISION,
+         trusted: Optional[bool] = None, accelerator: str = DEFAULT_ACCELERATOR,
+         gpu_precision: str = DEFAULT_GPU_PRECISION,
          temperature: Optional[float] = None, gate: Union[str, os.PathLike, Gate, None] = DEFAULT) -> Model:
     """Loads a .tflite digit classifier for reading real images (`Model`'s arguments).
 
