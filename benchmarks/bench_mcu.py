@@ -126,9 +126,9 @@ def target_row(name: str, run: Path, tflm=None, timeout_s=None) -> dict:
         manifest = json.loads((folder / "firmware_manifest.json").read_text())
         folder = run / "mcu" / f"bench-{name}-firmware"
         firmware.generate(run / "tflite" / manifest["model"]["name"], folder,
-                          firmware.FirmwareConfig(name="mnist", target=name, tflm=tflm,
+                          firmware.FirmwareConfig(name="mnist", target=target, tflm=tflm,
                                                   digits_per_class=manifest["test_digits"]["count"] // 10))
-    r = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, tflm=tflm,
+    r = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target, tflm=tflm,
                                                     timeout_s=timeout_s, build_dir=str(run / "mcu" / f"bench-{name}")))
     rel = r["release"]
     row = {"target": name, "run": str(run), "cpu": target.cpu, "board": target.board, "kernels": target.kernels,

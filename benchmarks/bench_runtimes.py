@@ -87,7 +87,7 @@ def tflm_folder(model: Path, run, target, work: Path, digits_per_class: int, tfl
                 and manifest["test_digits"]["count"] == 10 * digits_per_class):
             return run / "firmware"
     folder = work / "firmware-tflm"
-    firmware.generate(model, folder, firmware.FirmwareConfig(name="mnist", target=target.name, tflm=tflm,
+    firmware.generate(model, folder, firmware.FirmwareConfig(name="mnist", target=target, tflm=tflm,
                                                              digits_per_class=digits_per_class))
     return folder
 
@@ -126,9 +126,9 @@ def run_target(name: str, path: Path, args) -> dict:
     print(f"{name}: the generated C ...", file=sys.stderr, flush=True)
     try:
         c_folder = work / "firmware-c"
-        firmware.generate(model, c_folder, firmware.FirmwareConfig(runtime="c", name="mnist", target=name,
+        firmware.generate(model, c_folder, firmware.FirmwareConfig(runtime="c", name="mnist", target=target,
                                                                    digits_per_class=args.digits_per_class))
-        report = mcu.run_mcu(c_folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=name, runtime="c",
+        report = mcu.run_mcu(c_folder, mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target, runtime="c",
                                                      timeout_s=args.timeout, build_dir=str(work / "build" / "c")))
         rows.append(row_from_release("c", "c", report["release"], report))
         result["codegen"] = {k: v for k, v in json.loads((c_folder / firmware.MANIFEST_NAME).read_text())[
@@ -149,7 +149,7 @@ def run_target(name: str, path: Path, args) -> dict:
             build_dir = work / "build" / f"tflm-{kernels}"
             try:
                 if kernels == target.kernels:  # as deployed: `edgemnist mcu --target`, both builds
-                    report = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=kernels, target=name,
+                    report = mcu.run_mcu(folder, mcu.McuConfig(cpu=target.cpu, kernels=kernels, target=target,
                                                                tflm=args.tflm, timeout_s=args.timeout,
                                                                build_dir=str(build_dir)))
                     rows.append(row_from_release("tflm", kernels, report["release"], report))

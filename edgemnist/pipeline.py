@@ -32,7 +32,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -95,6 +95,15 @@ class PipelineConfig:
 # Quick mode: enough data and steps that BatchNorm statistics settle, still a few minutes here.
 _QUICK_TRAIN_IMAGES = 4000
 _QUICK_TEST_IMAGES = 1000
+
+
+def _settings(config, *left_out: str) -> dict:
+    """A stage config's fingerprinted settings: its fields but `left_out` (where things are, not what is
+    made), a target by its name (what the run's settings record)."""
+    settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in left_out}
+    if settings.get("target") is not None:
+        settings["target"] = settings["target"].name
+    return settings
 
 
 def _fingerprint(settings: dict, inputs: list) -> str:
@@ -336,7 +345,7 @@ def _firmware(run: _Run, int8_path: Path) -> Optional[dict]:
 
     target, config = run.target, run.config
     fw_config = firmware.FirmwareConfig(name="mnist", data_dir=config.data_dir,
-                                        target=target.name if target.is_micro else None,
+                                        target=target if target.is_micro else None,
                                         regenerate_command=f"edgemnist pipeline --out {run.out}"
                                         + (" --quick" if config.quick else "")
                                         + (f" --target {target.name}" if target.is_micro else "")
@@ -348,7 +357,7 @@ def _firmware(run: _Run, int8_path: Path) -> Optional[dict]:
         result = firmware.generate(int8_path, folder, fw_config)
         return result, [folder / "firmware_manifest.json"]
 
-    settings = {k: v for k, v in asdict(fw_config).items() if k != "tflm"}
+    settings = _settings(fw_config, "tflm")
     return _firmware_stage(run, settings, int8_path, work)
 
 
@@ -444,7 +453,7 @@ def _mcu_stage(run: _Run) -> dict:
     target, runtime = run.target, run.runtime
     folder = run.folder("firmware")
     report_path = run.folder("mcu") / "mcu.json"
-    mcu_config = mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target.name,
+    mcu_config = mcu.McuConfig(cpu=target.cpu, kernels=target.kernels, target=target,
                                build_dir=str(run.folder("mcu") / "build"),
                                **({"runtime": "c"} if runtime == "c" else {}))
 
@@ -463,7 +472,7 @@ def _mcu_stage(run: _Run) -> dict:
                    "report": str(report_path)}
         return summary, [report_path]
 
-    settings = {k: v for k, v in asdict(mcu_config).items() if k not in ("jobs", "tflm", "cache_dir")}
+    settings = _settings(mcu_config, "jobs", "tflm", "cache_dir")
     missing = _missing_micro_tools(target, runtime)
     if missing:  # the rest of the run stands; the check needs the tools
         run.stages.log(f"[mcu] skipped: {missing}")

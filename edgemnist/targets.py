@@ -192,7 +192,21 @@ def get_micro_target(name: str) -> Target:
     Raises:
         ValueError: no such target, or it is not a microcontroller (no core, no budget).
     """
-    target = get_target(name)
+    return as_micro_target(get_target(name))
+
+
+def as_micro_target(target) -> Target:
+    """A microcontroller target TensorFlow Lite Micro runs on, from the Target or its name: what the
+    firmware and mcu configs hold (they take either, so a name is looked up once, where the config is made).
+
+    Raises:
+        ValueError: no such target, or it is not a microcontroller, or it runs generated C only.
+    """
+    if isinstance(target, str):
+        target = get_target(target)
+    if not isinstance(target, Target):
+        raise TypeError(f"a target is a Target or its name, got {type(target).__name__}")
+    name = target.name
     if not target.is_micro:
         raise ValueError(f"target {name!r} is not a microcontroller; choose one of {', '.join(MICRO_TARGETS)}")
     if target.runtime != "tflm":

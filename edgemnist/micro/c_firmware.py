@@ -147,13 +147,13 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     except codegen.CodegenError as exc:
         raise codegen.CodegenError(f"{model_path}: {exc}") from None
     report = generated["report"]
-    if config.target is not None:
-        from edgemnist.targets import fit_problems, get_micro_target
+    target = config.target  # a Target: FirmwareConfig looked its name up
+    if target is not None:
+        from edgemnist.targets import fit_problems
 
-        target = get_micro_target(config.target)
         problems = fit_problems(target, report["const_bytes"], report["arena_bytes"])
         if problems:
-            raise ValueError(f"{model_path}: cannot fit {config.target} with the generated C: {'; '.join(problems)}")
+            raise ValueError(f"{model_path}: cannot fit {target.name} with the generated C: {'; '.join(problems)}")
     images, labels = sources.select_test_digits(config.digits_per_class, config.data_dir)
     digits = quantize_images(images, inp.scale, inp.zero_point).reshape((len(images),) + tuple(inp.shape[1:]))
     expected = litert_raw_outputs(model_path, digits).astype(np.int8)

@@ -65,7 +65,7 @@ from edgemnist.micro.sources import header_guard as _header_guard
 from edgemnist.micro.sources import template as _template
 from edgemnist.output import Output
 from edgemnist.runtime import tflite_info
-from edgemnist.targets import DEFAULT_MARGIN, check_margin
+from edgemnist.targets import DEFAULT_MARGIN, Target, as_micro_target, check_margin, fit_problems
 
 CLASS_LABELS = tuple(str(d) for d in range(10))
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ class FirmwareConfig:
     name: Optional[str] = None  # <stem> of the C names; default: derived from the file name
     data_dir: Optional[str] = None  # where the test digits come from (None: shipped MNIST)
     regenerate_command: Optional[str] = None  # shown in the README (e.g. the repo's exact command)
-    target: Optional[str] = None  # a micro target (edgemnist targets): a model that cannot fit it is refused
+    # A micro target (edgemnist targets; a Target, or its name, looked up once here): a model that cannot
+    # fit it is refused
+    target: Optional[Target] = None
     # TFLite Micro tree for a target whose arena is measured on its core (None: $EDGEMNIST_TFLM)
     tflm: Optional[str] = None
     # "tflm": TensorFlow Lite Micro (the model array, its op resolver, a measured arena); "c": the
@@ -90,6 +92,8 @@ class FirmwareConfig:
     def __post_init__(self):
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        if self.target is not None:
+            object.__setattr__(self, "target", as_micro_target(self.target))
         if self.runtime != DEFAULT_RUNTIME and self.arena_margin is not None:
             raise ValueError("arena_margin applies to the tflm runtime only: the generated C's arena is planned "
                              "exactly when the C is generated, not measured")
@@ -289,11 +293,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
     ops = micro_ops(model, str(model_path))
     stem = config.name or c_identifier(model_path.stem)
     model_name = model_path.name
-    target = None
-    if config.target is not None:
-        from edgemnist.targets import fit_problems, get_micro_target
-
-        target = get_micro_target(config.target)
+    target = config.target
     margin = config.arena_margin
     if margin is None:
         margin = target.arena_margin if target is not None else DEFAULT_MARGIN
@@ -307,7 +307,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         problems = fit_problems(target, model.size, bound)
         if problems:
             where = f" (at least half the {arena.minimum:,} B measured on this 64-bit host)" if measure_on_core else ""
-            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)}{where}")
+            raise ValueError(f"{model_path}: cannot fit {target.name}: {'; '.join(problems)}{where}")
     version = micro_version()
     inp = model.inputs[0]
     images, labels = select_test_digits(config.digits_per_class, config.data_dir)
@@ -334,7 +334,7 @@ def generate(model_path: str | os.PathLike, out_dir: str | os.PathLike,
         arena = _arena_on_core(render, arena, out, target, margin, config.tflm)
         problems = fit_problems(target, model.size, arena.stated)
         if problems:
-            raise ValueError(f"{model_path}: cannot fit {config.target}: {'; '.join(problems)} (the arena "
+            raise ValueError(f"{model_path}: cannot fit {target.name}: {'; '.join(problems)} (the arena "
                              f"measured on {arena.measured_on})")
     files, manifest = render(arena)
     _check_out_dir(out)
@@ -450,10 +450,8 @@ def _run_firmware(args):
 
         manifest = generate(args.model, args.out, config)
         return Output(manifest, c_firmware.format_manifest(manifest))
-    if args.target:
-        from edgemnist.targets import get_micro_target
-
-        target = get_micro_target(args.target)
+    target = config.target
+    if target is not None:
         if target.arena_on_core:
             print(f"{target.name}: the arena is measured on its core: building the checking build for {target.cpu} "
                   f"and running it under QEMU {target.check_board or target.board} ...", file=sys.stderr)

@@ -54,7 +54,7 @@ from edgemnist.micro.check import litert_raw_outputs
 from edgemnist.micro.kernels import KERNEL_SETS
 from edgemnist.micro.sources import RUNTIMES, runtime_of
 from edgemnist.micro.sources import c_array as _c_array
-from edgemnist.targets import MICRO_TARGETS, fit_problems, get_micro_target
+from edgemnist.targets import MICRO_TARGETS, Target, as_micro_target, fit_problems, get_micro_target
 from edgemnist.output import Output
 from edgemnist.runtime.machine import usable_cores
 from edgemnist.verify import check_firmware_folder
@@ -77,7 +77,9 @@ class McuConfig:
     build_dir: Optional[str] = None  # default: <folder>/build/<cpu>-<kernels>
     cache_dir: Optional[str] = None  # compiled TFLite Micro objects, shared by folders (default artifacts.cache_dir())
     board: Optional[str] = None  # the Makefile's BOARD (None: the core's usual board)
-    target: Optional[str] = None  # a micro target of `edgemnist targets`: its budget is checked and reported
+    # A micro target of `edgemnist targets` (a Target, or its name, looked up once here): its budget is
+    # checked and reported
+    target: Optional[Target] = None
     release: bool = True  # also build and run the release build
     # The runtime the folder must hold: "tflm" or "c" (None: whichever the folder's manifest records).
     # A C-runtime folder needs no TFLite Micro tree; tflm and kernels do not apply to it.
@@ -87,7 +89,8 @@ class McuConfig:
         if self.runtime is not None and self.runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
         if self.target is not None:
-            target = get_micro_target(self.target)
+            target = as_micro_target(self.target)
+            object.__setattr__(self, "target", target)
             if (self.cpu, self.kernels) != (target.cpu, target.kernels) or self.board is not None:
                 raise ValueError(f"target {target.name} means cpu {target.cpu}, kernels {target.kernels} and its "
                                  f"boards; got cpu {self.cpu}, kernels {self.kernels}, board {self.board}")
@@ -154,7 +157,7 @@ def run_mcu(folder, config: McuConfig = McuConfig()) -> dict:
         raise ValueError(f"{folder}: holds firmware for the {runtime} runtime, not {config.runtime}; write one with "
                          f"`edgemnist firmware MODEL --runtime {config.runtime} --out DIR`")
     is_c = runtime == "c"
-    target = get_micro_target(config.target) if config.target else None
+    target = config.target
     if target is not None:
         # the C runtime's flash is its constants (no .tflite is embedded), its arena the static plan's
         flash_needed = int(manifest["flash_bytes"] if is_c else manifest["model"]["bytes"])
@@ -426,7 +429,7 @@ def _run_mcu(args):
     config = McuConfig(cpu=args.cpu or (target.cpu if target else McuConfig.cpu),
                        kernels=args.kernels or (target.kernels if target else McuConfig.kernels),
                        tflm=args.tflm, timeout_s=args.timeout, jobs=args.jobs, build_dir=args.build_dir,
-                       board=args.board, target=args.target, release=not args.no_release, runtime=args.runtime)
+                       board=args.board, target=target, release=not args.no_release, runtime=args.runtime)
     what = "the generated C" if args.runtime == "c" else f"{config.kernels} kernels"
     print(f"building {args.folder} for {config.cpu} with {what}, then running it under QEMU ...", file=sys.stderr)
     try:

@@ -70,6 +70,27 @@ def test_unknown_and_non_micro_targets_are_refused():
                        flash_bytes=1024, ram_bytes=1024, stack_bytes=2048)
 
 
+def test_configs_hold_the_target_looked_up_once():
+    # A name is looked up where the config is made; the config holds the Target, and a pipeline
+    # stage's fingerprinted settings record the name, as runs made before Target was held do.
+    from edgemnist import pipeline
+
+    microbit = get_target("microbit")
+    by_name = firmware.FirmwareConfig(target="microbit")
+    assert by_name.target is microbit
+    assert firmware.FirmwareConfig(target=microbit).target is microbit
+    config = mcu.McuConfig(cpu="cortex-m0", target=microbit)
+    assert config.target is microbit
+    assert pipeline._settings(config, "jobs")["target"] == "microbit"
+    assert "jobs" not in pipeline._settings(config, "jobs")
+    with pytest.raises(ValueError, match="runs edgemnist's generated C"):
+        firmware.FirmwareConfig(target=get_target("uno"))
+    with pytest.raises(ValueError, match="not a microcontroller"):
+        mcu.McuConfig(target="default")
+    with pytest.raises(TypeError, match="a Target or its name"):
+        firmware.FirmwareConfig(target=3)
+
+
 def test_targets_command_lists_them_as_json():
     result = run_cli("targets", "--json")
     assert result.returncode == 0, result.stderr
