@@ -150,6 +150,7 @@ def main(argv=None) -> int:
     from edgemnist.measure.eval import EvalConfig, evaluate
     from edgemnist.measure.compare import CompareConfig, interleaved_latency, read_manifest, variant_name
     from edgemnist.runtime import Runner
+    from edgemnist.runtime.accelerator import RuntimeSettings
 
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="bench_runtime_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -164,12 +165,13 @@ def main(argv=None) -> int:
     tutorial_paths = _export(tutorial_keras, variants, work, "tutorial_cnn")
 
     models = [("default", path) for path in default_paths] + [("tutorial_cnn", path) for path in tutorial_paths]
-    runners = [Runner(path, num_threads=args.threads) for _, path in models]
+    settings = RuntimeSettings(threads=args.threads)
+    runners = [Runner(path, num_threads=settings.threads) for _, path in models]
     split = data.load_split("test", limit=args.eval_limit)
     rows = []
     for (model, path), runner in zip(models, runners):
         start = time.perf_counter()
-        result = evaluate(path, EvalConfig(batch_size=args.batch_size, threads=args.threads), split=split)
+        result = evaluate(path, EvalConfig(batch_size=args.batch_size, runtime=settings), split=split)
         wall = time.perf_counter() - start
         rows.append({"model": model, "variant": variant_name(path, read_manifest(path) or {}), "path": str(path),
                      "bytes": path.stat().st_size, "accuracy": result["accuracy"], "n": result["n"],
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
     images = data.to_model_input(split.images[:256])
     quantized_inputs = [[np.ascontiguousarray(r.quantize_input(img[np.newaxis])) for img in images] for r in runners]
     latencies = interleaved_latency(runners, quantized_inputs,
-                                    CompareConfig(warmup=args.warmup, runs=args.runs, threads=args.threads))
+                                    CompareConfig(warmup=args.warmup, runs=args.runs, runtime=settings))
     for row, latency in zip(rows, latencies):
         row["latency_us"] = latency
     overheads = []

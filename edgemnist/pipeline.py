@@ -38,7 +38,7 @@ from typing import Callable, Optional
 
 from edgemnist.artifacts import PIPELINE_STAGE_FOLDERS, PIPELINE_STATE_FILE, atomic_write_json, sha256_file
 from edgemnist.output import Output
-from edgemnist.runtime.accelerator import ACCELERATORS, DEFAULT_ACCELERATOR
+from edgemnist.runtime.accelerator import ACCELERATORS, RuntimeSettings
 
 try:  # the export table owns the quantizer names; a device install (bench --remote) has no export/
     from edgemnist.export.convert import QUANTIZERS
@@ -64,8 +64,9 @@ class PipelineConfig:
     seed: int = 0
     quantizer: str = "all"  # export variants of "tflite", "ai-edge" or "all" quantizers
     firmware: bool = True  # generate TFLite Micro assets of the int8 model (int8_per_tensor: smallest flash)
-    threads: int = 1  # interpreter threads when comparing
-    accelerator: str = DEFAULT_ACCELERATOR  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
+    # compare's RuntimeSettings (made in _compare), kept flat: they are the run's flags and its recorded settings
+    threads: int = RuntimeSettings.threads  # interpreter threads when comparing
+    accelerator: str = RuntimeSettings.accelerator  # "gpu": compare also runs every variant on LiteRT's GPU accelerator
     target: str = "default"  # a target of `edgemnist targets`: its model preset, firmware and mcu check
     # What runs the model on a microcontroller target: None (the target's own), "tflm" or "c" (the
     # generated C, with the target's C-runtime preset where it has one).
@@ -86,10 +87,7 @@ class PipelineConfig:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.quantizer not in QUANTIZER_CHOICES:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZER_CHOICES)}, got {self.quantizer!r}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.accelerator not in ACCELERATORS:
-            raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}")
+        RuntimeSettings(threads=self.threads, accelerator=self.accelerator)  # compare's checks, its messages
 
 
 # Quick mode: enough data and steps that BatchNorm statistics settle, still a few minutes here.
@@ -103,6 +101,15 @@ def _settings(config, *left_out: str) -> dict:
     settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in left_out}
     if settings.get("target") is not None:
         settings["target"] = settings["target"].name
+    return settings
+
+
+def _flat_settings(config) -> dict:
+    """asdict(config) with its `runtime` (a RuntimeSettings) spread into the top level: the dict the config gave
+    when it carried accelerator, gpu_precision, threads and backend itself, so a stage fingerprinted then still
+    matches (and skips)."""
+    settings = asdict(config)
+    settings.update(settings.pop("runtime"))
     return settings
 
 
@@ -323,10 +330,10 @@ def _compare(run: _Run, model_path: Path, tflite_paths: list) -> dict:
     from edgemnist.measure import compare as report
 
     config = run.config
-    compare_config = report.CompareConfig(limit=run.test_limit, data_dir=config.data_dir, threads=config.threads,
-                                          keras=str(model_path), runs=200 if config.quick else 1000,
-                                          accelerator=config.accelerator)
-    settings = asdict(compare_config)
+    runtime = RuntimeSettings(threads=config.threads, accelerator=config.accelerator)
+    compare_config = report.CompareConfig(limit=run.test_limit, data_dir=config.data_dir, keras=str(model_path),
+                                          runs=200 if config.quick else 1000, runtime=runtime)
+    settings = _flat_settings(compare_config)
     if config.accelerator == "cpu":  # the fingerprint runs made before the GPU settings existed have: they still skip
         settings = {k: v for k, v in settings.items() if k not in ("accelerator", "gpu_precision")}
     folder = run.folder("compare")

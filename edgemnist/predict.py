@@ -29,9 +29,9 @@ from typing import Callable, Optional
 
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
-from edgemnist.measure.eval import add_runtime_arguments
+from edgemnist.measure.eval import add_runtime_arguments, runtime_settings
 from edgemnist.output import Output
-from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, describe_device
+from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, RuntimeSettings, describe_device
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model, NumberPrediction
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED, is_model_argument
 from edgemnist.runtime.prepare import IMAGE_SUFFIXES, is_image_file
@@ -50,10 +50,7 @@ class PredictConfig:
     min_probability: float = MIN_PROBABILITY  # below this a digit is flagged low confidence (rejected)
     save_prepared: Optional[str] = None  # folder for the 28x28 images the model saw
     gate: Optional[str] = DEFAULT  # digit-or-not gate: "default" (shipped), a .tflite path, or None (none)
-    threads: int = 1  # interpreter threads
-    backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = DEFAULT_ACCELERATOR  # cpu or gpu (runtime.accelerator)
-    gpu_precision: str = DEFAULT_GPU_PRECISION  # with gpu: fp16 or fp32
+    runtime: RuntimeSettings = RuntimeSettings()  # accelerator, threads, backend, GPU precision (checked there)
     poll: float = 0.5  # --watch: seconds between looks at the folder
     temperature: Optional[float] = None  # calibrates the probabilities; None: the model's manifest's, else 1.0
 
@@ -62,8 +59,6 @@ class PredictConfig:
             raise ValueError(f"top must be an integer from 1 to {NUM_CLASSES}, got {self.top!r}")
         if not 0.0 <= self.min_probability <= 1.0:
             raise ValueError(f"min_probability must be in [0, 1], got {self.min_probability!r}")
-        if self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not self.poll > 0:
             raise ValueError(f"poll must be > 0 seconds, got {self.poll!r}")
         if self.temperature is not None:
@@ -341,9 +336,10 @@ def load_model(model_path: Optional[str], config: PredictConfig, trusted: Option
     from edgemnist.runtime.accelerator import explicit_accelerator
 
     with explicit_accelerator():
-        return Model(model_path, threads=config.threads, backend=config.backend, prepare=config.prepare,
-                     min_probability=config.min_probability, gate=config.gate, accelerator=config.accelerator,
-                     gpu_precision=config.gpu_precision, temperature=config.temperature, trusted=trusted)
+        runtime = config.runtime
+        return Model(model_path, threads=runtime.threads, backend=runtime.backend, prepare=config.prepare,
+                     min_probability=config.min_probability, gate=config.gate, accelerator=runtime.accelerator,
+                     gpu_precision=runtime.gpu_precision, temperature=config.temperature, trusted=trusted)
 
 
 def predict_items(model: Model, items: list, config: PredictConfig,
@@ -456,10 +452,7 @@ def add_commands(subparsers) -> None:
 def _config(args) -> PredictConfig:
     return PredictConfig(top=args.top, digits=args.digits, prepare=args.prepare,
                          min_probability=args.min_probability, save_prepared=args.save_prepared, gate=args.gate,
-                         threads=args.threads, backend=args.backend,
-                         accelerator=getattr(args, "accelerator", DEFAULT_ACCELERATOR),
-                         gpu_precision=getattr(args, "gpu_precision", DEFAULT_GPU_PRECISION), poll=args.poll,
-                         temperature=args.temperature)
+                         runtime=runtime_settings(args), poll=args.poll, temperature=args.temperature)
 
 
 def _run_predict(args):

@@ -47,9 +47,9 @@ from edgemnist import __version__
 from edgemnist.artifacts import manifest_path
 from edgemnist.console import first_line
 from edgemnist.data import NUM_CLASSES
-from edgemnist.measure.eval import add_runtime_arguments
+from edgemnist.measure.eval import add_runtime_arguments, runtime_settings
 from edgemnist.predict import PredictConfig, image_record, load_model
-from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION
+from edgemnist.runtime.accelerator import RuntimeSettings
 from edgemnist.runtime.classify import DEFAULT, MIN_PROBABILITY, Model
 from edgemnist.runtime.models import DEFAULT_MODEL, SHIPPED
 
@@ -99,10 +99,7 @@ class ServeConfig:
     prepare: bool = True  # put images into MNIST's form first (False: they already are)
     min_probability: float = MIN_PROBABILITY  # below this a digit is flagged low confidence (rejected)
     gate: Optional[str] = DEFAULT  # digit-or-not gate: "default" (shipped), a .tflite path, or None
-    threads: int = 1  # interpreter threads per Model
-    backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = DEFAULT_ACCELERATOR  # cpu or gpu (runtime.accelerator)
-    gpu_precision: str = DEFAULT_GPU_PRECISION  # with gpu: fp16 or fp32
+    runtime: RuntimeSettings = RuntimeSettings()  # accelerator, threads (per Model), backend, GPU precision
     temperature: Optional[float] = None  # calibrates the probabilities; None: the model's manifest's, else 1.0
     quiet: bool = False  # no line per request on stderr
 
@@ -123,14 +120,12 @@ class ServeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-        self.predict_config()  # the model options' own checks (top, min_probability, threads, temperature)
+        self.predict_config()  # the model options' own checks (top, min_probability, temperature)
 
     def predict_config(self) -> PredictConfig:
         """The model options as `edgemnist predict` takes them (one owner for their checks and their loading)."""
         return PredictConfig(top=self.top, prepare=self.prepare, min_probability=self.min_probability,
-                             gate=self.gate, threads=self.threads, backend=self.backend,
-                             accelerator=self.accelerator, gpu_precision=self.gpu_precision,
-                             temperature=self.temperature)
+                             gate=self.gate, runtime=self.runtime, temperature=self.temperature)
 
 
 class RequestError(Exception):
@@ -775,8 +770,7 @@ def _config(args) -> ServeConfig:
     return ServeConfig(host=args.host, port=args.port, workers=args.workers, max_bytes=args.max_bytes,
                        timeout=args.timeout,
                        busy_timeout=args.busy_timeout, top=args.top, prepare=args.prepare,
-                       min_probability=args.min_probability, gate=args.gate, threads=args.threads,
-                       backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision,
+                       min_probability=args.min_probability, gate=args.gate, runtime=runtime_settings(args),
                        temperature=args.temperature, quiet=args.quiet, **processes)
 
 

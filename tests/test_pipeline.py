@@ -91,6 +91,33 @@ def test_pipeline_config_validation():
         pipeline.PipelineConfig(epochs=0)
     with pytest.raises(ValueError, match="unknown target 'esp32'"):
         pipeline.PipelineConfig(target="esp32")
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
+        pipeline.PipelineConfig(threads=0)
+    with pytest.raises(ValueError, match="accelerator must be one of cpu, gpu, got 'tpu'"):
+        pipeline.PipelineConfig(accelerator="tpu")
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_compare_stage_fingerprints_the_settings_it_always_has(accelerator, tmp_path):
+    """The compare stage's settings are the flat dict CompareConfig gave before its runtime settings became one
+    RuntimeSettings: a run made then still skips the stage."""
+    from types import SimpleNamespace
+
+    recorded = {}
+
+    def record(name, settings, inputs, work):
+        recorded[name] = settings
+        return {}
+
+    config = pipeline.PipelineConfig(threads=2, accelerator=accelerator)
+    run = SimpleNamespace(config=config, test_limit=1000, folder=lambda stage: tmp_path / stage,
+                          stages=SimpleNamespace(run=record))
+    pipeline._compare(run, Path("model.keras"), [])
+    expected = {"reference": None, "limit": 1000, "data_dir": None, "prepare": None, "threads": 2, "backend": None,
+                "batch_size": 256, "warmup": 50, "runs": 1000, "keras": "model.keras", "plots": True}
+    if accelerator == "gpu":  # cpu runs leave these out: the runs made before the GPU settings existed
+        expected.update(accelerator="gpu", gpu_precision="fp16")
+    assert recorded["compare"] == expected
 
 
 def _load_benchmark(name: str):

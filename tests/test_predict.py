@@ -153,6 +153,7 @@ def test_stdin_and_bad_input_from_a_shell(tflite_variants, tmp_path):
 @pytest.mark.parametrize("argv_tail,message", [
     (["--digits", "--no-prepare", "x.png"], "--no-prepare"),
     (["--top", "11", "x.png"], "top"),
+    (["--threads", "0", "x.png"], "threads must be >= 1, got 0"),
     ([], "no images"),
     (["x.png", "--watch", "."], "not both"),
     (["--watch", "no-such-folder"], "no-such-folder"),

@@ -21,6 +21,7 @@ from _images import digit_photo, jpeg_bytes
 
 import edgemnist
 from edgemnist import serve
+from edgemnist.runtime.accelerator import RuntimeSettings
 from edgemnist.runtime.models import SHIPPED_DIR
 
 SHIPPED_INT8 = SHIPPED_DIR / "mnist_int8.tflite"
@@ -294,10 +295,13 @@ def test_concurrent_requests_from_8_threads_are_all_answered_right(server, refer
 
 def test_serve_config_checks_its_values():
     for bad in ({"port": 70000}, {"max_bytes": 0}, {"workers": 0}, {"processes": 0}, {"timeout": 0}, {"busy_timeout": -1}, {"linger": 0},
-                {"top": 11}, {"min_probability": 2.0}, {"threads": 0}, {"temperature": -1.0}):
+                {"top": 11}, {"min_probability": 2.0}, {"temperature": -1.0}):
         with pytest.raises(ValueError):
             serve.ServeConfig(**bad)
     assert serve.ServeConfig().max_bytes == 10_000_000 and serve.ServeConfig().host == "0.0.0.0"
+    # the runtime settings (checked where they are made) reach the Models as predict takes them
+    runtime = RuntimeSettings(threads=2, backend="ai_edge_litert")
+    assert serve.ServeConfig(workers=1, runtime=runtime).predict_config().runtime == runtime
 
 
 def test_cli_start_up_line_port_taken_and_ctrl_c(model_path):

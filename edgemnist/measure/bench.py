@@ -15,18 +15,17 @@ import os
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from edgemnist import data
-from edgemnist.measure.eval import check_run_settings
+from edgemnist.measure.eval import check_run_settings, runtime_settings
 from edgemnist.output import Output
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import (DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, describe_device,
-                                           explicit_accelerator, open_runner)
+from edgemnist.runtime.accelerator import DEFAULT_ACCELERATOR, RuntimeSettings, describe_device, explicit_accelerator
 from edgemnist.runtime.machine import cpu_model, machine_info
 
 _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
@@ -36,19 +35,15 @@ _BENCH_IMAGES = 256  # distinct test digits cycled through the timed runs
 class BenchConfig:
     """Settings of one benchmark."""
 
-    threads: int = 1  # interpreter threads
     warmup: int = 50  # untimed invokes first
     runs: int = 1000  # timed single-image invokes
     batch_size: int = 256  # images per invoke for the throughput figure
     throughput_images: int = 2048  # images pushed through for the throughput figure
-    backend: Optional[str] = None  # force one of runtime.BACKENDS
     data_dir: Optional[str] = None  # test digits used as inputs (None: shipped MNIST)
-    accelerator: str = DEFAULT_ACCELERATOR  # where the .tflite runs: one of runtime.accelerator.ACCELERATORS
-    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    runtime: RuntimeSettings = RuntimeSettings()  # accelerator, threads, backend, GPU precision (checked there)
 
     def __post_init__(self):
-        check_run_settings(self, at_least_one=("threads", "runs", "batch_size", "throughput_images"),
-                           at_least_zero=("warmup",))
+        check_run_settings(self, at_least_one=("runs", "batch_size", "throughput_images"), at_least_zero=("warmup",))
 
 
 def latency_percentiles(samples_us) -> dict:
@@ -143,11 +138,10 @@ def benchmark(model_path, config: BenchConfig = BenchConfig()) -> dict:
 
     Raises:
         FileNotFoundError, ValueError: missing or malformed model.
-        AcceleratorUnavailableError: config.accelerator cannot run here.
+        AcceleratorUnavailableError: config.runtime.accelerator cannot run here.
     """
     rss_start = _current_rss_bytes()
-    runner = open_runner(model_path, config.accelerator, num_threads=config.threads, backend=config.backend,
-                         gpu_precision=config.gpu_precision)
+    runner = config.runtime.open(model_path)
     rss_init = _current_rss_bytes()
     split = data.load_split("test", config.data_dir, max(config.throughput_images, _BENCH_IMAGES))
     images = data.to_model_input(split.images)
@@ -235,7 +229,7 @@ def benchmark_keras(model_path, device: str = "cpu", config: BenchConfig = Bench
     Args:
         model_path: a .keras or .h5 file.
         device: "cpu" or "gpu".
-        config: runs, warmup, batch_size and throughput_images apply; threads sets
+        config: runs, warmup, batch_size and throughput_images apply; runtime.threads sets
             TensorFlow's intra-op threads.
 
     Returns:
@@ -259,7 +253,7 @@ def benchmark_keras(model_path, device: str = "cpu", config: BenchConfig = Bench
         return None
     if device == "cpu":
         try:
-            tf.config.threading.set_intra_op_parallelism_threads(int(config.threads))
+            tf.config.threading.set_intra_op_parallelism_threads(int(config.runtime.threads))
         except RuntimeError:  # already initialised in this process
             pass
     rss_start = _current_rss_bytes()
@@ -296,7 +290,7 @@ def benchmark_keras(model_path, device: str = "cpu", config: BenchConfig = Bench
         "backend_version": tf.__version__,
         "device": device,
         "device_name": gpus[0].name if device == "gpu" else cpu_model(),
-        "threads": int(config.threads) if device == "cpu" else None,
+        "threads": int(config.runtime.threads) if device == "cpu" else None,
         "warmup": int(config.warmup),
         "runs": int(config.runs),
         "init_ms": round(init_s * 1000.0, 3),
@@ -333,7 +327,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--throughput-images", type=int, default=BenchConfig.throughput_images,
                    help="test images pushed through for the throughput figure (default %(default)s)")
     p.add_argument("--data-dir", help="test digits used as inputs (default: $EDGEMNIST_DATA or the shipped MNIST)")
-    add_runtime_arguments(p, thread_sweep=True, threads=BenchConfig.threads)
+    add_runtime_arguments(p, thread_sweep=True)
     p.add_argument("--keras", metavar="MODEL", help="benchmark this float Keras model (.keras/.h5) with TensorFlow")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="with --keras: where it runs (default %(default)s)")
@@ -372,11 +366,12 @@ def _run_bench(args):
     import copy
 
     counts = thread_counts(args.threads)
+    settings = runtime_settings(args, threads=counts[0])
     results = []
     for threads in counts:
         one = copy.copy(args)
-        one.threads = threads if not getattr(args, "remote", None) else str(threads)
-        results.append(_bench_once(one))
+        one.threads = str(threads)  # as the flag gives it: `--remote` forwards it to the device
+        results.append(_bench_once(one, replace(settings, threads=threads)))
         if results[-1] is None:  # a skipped GPU benchmark
             print(f"no GPU visible to TensorFlow on this machine: skipping the GPU benchmark of {args.keras}",
                   file=sys.stderr)
@@ -386,10 +381,10 @@ def _run_bench(args):
     return Output(results, format_sweep(results))
 
 
-def _bench_once(args) -> Optional[dict]:
-    config = BenchConfig(threads=int(args.threads), warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
-                         throughput_images=args.throughput_images, backend=args.backend, data_dir=args.data_dir,
-                         accelerator=args.accelerator, gpu_precision=args.gpu_precision)
+def _bench_once(args, runtime: RuntimeSettings) -> Optional[dict]:
+    """One benchmark of the parsed `args` with `runtime` (one thread count of the sweep)."""
+    config = BenchConfig(warmup=args.warmup, runs=args.runs, batch_size=args.batch_size,
+                         throughput_images=args.throughput_images, data_dir=args.data_dir, runtime=runtime)
     if getattr(args, "remote", None):
         if args.keras or not args.model:
             raise ValueError("--remote benchmarks a .tflite: give MODEL.tflite and no --keras")
@@ -399,7 +394,7 @@ def _bench_once(args) -> Optional[dict]:
     if args.keras:
         if args.model:
             raise ValueError("give either MODEL.tflite or --keras MODEL, not both")
-        if args.accelerator != "cpu":
+        if runtime.accelerator != "cpu":
             raise ValueError("--accelerator applies to a .tflite; the Keras model takes --device cpu|gpu")
         return benchmark_keras(args.keras, args.device, config)
     if not args.model:

@@ -30,12 +30,11 @@ from edgemnist import data
 from edgemnist.artifacts import atomic_write_json, atomic_write_text, gzip_size, manifest_path
 from edgemnist.data.folders import add_prepare_arguments
 from edgemnist.measure.bench import latency_percentiles, timed_invokes
-from edgemnist.measure.eval import check_digit_classifier, check_run_settings
+from edgemnist.measure.eval import check_digit_classifier, check_run_settings, runtime_settings
 from edgemnist.measure.plots import PLOT_FILES, write_plots
 from edgemnist.output import Output
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import (DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, AcceleratorUnavailableError,
-                                           GpuRunner)
+from edgemnist.runtime.accelerator import AcceleratorUnavailableError, GpuRunner, RuntimeSettings
 from edgemnist.runtime.machine import machine_info
 
 log = logging.getLogger(__name__)
@@ -53,18 +52,17 @@ class CompareConfig:
     limit: Optional[int] = None  # the first N test images; None: all 10,000
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
     prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
-    threads: int = 1  # interpreter threads for accuracy and latency
-    backend: Optional[str] = None  # force one of runtime.BACKENDS
     batch_size: int = 256  # images per invoke when evaluating
     warmup: int = 50  # untimed invokes per variant before latency runs
     runs: int = 1000  # timed single-image invokes per variant
     keras: Optional[str] = None  # the Keras model the variants came from: params and MACs (needs TensorFlow)
     plots: bool = True  # write PNG plots (needs matplotlib; skipped with a note when missing)
-    accelerator: str = DEFAULT_ACCELERATOR  # "gpu": every variant also on LiteRT's GPU accelerator, beside the CPU
-    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    # threads and backend for accuracy and latency; accelerator "gpu": every variant also on LiteRT's GPU
+    # accelerator, beside the CPU
+    runtime: RuntimeSettings = RuntimeSettings()
 
     def __post_init__(self):
-        check_run_settings(self, at_least_one=("threads", "batch_size", "runs"), at_least_zero=("warmup",))
+        check_run_settings(self, at_least_one=("batch_size", "runs"), at_least_zero=("warmup",))
 
 
 # --------------------------------------------------------------------------- variants
@@ -173,7 +171,8 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
         raise ValueError("compare needs at least one .tflite file")
     if config.reference is not None and Path(config.reference).resolve() not in {p.resolve() for p in paths}:
         paths.insert(0, Path(config.reference))
-    runners = [Runner(p, num_threads=config.threads, backend=config.backend) for p in paths]
+    # the CPU interpreter for every variant, whatever the accelerator: the GPU runs beside it (compare_on_gpu)
+    runners = [Runner(p, num_threads=config.runtime.threads, backend=config.runtime.backend) for p in paths]
     for runner in runners:
         check_digit_classifier(runner)
     manifests = [read_manifest(p) for p in paths]
@@ -209,7 +208,7 @@ def compare(paths: Sequence, out_dir, config: CompareConfig = CompareConfig()) -
         "dataset": {"source": split.source, "split": "test", "n": len(split)},
         "machine": machine_info(),
     }
-    if config.accelerator == "gpu":
+    if config.runtime.accelerator == "gpu":
         report["accelerators"] = {"gpu": compare_on_gpu(paths, variants, images, split.labels, scores, ref, config)}
 
     out_dir = Path(out_dir)
@@ -239,7 +238,8 @@ def compare_on_gpu(paths: list, variants: list, images: np.ndarray, labels: np.n
     runners, kept = [], []
     for i, path in enumerate(paths):
         try:
-            runner = GpuRunner(path, precision=config.gpu_precision, num_threads=config.threads, backend=config.backend)
+            runner = GpuRunner(path, precision=config.runtime.gpu_precision, num_threads=config.runtime.threads,
+                               backend=config.runtime.backend)
         except AcceleratorUnavailableError as exc:
             log.info("gpu: not available (%s)", exc.reason)
             return {"available": False, "reason": exc.reason}
@@ -249,7 +249,7 @@ def compare_on_gpu(paths: list, variants: list, images: np.ndarray, labels: np.n
         runners.append(runner)
         kept.append(i)
     if not runners:
-        return {"available": True, "precision": config.gpu_precision}
+        return {"available": True, "precision": config.runtime.gpu_precision}
     timing_images = images[: min(256, len(images))]
     latencies = interleaved_latency(
         runners, [[np.ascontiguousarray(r.quantize_input(img[np.newaxis])) for img in timing_images] for r in runners],
@@ -448,7 +448,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--from", dest="keras", metavar="MODEL",
                    help="the Keras model the variants were exported from: report its parameters and MACs")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    add_runtime_arguments(p, threads=CompareConfig.threads, accelerator_help=(
+    add_runtime_arguments(p, accelerator_help=(
         "cpu: the interpreter; gpu: every variant also on LiteRT's GPU accelerator, beside the CPU in one table and "
         "plot (without a usable GPU the report says 'gpu: not available (reason)') (default %(default)s)"))
     p.set_defaults(func=_run_compare)
@@ -465,10 +465,8 @@ def _run_compare(args):
         if not str(model).endswith(".tflite"):
             raise ValueError(f"{model}: not a .tflite file (or a result .json)")
     config = CompareConfig(reference=args.reference, limit=args.limit, data_dir=args.data_dir, prepare=args.prepare,
-                           threads=args.threads,
-                           backend=args.backend, batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
-                           keras=args.keras, plots=not args.no_plots, accelerator=args.accelerator,
-                           gpu_precision=args.gpu_precision)
+                           batch_size=args.batch_size, warmup=args.warmup, runs=args.runs, keras=args.keras,
+                           plots=not args.no_plots, runtime=runtime_settings(args))
     report = compare(args.models, args.out, config)
     gpu_line = gpu_status_line(report)
     return Output(report, f"{format_table(report['variants'])}\n" + (f"{gpu_line}\n" if gpu_line else "")

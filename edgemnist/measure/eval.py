@@ -19,12 +19,10 @@ from edgemnist.output import Output
 from edgemnist.runtime import BACKENDS, Runner
 from edgemnist.runtime.accelerator import (
     ACCELERATORS,
-    DEFAULT_ACCELERATOR,
-    DEFAULT_GPU_PRECISION,
     GPU_PRECISIONS,
+    RuntimeSettings,
     describe_device,
     explicit_accelerator,
-    open_runner,
 )
 
 
@@ -36,21 +34,18 @@ class EvalConfig:
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
     prepare: Optional[bool] = None  # class folders: None prepares folders of real images (not 28x28), True all, False none
     batch_size: int = 256  # images per invoke
-    threads: int = 1  # interpreter threads
-    backend: Optional[str] = None  # force one of runtime.BACKENDS
-    accelerator: str = DEFAULT_ACCELERATOR  # where the model runs: one of runtime.accelerator.ACCELERATORS
-    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    runtime: RuntimeSettings = RuntimeSettings()  # accelerator, threads, backend, GPU precision (checked there)
 
     def __post_init__(self):
-        check_run_settings(self, at_least_one=("batch_size", "threads"))
+        check_run_settings(self, at_least_one=("batch_size",))
 
 
 def check_run_settings(config, at_least_one: tuple = (), at_least_zero: tuple = ()) -> None:
-    """Validates the settings eval, bench and compare share, in the order given.
+    """Validates the counts eval, bench and compare share, in the order given (their `runtime`, a
+    RuntimeSettings, checked itself when it was made).
 
     Args:
-        config: a settings dataclass; its `limit` (when it has one and it is set) must be >= 1
-            and its `backend` None or one of runtime.BACKENDS.
+        config: a settings dataclass; its `limit` (when it has one and it is set) must be >= 1.
         at_least_one: names of fields that must be >= 1.
         at_least_zero: names of fields that must be >= 0.
 
@@ -66,13 +61,6 @@ def check_run_settings(config, at_least_one: tuple = (), at_least_zero: tuple = 
     for name in at_least_zero:
         if int(getattr(config, name)) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-    if config.backend is not None and config.backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {config.backend!r}")
-    accelerator = getattr(config, "accelerator", "cpu")
-    if accelerator not in ACCELERATORS:
-        raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
-    if getattr(config, "gpu_precision", "fp16") not in GPU_PRECISIONS:
-        raise ValueError(f"gpu_precision must be one of {', '.join(GPU_PRECISIONS)}, got {config.gpu_precision!r}")
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int = data.NUM_CLASSES) -> np.ndarray:
@@ -138,10 +126,9 @@ def evaluate(model_path, config: EvalConfig = EvalConfig(), split: Optional[data
 
     Raises:
         FileNotFoundError, ValueError, data.DataError: missing or malformed model or data.
-        AcceleratorUnavailableError: config.accelerator cannot run here.
+        AcceleratorUnavailableError: config.runtime.accelerator cannot run here.
     """
-    runner = runner or open_runner(model_path, config.accelerator, num_threads=config.threads, backend=config.backend,
-                                   gpu_precision=config.gpu_precision)
+    runner = runner or config.runtime.open(model_path)
     check_digit_classifier(runner)
     if split is None:
         split = data.load_split("test", config.data_dir, config.limit, prepare=config.prepare)
@@ -176,7 +163,8 @@ def _predict_against_cpu(runner, split: data.Split, config: EvalConfig) -> tuple
     start = time.perf_counter()
     scores = runner.predict(images, batch_size=config.batch_size)
     seconds = time.perf_counter() - start
-    cpu = Runner(runner.path, num_threads=config.threads, backend=config.backend).predict(images, config.batch_size)
+    cpu = Runner(runner.path, num_threads=config.runtime.threads, backend=config.runtime.backend).predict(
+        images, config.batch_size)
     predictions = scores.argmax(axis=1).astype(np.uint8)
     vs_cpu = {"agreement": float(np.mean(predictions == cpu.argmax(axis=1))),
               "max_score_diff": float(np.abs(scores - cpu).max()) if len(scores) else None}
@@ -210,26 +198,38 @@ def format_report(report: dict) -> str:
 # --------------------------------------------------------------------------- CLI
 
 
-def add_runtime_arguments(parser, thread_sweep: bool = False, threads: int = EvalConfig.threads,
-                          accelerator_help: Optional[str] = None) -> None:
-    """--threads, --backend, --accelerator and --gpu-precision, shared by eval, bench and compare (bench also
-    takes a list of threads: 1,2,4); `threads` is the command's config default, `accelerator_help` its own
-    words for --accelerator."""
+def add_runtime_arguments(parser, thread_sweep: bool = False, accelerator_help: Optional[str] = None) -> None:
+    """--threads, --backend, --accelerator and --gpu-precision, shared by eval, bench, compare, predict and serve
+    (bench also takes a list of threads: 1,2,4), their defaults RuntimeSettings'; `accelerator_help` is a
+    command's own words for --accelerator. `runtime_settings(args)` makes the RuntimeSettings of what they parsed."""
     if thread_sweep:
         # kept as text: parsed by the handler, and forwarded as given by `bench --remote`
-        parser.add_argument("--threads", default=str(threads),
+        parser.add_argument("--threads", default=str(RuntimeSettings.threads),
                             help="interpreter threads (default %(default)s); a comma-separated list such as 1,2,4 "
                             "sweeps them")
     else:
-        parser.add_argument("--threads", type=int, default=threads, help="interpreter threads (default %(default)s)")
+        parser.add_argument("--threads", type=int, default=RuntimeSettings.threads,
+                            help="interpreter threads (default %(default)s)")
     parser.add_argument("--backend", choices=BACKENDS, help="force an interpreter package "
                         "(default: the first installed of " + ", ".join(BACKENDS) + ")")
-    parser.add_argument("--accelerator", choices=ACCELERATORS, default=DEFAULT_ACCELERATOR,
+    parser.add_argument("--accelerator", choices=ACCELERATORS, default=RuntimeSettings.accelerator,
                         help=accelerator_help or "where the .tflite runs: cpu (the interpreter) or gpu (LiteRT's GPU "
                         "accelerator through Vulkan; needs ai-edge-litert >= 2 and a Vulkan driver) (default %(default)s)")
-    parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default=DEFAULT_GPU_PRECISION,
+    parser.add_argument("--gpu-precision", choices=GPU_PRECISIONS, default=RuntimeSettings.gpu_precision,
                         help="with --accelerator gpu: fp16 lets the GPU compute in half precision (LiteRT's default), "
                         "fp32 enforces float32 (default %(default)s)")
+
+
+def runtime_settings(args, threads: Optional[int] = None) -> RuntimeSettings:
+    """The RuntimeSettings of the flags add_runtime_arguments parsed (ValueError naming a bad one).
+
+    Args:
+        args: the parsed arguments: accelerator, gpu_precision, threads, backend.
+        threads: instead of args.threads (bench's --threads is a list kept as text, parsed by its handler,
+            which makes one settings object per count with dataclasses.replace).
+    """
+    return RuntimeSettings(accelerator=args.accelerator, gpu_precision=args.gpu_precision,
+                           threads=args.threads if threads is None else threads, backend=args.backend)
 
 
 def add_commands(subparsers) -> None:
@@ -253,8 +253,7 @@ def add_commands(subparsers) -> None:
 
 def _run_eval(args):
     config = EvalConfig(limit=args.limit, data_dir=args.data_dir, prepare=args.prepare, batch_size=args.batch_size,
-                        threads=args.threads,
-                        backend=args.backend, accelerator=args.accelerator, gpu_precision=args.gpu_precision)
+                        runtime=runtime_settings(args))
     with explicit_accelerator():
         report = evaluate(args.model, config)
     report.pop("predictions")

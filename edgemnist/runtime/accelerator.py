@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import numbers
 import time
 import weakref
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from edgemnist.runtime.backend import BACKENDS
 from edgemnist.runtime.gpu_probe import (
     _DEVICE,
-    GPU_PRECISIONS,  # noqa: F401 (the runner's precisions: this module's API too)
+    GPU_PRECISIONS,  # the runner's precisions: this module's API too
     AcceleratorUnavailableError,
     _check_precision,
     _compile,
@@ -44,6 +47,48 @@ ACCELERATORS = ("cpu", "gpu")  # "npu" would join here (LiteRT's HardwareAcceler
 # interpreter runs everywhere; fp16 is LiteRT's own default on the GPU.
 DEFAULT_ACCELERATOR = "cpu"
 DEFAULT_GPU_PRECISION = "fp16"
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Where and how a .tflite runs: the one object every command that runs a .tflite takes (eval, bench,
+    compare, predict, serve: their configs' `runtime`), so the defaults below are written here once and the
+    checks run once, where the settings are made.
+
+    Usage: RuntimeSettings(threads=2).open("model_int8.tflite").predict(images)
+
+    Raises:
+        ValueError: naming the first bad field and its value.
+    """
+
+    accelerator: str = DEFAULT_ACCELERATOR  # where the model runs: one of ACCELERATORS
+    gpu_precision: str = DEFAULT_GPU_PRECISION  # with accelerator "gpu": fp16 (LiteRT's default) or fp32 (enforce_f32)
+    threads: int = 1  # interpreter threads (on the GPU: for the ops that fall back to the CPU)
+    backend: Optional[str] = None  # force an interpreter package, one of runtime.BACKENDS; None: the first installed
+
+    def __post_init__(self):
+        if self.accelerator not in ACCELERATORS:
+            raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {self.accelerator!r}")
+        if self.gpu_precision not in GPU_PRECISIONS:
+            raise ValueError(f"gpu_precision must be one of {', '.join(GPU_PRECISIONS)}, got {self.gpu_precision!r}")
+        # a whole number: a bool or a float would reach the interpreter as something it does not take
+        if isinstance(self.threads, bool) or not isinstance(self.threads, numbers.Integral):
+            raise ValueError(f"threads must be an integer >= 1, got {self.threads!r}")
+        if self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+
+    def open(self, path, trusted: Optional[bool] = None):
+        """A `Runner` or `GpuRunner` of the .tflite at `path` with these settings (open_runner's errors)."""
+        return open_runner(path, self.accelerator, num_threads=self.threads, backend=self.backend,
+                           gpu_precision=self.gpu_precision, trusted=trusted)
+
+    def to_json(self) -> dict:
+        """{"accelerator", "gpu_precision", "threads", "backend"}: the settings as given (a result's own
+        "threads", "backend" and "accelerator" say what ran)."""
+        return {"accelerator": self.accelerator, "gpu_precision": self.gpu_precision, "threads": int(self.threads),
+                "backend": self.backend}
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import pytest
 
 from edgemnist import cli
 from edgemnist.measure.bench import BenchConfig, benchmark, latency_percentiles
+from edgemnist.runtime.accelerator import RuntimeSettings
 
 SMALL = ["--warmup", "3", "--runs", "40", "--batch-size", "32", "--throughput-images", "128"]
 TOP_KEYS = {"model", "name", "bytes", "backend", "backend_version", "threads", "warmup", "runs", "init_ms",
@@ -25,11 +26,16 @@ def test_latency_percentiles():
         latency_percentiles([])
 
 
-@pytest.mark.parametrize("field, value", [("runs", 0), ("warmup", -1), ("threads", 0), ("batch_size", 0),
-                                          ("backend", "onnx")])
+@pytest.mark.parametrize("field, value", [("runs", 0), ("warmup", -1), ("batch_size", 0), ("throughput_images", 0)])
 def test_bench_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         BenchConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("threads", 0), ("backend", "onnx")])
+def test_bench_runtime_settings_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        BenchConfig(runtime=RuntimeSettings(**{field: value}))
 
 
 def test_benchmark_result_is_complete_and_positive(tflite_variants):

@@ -9,6 +9,7 @@ import pytest
 from _helpers import bare_interpreter_scores
 from edgemnist import cli, data
 from edgemnist.measure.eval import EvalConfig, accuracy_report, confusion_matrix, evaluate
+from edgemnist.runtime.accelerator import RuntimeSettings
 
 JSON_KEYS = {"accuracy", "n", "correct", "per_class_accuracy", "per_class_count", "confusion_matrix", "model",
              "backend", "backend_version", "threads", "batch_size", "seconds", "images_per_second", "dataset"}
@@ -44,15 +45,21 @@ def test_eval_accuracy_equals_a_bare_interpreter_loop(tflite_variants, mnist_tes
 
 
 def test_eval_limit_reads_the_first_test_images(tflite_variants):
-    report = evaluate(tflite_variants["int8"], EvalConfig(limit=123, threads=2))
+    report = evaluate(tflite_variants["int8"], EvalConfig(limit=123, runtime=RuntimeSettings(threads=2)))
     assert report["n"] == 123 and report["dataset"]["n"] == 123 and report["threads"] == 2
     assert report["backend"] == "ai_edge_litert"
 
 
-@pytest.mark.parametrize("field, value", [("limit", 0), ("batch_size", 0), ("threads", 0), ("backend", "onnx")])
+@pytest.mark.parametrize("field, value", [("limit", 0), ("batch_size", 0)])
 def test_eval_config_rejects_bad_values(field, value):
-    with pytest.raises(ValueError, match=field if field != "backend" else "backend"):
+    with pytest.raises(ValueError, match=field):
         EvalConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("threads", 0), ("backend", "onnx")])
+def test_eval_runtime_settings_reject_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        EvalConfig(runtime=RuntimeSettings(**{field: value}))
 
 
 def test_shared_run_settings_name_the_first_bad_field_and_its_value():
@@ -60,13 +67,13 @@ def test_shared_run_settings_name_the_first_bad_field_and_its_value():
 
     from edgemnist.measure.eval import check_run_settings
 
-    good = dict(limit=None, runs=10, threads=1, warmup=0, backend=None)
-    check_run_settings(SimpleNamespace(**good), at_least_one=("runs", "threads"), at_least_zero=("warmup",))
+    good = dict(limit=None, runs=10, batch_size=1, warmup=0)
+    check_run_settings(SimpleNamespace(**good), at_least_one=("runs", "batch_size"), at_least_zero=("warmup",))
     for bad, message in ((dict(limit=0), "limit must be >= 1, got 0"),
-                         (dict(runs=0, threads=0), "runs must be >= 1, got 0"),
-                         (dict(warmup=-1), "warmup must be >= 0, got -1"), (dict(backend="onnx"), "got 'onnx'")):
+                         (dict(runs=0, batch_size=0), "runs must be >= 1, got 0"),
+                         (dict(warmup=-1), "warmup must be >= 0, got -1")):
         with pytest.raises(ValueError, match=message):
-            check_run_settings(SimpleNamespace(**{**good, **bad}), at_least_one=("runs", "threads"),
+            check_run_settings(SimpleNamespace(**{**good, **bad}), at_least_one=("runs", "batch_size"),
                                at_least_zero=("warmup",))
 
 

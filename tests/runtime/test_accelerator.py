@@ -15,7 +15,8 @@ from _gpu import SCORE_TOLERANCE, confident, gpu_runner
 from _helpers import cli_command, export_variant
 from edgemnist import data
 from edgemnist.runtime import Runner
-from edgemnist.runtime.accelerator import (ACCELERATORS, AcceleratorUnavailableError, GpuRunner, open_runner,
+from edgemnist.runtime.accelerator import (ACCELERATORS, DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION,
+                                           AcceleratorUnavailableError, GpuRunner, RuntimeSettings, open_runner,
                                            parse_fallback)
 
 SUBSET = 40  # SwiftShader runs a GPU's work on the CPU: a few milliseconds per image
@@ -102,6 +103,44 @@ def test_bad_arguments_are_value_errors(tflite_variants):
     assert ACCELERATORS[0] == "cpu" and isinstance(open_runner(tflite_variants["int8"]), Runner)
     with pytest.raises(AcceleratorUnavailableError, match="not on backend tflite_runtime"):
         GpuRunner(tflite_variants["int8"], backend="tflite_runtime")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("accelerator", "tpu", "accelerator must be one of cpu, gpu, got 'tpu'"),
+    ("gpu_precision", "fp8", "gpu_precision must be one of fp16, fp32, got 'fp8'"),
+    ("threads", 0, "threads must be >= 1, got 0"),
+    ("threads", 1.5, "threads must be an integer >= 1, got 1.5"),
+    ("threads", True, "threads must be an integer >= 1, got True"),
+    ("backend", "onnx", "backend must be one of ai_edge_litert, tflite_runtime, tf.lite, got 'onnx'"),
+])
+def test_runtime_settings_name_a_bad_field_and_its_value(field, value, message):
+    with pytest.raises(ValueError) as raised:
+        RuntimeSettings(**{field: value})
+    assert str(raised.value) == message
+
+
+def test_runtime_settings_are_every_command_configs_one_runtime_field():
+    from dataclasses import fields
+
+    from edgemnist.measure.bench import BenchConfig
+    from edgemnist.measure.compare import CompareConfig
+    from edgemnist.measure.eval import EvalConfig
+    from edgemnist.predict import PredictConfig
+    from edgemnist.serve import ServeConfig
+
+    default = RuntimeSettings()
+    assert (default.accelerator, default.gpu_precision, default.threads, default.backend) == (
+        DEFAULT_ACCELERATOR, DEFAULT_GPU_PRECISION, 1, None)
+    assert default.to_json() == {"accelerator": "cpu", "gpu_precision": "fp16", "threads": 1, "backend": None}
+    for config in (EvalConfig, BenchConfig, CompareConfig, PredictConfig, ServeConfig):
+        names = {f.name for f in fields(config)}
+        assert not names & {"threads", "backend", "accelerator", "gpu_precision"}, config.__name__
+        assert config(**({"workers": 1} if config is ServeConfig else {})).runtime == default, config.__name__
+
+
+def test_runtime_settings_open_a_runner_with_them(tflite_variants):
+    runner = RuntimeSettings(threads=2).open(tflite_variants["int8"])
+    assert isinstance(runner, Runner) and runner.num_threads == 2
 
 
 def test_fallback_log_lines_are_read():
