@@ -16,8 +16,8 @@ resizing fails.
 from __future__ import annotations
 
 import contextlib
-import os
 import numbers
+import os
 import time
 import weakref
 from dataclasses import dataclass
