@@ -155,11 +155,23 @@ def make_strategy(name: str):
     """
     from edgemnist._tensorflow import import_tensorflow
 
+    if name == "multiworker":
+        multiworker_cluster()
     tf = import_tensorflow()
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def multiworker_cluster() -> dict:
+    """The cluster TF_CONFIG describes, checked without TensorFlow (`train` checks it before importing
+    TensorFlow, so a missing cluster is an error at once, not after seconds of imports).
+
+    Raises:
+        ValueError: TF_CONFIG missing, not JSON with a 'cluster' key, or an empty cluster.
+    """
     tf_config = os.environ.get("TF_CONFIG")
     if not tf_config:
         raise ValueError("--strategy multiworker needs TF_CONFIG describing the cluster and this worker's task")
@@ -169,7 +181,7 @@ def make_strategy(name: str):
         raise ValueError(f"TF_CONFIG is not valid JSON with a 'cluster' key: {tf_config[:120]!r}") from None
     if not cluster:
         raise ValueError("TF_CONFIG names an empty cluster")
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    return cluster
 
 
 def _is_chief(strategy) -> bool:
@@ -268,10 +280,12 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
     Raises:
         ValueError: `out` holds a run with other settings (and restart is False).
     """
+    started = time.monotonic()  # the whole call, TensorFlow's import included: what a user waits for
+    if config.strategy == "multiworker":
+        multiworker_cluster()
     from edgemnist._tensorflow import import_tensorflow, keras
     from edgemnist.training.model import build_model, model_summary, recalibrate_batchnorm
 
-    started = time.monotonic()
     tf = import_tensorflow()
     k = keras()
     out = Path(out)
@@ -334,6 +348,8 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
         make_dataset(test_split, 512, shuffle=False, augment=False, seed=0, one_hot=True), verbose=0
     )
     info = model_summary(model)
+    # the model is saved before the clock is read, so the time reported holds everything but the two JSON writes
+    atomic_write_with(folder.out / "model.keras", lambda tmp: model.save(tmp), suffix=".keras")
     state["finished"] = True
     summary = {
         "test_accuracy": float(test_acc),
@@ -352,7 +368,6 @@ def train(config: TrainConfig, out: str | os.PathLike, restart: bool = False, ve
         "replicas": int(strategy.num_replicas_in_sync),
         "data": train_split.source,
     }
-    atomic_write_with(folder.out / "model.keras", lambda tmp: model.save(tmp), suffix=".keras")
     atomic_write_json(folder.out / STATE_FILE, state)
     atomic_write_json(folder.out / "summary.json", summary)
     return summary

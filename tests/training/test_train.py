@@ -26,8 +26,9 @@ def test_one_epoch_beats_chance_by_far(tmp_path):
     summary = train_lib.train(config, tmp_path / "run", verbose=0)
     elapsed = time.monotonic() - started
     assert summary["test_accuracy"] > 0.6, summary  # chance is 0.1
-    # the reported training time is the whole call (set-up, checkpoints, test evaluation), not just the epochs
-    assert 0.95 * elapsed - 0.2 <= summary["wall_s"] <= elapsed + 0.1, (summary["wall_s"], elapsed)
+    # the reported training time is the whole call (imports, set-up, checkpoints, test evaluation, the saved
+    # model), not just the epochs: all but the two small JSON files written after it (rounded to 0.1 s)
+    assert elapsed - 1.0 <= summary["wall_s"] <= elapsed + 0.1, (summary["wall_s"], elapsed)
     assert summary["test_n"] == 10000 and summary["epochs_run"] == 1
     assert summary["params"] < 20000
     for name in ("model.keras", "summary.json", "train_log.csv", "train_state.json"):
