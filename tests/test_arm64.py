@@ -39,7 +39,7 @@ test = data.load_split("test", limit=n)
 images = data.to_model_input(test.images)
 out = {"machine": platform.machine(), "labels": test.labels.tolist(), "models": {}}
 for path in paths:
-    runner = Runner(path)
+    runner = Runner(path, trusted=True)  # the emulated child-process check runs once, in the eval command below
     out["backend"] = runner.backend.describe()
     out["models"][path] = runner.predict(images).tolist()
 print(json.dumps(out))
@@ -119,16 +119,17 @@ def test_float32_scores_match_x86(predictions):
     np.testing.assert_allclose(arm, x86, atol=1e-4)
 
 
-def _cli_json(python, *argv: str) -> dict:
+def _cli_json(python, *argv: str, env=None) -> dict:
     run = subprocess.run([str(python), "-m", "edgemnist.cli", *argv, "--json"], capture_output=True, text=True,
-                         timeout=600, cwd="/")
+                         timeout=600, cwd="/", env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout)
 
 
 def test_cli_eval_and_bench_run_under_emulation(arm64_python, tflite_models):
     # each emulated command costs seconds of start-up (Python, numpy, the model's child-process check):
-    # eval reads the int8 model, bench the float32 one (the predictions above compare both variants)
+    # eval reads the int8 model as a user runs it (the check included), bench the float32 one with the
+    # check skipped (EDGEMNIST_TRUST_MODELS: it ran for eval; the predictions above compare both variants)
     model = str(tflite_models["int8"])
     on_x86 = _cli_json(sys.executable, "eval", model, "--test-limit", "300")
     on_arm = _cli_json(arm64_python, "eval", model, "--test-limit", "300")
@@ -136,7 +137,7 @@ def test_cli_eval_and_bench_run_under_emulation(arm64_python, tflite_models):
     assert on_arm["accuracy"] == on_x86["accuracy"]
 
     bench = _cli_json(arm64_python, "bench", str(tflite_models["float32"]), "--runs", "30", "--warmup", "5",
-                      "--throughput-images", "256")
+                      "--throughput-images", "256", env={**os.environ, "EDGEMNIST_TRUST_MODELS": "1"})
     # Emulated timings: only their presence is checked, never their size.
     assert bench["machine"]["machine"] == "aarch64" and bench["model"].endswith("model_float32.tflite")
     assert bench["backend"] == "ai_edge_litert" and bench["backend_version"] == "1.4.0"
