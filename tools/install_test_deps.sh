@@ -21,17 +21,22 @@
 # Tests that need one of these skip with a reason when it is missing (they fail instead when
 # EDGEMNIST_REQUIRE_GROUPS names their group: tests/conftest.py).
 #
-# Usage: bash tools/install_test_deps.sh [--cortex-m-first]
+# Usage: bash tools/install_test_deps.sh [--cortex-m-first | --rest]
 #   --cortex-m-first: install only the Arm toolchain, make, qemu-system-arm and xz-utils, and stop (.ci/run
-#   starts compiling TFLite Micro with them while the rest installs, then runs this script again).
+#   starts compiling TFLite Micro with them while the rest installs).
+#   --rest: the other packages, after a --cortex-m-first run (no second package-list update).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make \
-  qemu-system-arm xz-utils >/dev/null
-if [ "${1:-}" = "--cortex-m-first" ]; then
+mode="${1:-}"
+case "$mode" in ""|--cortex-m-first|--rest) ;; *) echo "usage: $0 [--cortex-m-first | --rest]" >&2; exit 2 ;; esac
+if [ "$mode" != "--rest" ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib make \
+    qemu-system-arm xz-utils >/dev/null
+fi
+if [ "$mode" = "--cortex-m-first" ]; then
   echo "Cortex-M packages installed"
   exit 0
 fi
