@@ -47,13 +47,12 @@ def main(argv=None) -> int:
             for build_type in build.BUILD_TYPES:
                 start = time.perf_counter()
                 try:
-                    build.build(folder, tree, cpu, KERNELS, tools, jobs=args.jobs, build_type=build_type,
-                                build_dir=str(Path(scratch) / f"{cpu}-{build_type}"), goal="tflm")
+                    built = build.build(folder, tree, cpu, KERNELS, tools, jobs=args.jobs, build_type=build_type,
+                                        build_dir=str(Path(scratch) / f"{cpu}-{build_type}"), goal="tflm")
                 except build.FirmwareRunError as e:
                     print(f"prebuild_tflm: {e}", file=sys.stderr)
                     return 1
-                cache = build.object_cache(None, tree, cpu, KERNELS, (folder / "Makefile").read_bytes(), build_type)
-                print(f"{cpu} {build_type}: {cache} ({time.perf_counter() - start:.0f} s)", flush=True)
+                print(f"{cpu} {build_type}: {built['object_cache']} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0
 
 

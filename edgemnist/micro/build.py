@@ -148,7 +148,7 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
         goal: "all" or "tflm" (needs a tree; no ELF is made).
 
     Returns:
-        {"elf" (None for goal "tflm"), "build_dir", "seconds", "log"}.
+        {"elf" (None for goal "tflm"), "build_dir", "seconds", "log", "object_cache" (None without a tree)}.
 
     Raises:
         FirmwareRunError: the compiler or linker failed (the log's tail in the message).
@@ -181,4 +181,5 @@ def build(folder: Path, tree: Optional[Path], cpu: str, kernels: str, tools: dic
         tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-3:]
         raise FirmwareRunError(f"building {folder} for {cpu} ({kernels}) failed: "
                                f"{' | '.join(tail)[-600:]} (full log: {log})")
-    return {"elf": elf, "build_dir": out, "seconds": round(seconds, 2), "log": str(log)}
+    return {"elf": elf, "build_dir": out, "seconds": round(seconds, 2), "log": str(log),
+            "object_cache": str(cache) if tree is not None else None}

@@ -27,14 +27,14 @@ import numpy as np
 
 from edgemnist.runtime.backend import BACKENDS
 from edgemnist.runtime.gpu_probe import (
-    _DEVICE,
+    DEVICE,
     GPU_PRECISIONS,  # the runner's precisions: this module's API too
     AcceleratorUnavailableError,
-    _check_precision,
-    _compile,
-    _compiled_model_api,
-    _exit_chatter_to_log,
     captured_native_stderr,
+    check_precision,
+    compile_model,
+    compiled_model_api,
+    exit_chatter_to_log,
     litert_message,
     parse_fallback,
     probe_model,
@@ -164,23 +164,23 @@ class GpuRunner:
             ValueError: not a usable .tflite, or one the GPU accelerator cannot load or run.
             AcceleratorUnavailableError: no ai-edge-litert >= 2, or no usable GPU or Vulkan driver.
         """
-        self.precision = _check_precision(precision)
+        self.precision = check_precision(precision)
         if backend not in (None, "ai_edge_litert"):
             raise AcceleratorUnavailableError(
                 f"the GPU accelerator runs on ai-edge-litert's CompiledModel API, not on backend {backend}")
         self._cpu = Runner(path, num_threads=num_threads, backend=backend, trusted=trusted)
         if self._cpu.backend.name != "ai_edge_litert":
-            _compiled_model_api()
+            compiled_model_api()
             raise AcceleratorUnavailableError(
                 f"the GPU accelerator needs ai-edge-litert >= 2; the interpreter in use is {self._cpu.backend.describe()}")
         self.path, self.backend, self.num_threads = self._cpu.path, self._cpu.backend, self._cpu.num_threads
         self.input, self.output, self.image_shape = self._cpu.input, self._cpu.output, self._cpu.image_shape
         trusted = trusted_by_environment() if trusted is None else bool(trusted)
-        probe = probe_model(self.path, self.precision) if not trusted or "device" not in _DEVICE else None
+        probe = probe_model(self.path, self.precision) if not trusted or "device" not in DEVICE else None
         if probe is not None and not probe["ok"]:
             raise ValueError(f"{self.path}: LiteRT's GPU accelerator cannot run it ({probe['error']})")
-        self.device = _DEVICE["device"]
-        _exit_chatter_to_log()
+        self.device = DEVICE["device"]
+        exit_chatter_to_log()
         start = time.perf_counter()
         with captured_native_stderr() as log:
             try:
@@ -199,7 +199,7 @@ class GpuRunner:
     # ------------------------------------------------------------------ the compiled model
 
     def _new_model(self, batch_size: int):
-        model = _compile(str(self.path), self.precision, self.num_threads)
+        model = compile_model(str(self.path), self.precision, self.num_threads)
         if batch_size != 1:
             model.resize_input_tensor(0, [batch_size, *self.image_shape], strict=False)
         return model, model.create_input_buffers(0), model.create_output_buffers(0)
@@ -219,7 +219,7 @@ class GpuRunner:
 
     def _batch_model(self, batch_size: int):
         """A second compiled model taking `batch_size` images per run, or None when the accelerator refuses."""
-        if batch_size not in self._batched and _DEVICE.get("refuses_batches"):
+        if batch_size not in self._batched and DEVICE.get("refuses_batches"):
             self._batched[batch_size] = None  # the accelerator compiles one input shape: refused before
         if batch_size not in self._batched:
             with captured_native_stderr():
@@ -231,7 +231,7 @@ class GpuRunner:
                     self.max_batch = max(self.max_batch, batch_size)
                 except RuntimeError:
                     self._batched[batch_size] = None
-                    _DEVICE["refuses_batches"] = True  # a property of the accelerator, not of this model
+                    DEVICE["refuses_batches"] = True  # a property of the accelerator, not of this model
         return self._batched[batch_size]
 
     # ------------------------------------------------------------------ Runner's interface
@@ -348,7 +348,7 @@ def open_runner(path, accelerator: str = DEFAULT_ACCELERATOR, num_threads: int =
     """
     if accelerator not in ACCELERATORS:
         raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
-    _check_precision(gpu_precision)
+    check_precision(gpu_precision)
     if accelerator == "gpu":
         return GpuRunner(path, precision=gpu_precision, num_threads=num_threads, backend=backend, trusted=trusted)
     return Runner(path, num_threads=num_threads, backend=backend, trusted=trusted)

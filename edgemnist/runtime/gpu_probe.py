@@ -57,8 +57,9 @@ _UNSUPPORTED_HEADER = "Following operations are not supported by GPU delegate:"
 # Lines of Dawn and the Vulkan loader that say why no adapter was found.
 _NO_DEVICE_MARKERS = ("No adapters found", "Failed to initialize WebGPU environment", "Found no drivers")
 
-# Per process: the chosen device (GpuDevice), or the reason none works (str).
-_DEVICE: dict = {}
+# Per process: the chosen device (GpuDevice), or the reason none works (str); GpuRunner reads it and
+# records there that the accelerator refuses batches.
+DEVICE: dict = {}
 # (sha256, precision) -> the child's probe of that model (a dict), for the rest of the process.
 _PROBES: dict = {}
 
@@ -174,13 +175,13 @@ def captured_native_stderr() -> Iterator[list]:
             holder.append(raw.decode("utf-8", errors="replace"))
 
 
-def _exit_chatter_to_log() -> None:
+def exit_chatter_to_log() -> None:
     """Sends what LiteRT logs at process exit (its GPU environment's teardown) to the log fd 2 points at now.
 
     Called while a command's native output is captured: fd 2 is then that command's log file.
     Nothing changes when fd 2 is a terminal (`--verbose`) or the hook is already in place.
     """
-    if _DEVICE.get("exit_hook"):
+    if DEVICE.get("exit_hook"):
         return
     try:
         if not stat.S_ISREG(os.fstat(2).st_mode):
@@ -188,7 +189,7 @@ def _exit_chatter_to_log() -> None:
         log_fd = os.dup(2)
     except OSError:
         return
-    _DEVICE["exit_hook"] = True
+    DEVICE["exit_hook"] = True
 
     def redirect():
         with contextlib.suppress(OSError):
@@ -205,7 +206,7 @@ def prepare_environment() -> None:
         os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="edgemnist-xdg-")  # mode 0700
 
 
-def _compiled_model_api():
+def compiled_model_api():
     """(CompiledModel, HardwareAccelerator, Options, GpuOptions, CpuOptions) of ai-edge-litert >= 2."""
     try:
         from ai_edge_litert.compiled_model import CompiledModel
@@ -222,16 +223,17 @@ def _compiled_model_api():
     return CompiledModel, HardwareAccelerator, Options, GpuOptions, CpuOptions
 
 
-def _compile(path: str, precision: str, num_threads: int = 1):
+def compile_model(path: str, precision: str, num_threads: int = 1):
     """A CompiledModel of `path` on the GPU accelerator, the CPU taking the ops the GPU cannot."""
-    CompiledModel, HardwareAccelerator, Options, GpuOptions, CpuOptions = _compiled_model_api()
+    CompiledModel, HardwareAccelerator, Options, GpuOptions, CpuOptions = compiled_model_api()
     options = Options(hardware_accelerators=HardwareAccelerator.GPU | HardwareAccelerator.CPU,
                       cpu_options=CpuOptions(num_threads=num_threads),
                       gpu_options=GpuOptions(enforce_f32=precision == "fp32"))
     return CompiledModel.from_file(str(path), options=options)
 
 
-def _check_precision(precision: str) -> str:
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of GPU_PRECISIONS (ValueError otherwise)."""
     if precision not in GPU_PRECISIONS:
         raise ValueError(f"gpu precision must be one of {', '.join(GPU_PRECISIONS)}, got {precision!r}")
     return precision
@@ -245,7 +247,7 @@ def _child_main(argv: list) -> int:
     path, precision = argv
     try:
         prepare_environment()
-        model = _compile(path, precision)
+        model = compile_model(path, precision)
         inputs, outputs = model.create_input_buffers(0), model.create_output_buffers(0)
         details = inputs[0].get_tensor_details()
         blank = np.zeros(details["shape"], np.dtype(details["dtype"]))
@@ -324,13 +326,13 @@ def probe_model(path: Path, precision: str) -> dict:
         AcceleratorUnavailableError: no driver gives an adapter (the reason and what to install).
     """
     prepare_environment()
-    _compiled_model_api()
-    if "reason" in _DEVICE:
-        raise AcceleratorUnavailableError(_DEVICE["reason"])
+    compiled_model_api()
+    if "reason" in DEVICE:
+        raise AcceleratorUnavailableError(DEVICE["reason"])
     key = (hashlib.sha256(Path(path).read_bytes()).hexdigest(), precision)
     if key in _PROBES:
         return _PROBES[key]
-    candidates = [None] if "device" in _DEVICE else _candidate_icds()
+    candidates = [None] if "device" in DEVICE else _candidate_icds()
     reasons = []
     for icd in candidates:
         probe = _run_child(Path(path), precision, icd)
@@ -340,27 +342,27 @@ def probe_model(path: Path, precision: str) -> dict:
             where = f"VK_ICD_FILENAMES={driver}" if driver else "the system's Vulkan drivers"
             reasons.append(f"Dawn found no WebGPU adapter with {where} ({no_device})")
             continue
-        if "device" not in _DEVICE:
+        if "device" not in DEVICE:
             adapter = parse_adapter(probe["stderr"])
             if adapter is None and not probe["ok"]:
                 return _PROBES.setdefault(key, dict(probe, device=None))  # the model failed before Dawn ran
             adapter = adapter or {"name": "unknown adapter", "vendor": "?", "backend": "?", "adapter_type": "?"}
             if icd:
                 os.environ["VK_ICD_FILENAMES"] = icd
-            _DEVICE["device"] = GpuDevice(adapter["name"], adapter["vendor"], adapter["backend"],
+            DEVICE["device"] = GpuDevice(adapter["name"], adapter["vendor"], adapter["backend"],
                                           adapter["adapter_type"], os.environ.get("VK_ICD_FILENAMES") or None)
-        _PROBES[key] = dict(probe, device=_DEVICE["device"])
+        _PROBES[key] = dict(probe, device=DEVICE["device"])
         return _PROBES[key]
-    _DEVICE["reason"] = "; ".join(reasons) + f"; {INSTALL_HINT}"
-    raise AcceleratorUnavailableError(_DEVICE["reason"])
+    DEVICE["reason"] = "; ".join(reasons) + f"; {INSTALL_HINT}"
+    raise AcceleratorUnavailableError(DEVICE["reason"])
 
 
 def forget_device() -> None:
     """Forgets the chosen Vulkan driver and the probed models (for tests that change the environment)."""
-    hook = _DEVICE.get("exit_hook")
-    _DEVICE.clear()  # the batch refusal too: another driver may take batches
+    hook = DEVICE.get("exit_hook")
+    DEVICE.clear()  # the batch refusal too: another driver may take batches
     if hook:
-        _DEVICE["exit_hook"] = hook
+        DEVICE["exit_hook"] = hook
     _PROBES.clear()
 
 

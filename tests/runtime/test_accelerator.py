@@ -89,7 +89,7 @@ def test_the_accelerator_takes_no_batch_and_predict_still_covers_every_image(tfl
 
     assert 4 in runner._batched
     refused = runner._batched[4] is None
-    assert runner.max_batch == (1 if refused else 4) and accelerator._DEVICE.get("refuses_batches", False) == refused
+    assert runner.max_batch == (1 if refused else 4) and accelerator.DEVICE.get("refuses_batches", False) == refused
     assert runner.accelerator_info()["max_batch"] == runner.max_batch
     for i in range(7):
         assert np.array_equal(scores[i], runner.predict_one(images[i])), i
