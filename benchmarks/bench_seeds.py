@@ -8,10 +8,11 @@ Usage: python benchmarks/bench_seeds.py --target cortex-m4 --seeds 0-4
 
 A published accuracy is one training, seed 0 (the pipeline's default); what a user's run elsewhere should
 expect is the spread over seeds. For each seed this runs the main job as a user runs it,
-`python -m edgemnist pipeline --target NAME --seed S --out OUT/NAME-seedS --json` (`--quick` and `--epochs`
-passed on), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A seed
-whose run folder already holds a finished pipeline is read, not trained again (the pipeline resumes), so
-an interrupted study continues where it stopped.
+`python -m edgemnist pipeline --target NAME --seed S --out OUT/NAME-seedS[_SETTINGS] --json` (`--quick` and
+`--epochs` passed on, `--env` set; the folder named by them, so studies with other settings never share a
+run), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A seed whose run
+folder already holds a finished pipeline is read, not trained again (the pipeline resumes), so an
+interrupted study continues where it stopped.
 
 Writes JSON (default benchmarks/results/seeds_NAME[_SETTINGS].json, named by every setting that differs
 from the defaults, so a smoke run or another --env never overwrites a study) and prints a table: per seed
@@ -63,21 +64,30 @@ def summarize(per_seed: dict) -> dict:
 DEFAULT_SEEDS = "0-4"
 
 
+def training_settings(args: argparse.Namespace) -> list:
+    """The settings that change what a seed trains, as name parts: [] for the defaults."""
+    parts = ["quick"] if args.quick else []
+    if args.epochs is not None:
+        parts.append(f"epochs{args.epochs}")
+    return parts + [e.replace("=", "-") for e in args.env]
+
+
 def results_name(args: argparse.Namespace) -> str:
     parts = [f"seeds_{args.target}"]
     if list(args.seeds) != parse_seeds(DEFAULT_SEEDS):  # fewer or other seeds: a study of its own
         parts.append("seeds" + "-".join(map(str, args.seeds)))
-    if args.quick:
-        parts.append("quick")
-    if args.epochs is not None:
-        parts.append(f"epochs{args.epochs}")
-    parts += [e.replace("=", "-") for e in args.env]
-    return "_".join(parts) + ".json"
+    return "_".join(parts + training_settings(args)) + ".json"
+
+
+def run_folder(args: argparse.Namespace, seed: int) -> Path:
+    """OUT/NAME-seedS, plus the settings that change the training: a study with another --env (which the
+    pipeline's fingerprints cannot see), --quick or --epochs never reads or overwrites the default study's runs."""
+    return Path(args.out) / "_".join([f"{args.target}-seed{seed}"] + training_settings(args))
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
     """One pipeline run for `seed` (resumed if its folder has one); its variants' accuracies and wall time."""
-    out = Path(args.out) / f"{args.target}-seed{seed}"
+    out = run_folder(args, seed)
     cmd = [sys.executable, "-m", "edgemnist", "pipeline", "--target", args.target, "--seed", str(seed),
            "--out", str(out), "--json"]
     if args.quick:

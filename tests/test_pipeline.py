@@ -141,7 +141,12 @@ def test_bench_seeds_parses_seeds_and_names_results_by_settings():
     assert summary["int8"] == {"n": 3, "mean": 0.98, "min": 0.97, "max": 0.99, "seed0": 0.99}
     assert summary["float32"]["n"] == 1
     args = argparse.Namespace(target="cortex-m4", seeds=[0, 1, 2, 3, 4], quick=False, epochs=None,
-                              env=["TF_ENABLE_ONEDNN_OPTS=0"])
+                              env=["TF_ENABLE_ONEDNN_OPTS=0"], out="runs/seeds")
     assert bench.results_name(args) == "seeds_cortex-m4_TF_ENABLE_ONEDNN_OPTS-0.json"
     assert bench.results_name(argparse.Namespace(target="microbit", seeds=[0, 1], quick=True, epochs=3, env=[])) == \
         "seeds_microbit_seeds0-1_quick_epochs3.json"
+    # a run folder is named by what changes the training (not by the seeds studied): the environment, which the
+    # pipeline's fingerprints cannot see, never lets a study read another's runs
+    assert bench.run_folder(args, 2) == Path("runs/seeds/cortex-m4-seed2_TF_ENABLE_ONEDNN_OPTS-0")
+    default = argparse.Namespace(target="cortex-m4", seeds=[0, 1], quick=False, epochs=None, env=[], out="runs/seeds")
+    assert bench.run_folder(default, 0) == Path("runs/seeds/cortex-m4-seed0")
