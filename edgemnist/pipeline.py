@@ -97,19 +97,20 @@ _QUICK_TEST_IMAGES = 1000
 
 def _settings(config, *left_out: str) -> dict:
     """A stage config's fingerprinted settings: its fields but `left_out` (where things are, not what is
-    made), a target by its name (what the run's settings record)."""
-    settings = {f.name: getattr(config, f.name) for f in fields(config) if f.name not in left_out}
-    if settings.get("target") is not None:
-        settings["target"] = settings["target"].name
-    return settings
+    made), a target by its name and a RuntimeSettings spread into the top level: the dict the config gave
+    when it held the target's name and accelerator, gpu_precision, threads and backend itself, so a stage
+    fingerprinted then still matches (and skips)."""
+    from edgemnist.targets import Target
 
-
-def _flat_settings(config) -> dict:
-    """asdict(config) with its `runtime` (a RuntimeSettings) spread into the top level: the dict the config gave
-    when it carried accelerator, gpu_precision, threads and backend itself, so a stage fingerprinted then still
-    matches (and skips)."""
-    settings = asdict(config)
-    settings.update(settings.pop("runtime"))
+    settings = {}
+    for f in fields(config):
+        if f.name in left_out:
+            continue
+        value = getattr(config, f.name)
+        if isinstance(value, RuntimeSettings):
+            settings.update(asdict(value))
+        else:
+            settings[f.name] = value.name if isinstance(value, Target) else value
     return settings
 
 
@@ -333,7 +334,7 @@ def _compare(run: _Run, model_path: Path, tflite_paths: list) -> dict:
     runtime = RuntimeSettings(threads=config.threads, accelerator=config.accelerator)
     compare_config = report.CompareConfig(limit=run.test_limit, data_dir=config.data_dir, keras=str(model_path),
                                           runs=200 if config.quick else 1000, runtime=runtime)
-    settings = _flat_settings(compare_config)
+    settings = _settings(compare_config)
     if config.accelerator == "cpu":  # the fingerprint runs made before the GPU settings existed have: they still skip
         settings = {k: v for k, v in settings.items() if k not in ("accelerator", "gpu_precision")}
     folder = run.folder("compare")
