@@ -4,13 +4,15 @@ Usage: python benchmarks/bench_seeds.py --target cortex-m4 --seeds 0-4
        python benchmarks/bench_seeds.py --target default --seeds 0-4
        python benchmarks/bench_seeds.py --target cortex-m4 --seeds 0-1 --env TF_ENABLE_ONEDNN_OPTS=0
            (TensorFlow's own CPU kernels instead of oneDNN's: the arithmetic of another machine)
+       python benchmarks/bench_seeds.py --target cortex-m4 --seeds 0 --epochs 100 --patience 100
+           (the schedule twice as long, every epoch trained: no early stopping)
        python benchmarks/bench_seeds.py --target microbit --seeds 0-1 --quick   (a smoke run)
 
 A published accuracy is one training, seed 0 (the pipeline's default); what a user's run elsewhere should
 expect is the spread over seeds. For each seed this runs the main job as a user runs it,
-`python -m edgemnist pipeline --target NAME --seed S --out OUT/NAME-seedS[_SETTINGS] --json` (`--quick` and
-`--epochs` passed on, `--env` set; the folder named by them, so studies with other settings never share a
-run), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A seed whose run
+`python -m edgemnist pipeline --target NAME --seed S --out OUT/NAME-seedS[_SETTINGS] --json` (`--quick`,
+`--epochs` and `--patience` passed on, `--env` set; the folder named by them, so studies with other settings
+never share a run), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A seed whose run
 folder already holds a finished pipeline is read, not trained again (the pipeline resumes), so an
 interrupted study continues where it stopped.
 
@@ -69,6 +71,8 @@ def training_settings(args: argparse.Namespace) -> list:
     parts = ["quick"] if args.quick else []
     if args.epochs is not None:
         parts.append(f"epochs{args.epochs}")
+    if args.patience is not None:
+        parts.append(f"patience{args.patience}")
     return parts + [e.replace("=", "-") for e in args.env]
 
 
@@ -81,7 +85,8 @@ def results_name(args: argparse.Namespace) -> str:
 
 def run_folder(args: argparse.Namespace, seed: int) -> Path:
     """OUT/NAME-seedS, plus the settings that change the training: a study with another --env (which the
-    pipeline's fingerprints cannot see), --quick or --epochs never reads or overwrites the default study's runs."""
+    pipeline's fingerprints cannot see), --quick, --epochs or --patience never reads or overwrites the default
+    study's runs."""
     return Path(args.out) / "_".join([f"{args.target}-seed{seed}"] + training_settings(args))
 
 
@@ -92,8 +97,9 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
            "--out", str(out), "--json"]
     if args.quick:
         cmd.append("--quick")
-    if args.epochs is not None:
-        cmd += ["--epochs", str(args.epochs)]
+    for flag in ("epochs", "patience"):
+        if getattr(args, flag) is not None:
+            cmd += [f"--{flag}", str(getattr(args, flag))]
     env = dict(os.environ, **dict(e.split("=", 1) for e in args.env))
     print(f"[seed {seed}] {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     start = time.perf_counter()
@@ -127,11 +133,13 @@ def main(argv=None) -> int:
                         help=f"e.g. 0-4 or 0,2,5 (default {DEFAULT_SEEDS})")
     parser.add_argument("--quick", action="store_true", help="pipeline --quick: a smoke run of the study")
     parser.add_argument("--epochs", type=int, default=None, help="pipeline --epochs (default: the recipe's)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="pipeline --patience, early stopping's (default: the recipe's)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="an environment variable for every run, e.g. TF_ENABLE_ONEDNN_OPTS=0 (repeatable)")
     parser.add_argument("--out", default="runs/seeds", help="where the runs go, one folder per target and seed")
     parser.add_argument("--json", default=None, help="where to write the results (default: benchmarks/results/"
-                        "seeds_TARGET[_seedsS-...][_quick][_epochsN][_NAME-VALUE].json)")
+                        "seeds_TARGET[_seedsS-...][_quick][_epochsN][_patienceN][_NAME-VALUE].json)")
     args = parser.parse_args(argv)
     for e in args.env:
         if "=" not in e or not e.split("=", 1)[0]:
@@ -153,6 +161,7 @@ def main(argv=None) -> int:
         print(f"bench_seeds: {exc}", file=sys.stderr)
         return 1
     study = {"target": args.target, "seeds": args.seeds, "quick": args.quick, "epochs": args.epochs,
+             "patience": args.patience,
              "env": args.env, "runs": runs, "summary": summarize({s: r["accuracy"] for s, r in runs.items()}),
              "machine": machine_info(),
              "command": " ".join(["python benchmarks/bench_seeds.py", *(argv if argv is not None else sys.argv[1:])])}

@@ -60,6 +60,7 @@ class PipelineConfig:
 
     quick: bool = False  # data subset and one epoch per stage (CI smoke run)
     epochs: Optional[int] = None  # training epochs (None: edgemnist train's default; 1 with --quick)
+    patience: Optional[int] = None  # early-stopping patience in epochs (None: edgemnist train's default)
     data_dir: Optional[str] = None  # None: $EDGEMNIST_DATA or the shipped MNIST
     seed: int = 0
     quantizer: str = "all"  # export variants of "tflite", "ai-edge" or "all" quantizers
@@ -83,8 +84,9 @@ class PipelineConfig:
                 raise ValueError(f"--runtime applies to a microcontroller target; {self.target!r} is not one")
             if target.runtime == "c" and self.runtime != "c":
                 raise ValueError(f"target {self.target!r} runs generated C only (TensorFlow Lite Micro does not run there)")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        for name in ("epochs", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.quantizer not in QUANTIZER_CHOICES:
             raise ValueError(f"quantizer must be one of {', '.join(QUANTIZER_CHOICES)}, got {self.quantizer!r}")
         RuntimeSettings(threads=self.threads, accelerator=self.accelerator)  # compare's checks, its messages
@@ -269,6 +271,8 @@ def _train(run: _Run) -> tuple:
         train_config = replace(train_config, epochs=config.epochs or 1, warmup_epochs=0, batch_size=32, augment=False)
     elif config.epochs:
         train_config = replace(train_config, epochs=config.epochs)
+    if config.patience is not None:
+        train_config = replace(train_config, patience=config.patience)
     if run.target.is_micro:
         train_config = replace(train_config, model_config=ModelConfig(**run.target.preset_for(run.runtime)))
     folder = run.folder("train")
@@ -278,7 +282,10 @@ def _train(run: _Run) -> tuple:
         summary = train.train(train_config, folder, verbose=run.verbose)
         return summary, [model_path, folder / "summary.json"]
 
-    summary = run.stages.run("train", {"config": train_config.identity(), "epochs": train_config.epochs}, [], work)
+    settings = {"config": train_config.identity(), "epochs": train_config.epochs}
+    if config.patience is not None:  # recorded only when given: runs made before --patience existed still match
+        settings["patience"] = train_config.patience
+    summary = run.stages.run("train", settings, [], work)
     return summary, model_path
 
 
@@ -545,6 +552,10 @@ def add_commands(subparsers) -> None:
                    help=f"smoke run: {_QUICK_TRAIN_IMAGES} training images, one epoch per stage, "
                         f"{_QUICK_TEST_IMAGES} test images")
     p.add_argument("--epochs", type=int, help="training epochs (default: edgemnist train's)")
+    p.add_argument("--patience", type=int,
+                   help="early stopping: epochs without a better validation loss (counted from mid-schedule) "
+                   "before training stops (default: edgemnist train's; --patience N with --epochs N trains every "
+                   "epoch)")
     p.add_argument("--data-dir", help="data folder (default: $EDGEMNIST_DATA or the shipped MNIST)")
     p.add_argument("--quantizer", default=PipelineConfig.quantizer, choices=QUANTIZER_CHOICES,
                    help="which quantizers' variants to export (default %(default)s)")
@@ -570,7 +581,8 @@ def add_commands(subparsers) -> None:
 
 
 def _run_pipeline(args):
-    config = PipelineConfig(quick=args.quick, epochs=args.epochs, data_dir=args.data_dir, seed=args.seed,
+    config = PipelineConfig(quick=args.quick, epochs=args.epochs, patience=args.patience, data_dir=args.data_dir,
+                            seed=args.seed,
                             quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
                             accelerator=args.accelerator, target=args.target, runtime=args.runtime)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else

@@ -89,6 +89,8 @@ def test_pipeline_config_validation():
         pipeline.PipelineConfig(quantizer="onnx")
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         pipeline.PipelineConfig(epochs=0)
+    with pytest.raises(ValueError, match="patience must be >= 1, got 0"):
+        pipeline.PipelineConfig(patience=0)
     with pytest.raises(ValueError, match="unknown target 'esp32'"):
         pipeline.PipelineConfig(target="esp32")
     with pytest.raises(ValueError, match="threads must be >= 1, got 0"):
@@ -120,6 +122,32 @@ def test_compare_stage_fingerprints_the_settings_it_always_has(accelerator, tmp_
     assert recorded["compare"] == expected
 
 
+@pytest.mark.parametrize("patience", [None, 100])
+def test_train_stage_fingerprints_patience_only_when_given(patience, tmp_path):
+    """Early stopping's patience reaches training and its fingerprint; left at the default, the train stage's
+    settings are the dict they were before --patience existed, so those runs still skip the stage."""
+    from types import SimpleNamespace
+
+    from edgemnist.targets import get_target
+
+    recorded = {}
+
+    def record(name, settings, inputs, work):
+        recorded[name] = settings
+        return {}
+
+    config = pipeline.PipelineConfig(epochs=100, patience=patience)
+    run = SimpleNamespace(config=config, train_limit=None, target=get_target("default"), runtime=None,
+                          folder=lambda stage: tmp_path / stage, stages=SimpleNamespace(run=record), verbose=False)
+    pipeline._train(run)
+    settings = recorded["train"]
+    assert settings["epochs"] == 100 and "patience" not in settings["config"]
+    if patience is None:
+        assert set(settings) == {"config", "epochs"}
+    else:
+        assert settings["patience"] == 100
+
+
 def _load_benchmark(name: str):
     import importlib.util
 
@@ -140,13 +168,16 @@ def test_bench_seeds_parses_seeds_and_names_results_by_settings():
     summary = bench.summarize({0: {"int8": 0.99, "float32": 0.992}, 1: {"int8": 0.98}, 2: {"int8": 0.97}})
     assert summary["int8"] == {"n": 3, "mean": 0.98, "min": 0.97, "max": 0.99, "seed0": 0.99}
     assert summary["float32"]["n"] == 1
-    args = argparse.Namespace(target="cortex-m4", seeds=[0, 1, 2, 3, 4], quick=False, epochs=None,
+    args = argparse.Namespace(target="cortex-m4", seeds=[0, 1, 2, 3, 4], quick=False, epochs=None, patience=None,
                               env=["TF_ENABLE_ONEDNN_OPTS=0"], out="runs/seeds")
     assert bench.results_name(args) == "seeds_cortex-m4_TF_ENABLE_ONEDNN_OPTS-0.json"
-    assert bench.results_name(argparse.Namespace(target="microbit", seeds=[0, 1], quick=True, epochs=3, env=[])) == \
-        "seeds_microbit_seeds0-1_quick_epochs3.json"
+    smoke = argparse.Namespace(target="microbit", seeds=[0, 1], quick=True, epochs=3, patience=None, env=[])
+    assert bench.results_name(smoke) == "seeds_microbit_seeds0-1_quick_epochs3.json"
     # a run folder is named by what changes the training (not by the seeds studied): the environment, which the
     # pipeline's fingerprints cannot see, never lets a study read another's runs
     assert bench.run_folder(args, 2) == Path("runs/seeds/cortex-m4-seed2_TF_ENABLE_ONEDNN_OPTS-0")
-    default = argparse.Namespace(target="cortex-m4", seeds=[0, 1], quick=False, epochs=None, env=[], out="runs/seeds")
+    default = argparse.Namespace(target="cortex-m4", seeds=[0, 1], quick=False, epochs=None, patience=None, env=[],
+                                 out="runs/seeds")
     assert bench.run_folder(default, 0) == Path("runs/seeds/cortex-m4-seed0")
+    longer = argparse.Namespace(**dict(vars(default), epochs=100, patience=100))
+    assert bench.run_folder(longer, 0) == Path("runs/seeds/cortex-m4-seed0_epochs100_patience100")
