@@ -582,9 +582,9 @@ def add_commands(subparsers) -> None:
 
 def _run_pipeline(args):
     config = PipelineConfig(quick=args.quick, epochs=args.epochs, patience=args.patience, data_dir=args.data_dir,
-                            seed=args.seed,
-                            quantizer=args.quantizer, firmware=not args.no_firmware, threads=args.threads,
-                            accelerator=args.accelerator, target=args.target, runtime=args.runtime)
+                            seed=args.seed, quantizer=args.quantizer, firmware=not args.no_firmware,
+                            threads=args.threads, accelerator=args.accelerator, target=args.target,
+                            runtime=args.runtime)
     result = run_pipeline(args.out, config, log=(lambda line: None) if args.quiet else
                           (lambda line: print(line, file=sys.stderr, flush=True)))
     # a firmware that ran but was not bit-exact, or does not fit its target, is a failed check (as mcu's)
