@@ -82,7 +82,7 @@ def pytest_collection_modifyitems(config, items):
 
     Under pytest-xdist (`--dist loadfile`, as the README's test command runs) a file goes whole to one worker, and
     xdist hands the files out by their number of tests, most first (its default `--loadscope-reorder`): this order
-    only breaks ties there. A run measured per test had its two workers end within 10 s of each other."""
+    only breaks ties there (docs/design.md, "The test run")."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)
 
