@@ -12,9 +12,9 @@ A published accuracy is one training, seed 0 (the pipeline's default); what a us
 expect is the spread over seeds. For each seed this runs the main job as a user runs it,
 `python -m edgemnist pipeline --target NAME --seed S --out OUT/NAME-seedS[_SETTINGS] --json` (`--quick`,
 `--epochs` and `--patience` passed on, `--env` set; the folder named by them, so studies with other settings
-never share a run), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A seed whose run
-folder already holds a finished pipeline is read, not trained again (the pipeline resumes), so an
-interrupted study continues where it stopped.
+never share a run), and reads every variant's accuracy on the 10,000 MNIST test images from its result. A
+seed whose run folder already holds a finished pipeline is read, not trained again (the pipeline resumes),
+so an interrupted study continues where it stopped.
 
 Writes JSON (default benchmarks/results/seeds_NAME[_SETTINGS].json, named by every setting that differs
 from the defaults, so a smoke run or another --env never overwrites a study) and prints a table: per seed
@@ -64,15 +64,14 @@ def summarize(per_seed: dict) -> dict:
 
 
 DEFAULT_SEEDS = "0-4"
+# Pipeline flags with a value that a study passes on to every seed's run (and names its folder and results by).
+PASSED_ON = ("epochs", "patience")
 
 
 def training_settings(args: argparse.Namespace) -> list:
     """The settings that change what a seed trains, as name parts: [] for the defaults."""
     parts = ["quick"] if args.quick else []
-    if args.epochs is not None:
-        parts.append(f"epochs{args.epochs}")
-    if args.patience is not None:
-        parts.append(f"patience{args.patience}")
+    parts += [f"{flag}{getattr(args, flag)}" for flag in PASSED_ON if getattr(args, flag) is not None]
     return parts + [e.replace("=", "-") for e in args.env]
 
 
@@ -97,7 +96,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
            "--out", str(out), "--json"]
     if args.quick:
         cmd.append("--quick")
-    for flag in ("epochs", "patience"):
+    for flag in PASSED_ON:
         if getattr(args, flag) is not None:
             cmd += [f"--{flag}", str(getattr(args, flag))]
     env = dict(os.environ, **dict(e.split("=", 1) for e in args.env))
